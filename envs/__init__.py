@@ -1,0 +1,1 @@
+"""Systems under test for perfkit: the reference arena and the curriculum wrapper."""

@@ -1,0 +1,120 @@
+"""Tables (tabulate) for trials and comparisons: `render_*(result, fmt) -> str`."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from perfkit import stats
+from perfkit.timing import PHASES
+
+LEARNING_COLUMNS = (
+    ("heart.get", "hearts/ep"),
+    ("ore_red.get", "ore/ep"),
+    ("battery_red.get", "batteries/ep"),
+    ("episode_return", "return/ep"),
+    ("episodes", "episodes"),
+    ("entropy", "entropy"),
+)
+
+
+def _spread(s: dict) -> str:
+    return f"{s['min']:,.0f}–{s['max']:,.0f} (±{100 * s['cv']:.1f}%)"
+
+
+def render_sps(result, fmt: str = "github") -> str:
+    """Variant, median SPS, spread, ratio to the first variant with its CI, verdict."""
+    rows = []
+    for row in result.rows():
+        s = row.get("summary")
+        if s is None:
+            rows.append([row["variant"], 0, "no finished trial", "", "", "", ""])
+            continue
+        env_sps = s["median"] / (row.get("agents_per_env") or 1)
+        c = row.get("vs_first")
+        if c is None:
+            ratio, ci, verdict = "1.00 (baseline)", "", ""
+        else:
+            ratio = f"{c['ratio']:.3f}"
+            ci = "" if c["verdict"] == stats.TOO_FEW else f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+            verdict = stats.describe(stats.Comparison(**c))
+        rows.append([row["variant"], row["n"], f"{s['median']:,.0f}", _spread(s), f"{env_sps:,.0f}", ratio, ci,
+                     verdict])
+    headers = ["variant", "trials", "agent-steps/s (median)", "spread (min–max, ±cv)", "env-steps/s",
+               "ratio vs first (paired)", "95% CI", "verdict"]
+    rows = [r if len(r) == len(headers) else r + [""] * (len(headers) - len(r)) for r in rows]
+    return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def render_phases(result, fmt: str = "github") -> str:
+    """Milliseconds per 1,000 agent-steps in each phase (steady state)."""
+    rows = []
+    for row in result.rows():
+        ph = row.get("phases_ms_per_1k")
+        if not ph:
+            continue
+        total = sum(ph.values())
+        rows.append([row["variant"], *(f"{ph.get(p, 0.0):.2f}" for p in PHASES), f"{total:.2f}"])
+    return tabulate(rows, headers=["variant (ms per 1k agent-steps)", *PHASES, "total"], tablefmt=fmt,
+                    disable_numparse=True)
+
+
+def render_learning(result, fmt: str = "github") -> str:
+    """Learning health next to SPS: per-episode items, return, entropy, resolved config hash."""
+    rows = []
+    for row in result.rows():
+        lr = row.get("learning")
+        if lr is None:
+            continue
+        cells = [f"{lr[k]:.2f}" if k in lr else "–" for k, _ in LEARNING_COLUMNS]
+        applied = lr.get("curriculum.configs_applied")
+        done = lr.get("curriculum.tasks_completed")
+        cur = "–" if done is None else f"{applied:.0f}/{done:.0f}"
+        rows.append([row["variant"], *cells, cur, row.get("env_config_hash") or "–"])
+    headers = ["variant", *(h for _, h in LEARNING_COLUMNS), "configs applied/tasks", "config hash"]
+    return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def warnings_for(result) -> list[str]:
+    """Things a careful reader should know before trusting the table."""
+    out = []
+    for row in result.rows():
+        s = row.get("summary")
+        if s and s["unstable"]:
+            out.append(f"{row['variant']}: unstable measurement, spread ±{100 * s['cv']:.1f}% of the mean "
+                       f"(>= {100 * stats.UNSTABLE_CV:.0f}%); add trials or quiet the machine")
+        c = row.get("vs_first")
+        if c and c["verdict"] == stats.TOO_FEW:
+            out.append(f"{row['variant']}: fewer than {stats.MIN_TRIALS} trials per variant, no verdict")
+        lr = row.get("learning") or {}
+        if lr.get("curriculum.tasks_completed", 0) >= 2 and lr.get("curriculum.configs_applied", 1) == 0:
+            out.append(f"{row['variant']}: the curriculum completed tasks but never applied a new config "
+                       "(deferred config + __getattribute__ wrapper: the wrapper's reset never runs)")
+    hashes = {row.get("env_config_hash") for row in result.rows() if row.get("env_config_hash")}
+    if result.interrupted:
+        done = sum(len(v) for v in result.trials.values())
+        out.append(f"interrupted: {done} of {result.trials_planned * len(result.variants)} trials finished")
+    if len(hashes) > 1 and not any("preset" in v for v in result.variants):
+        out.append("variants ran different env configs (config hash differs): their SPS is not like for like")
+    return out
+
+
+def render_trial(trial, fmt: str = "github") -> str:
+    """One trial: SPS, first window apart, phase split and learning."""
+    steady_steps = sum(w["agent_steps"] for w in trial.windows[1:]) or trial.agent_steps
+    head = [
+        ["steady-state", f"{trial.sps:,.0f} agent-steps/s", f"{trial.env_steps_per_second:,.0f} env-steps/s"],
+        ["first window (warm-up)", f"{trial.first_window_sps:,.0f} agent-steps/s", ""],
+        ["agent-steps / epochs / seconds", f"{trial.agent_steps:,}", f"{trial.epochs} / {trial.seconds:.1f}s"],
+    ]
+    total = sum(trial.phases.values()) or 1.0
+    phases = [[p, f"{1e6 * trial.phases.get(p, 0.0) / steady_steps:.2f}", f"{100 * trial.phases.get(p, 0.0) / total:.1f}%"]
+              for p in PHASES]
+    learning = [[h, f"{trial.learning[k]:.3f}"] for k, h in LEARNING_COLUMNS if k in trial.learning]
+    parts = [
+        tabulate(head, headers=["measure", "value", ""], tablefmt=fmt, disable_numparse=True),
+        tabulate(phases, headers=["phase", "ms per 1k agent-steps", "share"], tablefmt=fmt, disable_numparse=True),
+    ]
+    if learning:
+        parts.append(tabulate(learning, headers=["learning (last episodes)", "mean"], tablefmt=fmt,
+                              disable_numparse=True))
+    return "\n\n".join(parts)

@@ -1,0 +1,146 @@
+"""Result records and their versioned JSON form.
+
+History of `schema_version`:
+  1 — first version: TrialResult (windows, phases, learning, resolved env config + hash, machine)
+      and CompareResult (trials by variant + stats).
+Files with any other version are rejected, never half-read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class ResultsError(ValueError):
+    """A results file is missing, unreadable or of an unknown schema version."""
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temp file in the same directory + rename: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, kind: str, payload: dict) -> None:
+    atomic_write_text(path, json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, **payload}, indent=1))
+
+
+def read_json(path: str | os.PathLike, kind: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{path}: cannot read JSON ({e})") from None
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: schema_version {version!r} is not supported (this perfkit reads {SCHEMA_VERSION})")
+    if data.get("kind") != kind:
+        raise ResultsError(f"{path}: holds a {data.get('kind')!r} record, expected {kind!r}")
+    return data
+
+
+@dataclass
+class TrialResult:
+    """Everything one trial measured. `windows` are per-epoch SPS windows (the first is warm-up)."""
+
+    scenario: dict[str, Any]
+    label: str
+    sps: float  # steady-state agent-steps/s, warm-up window excluded
+    first_window_sps: float
+    agent_steps: int
+    seconds: float
+    epochs: int
+    phases: dict[str, float]  # seconds per phase over the steady-state windows
+    windows: list[dict[str, Any]]
+    learning: dict[str, float]  # last episodes' means (hearts, ore, batteries, return, ...)
+    env_config: dict[str, Any] | None
+    env_config_hash: str | None
+    vec: dict[str, Any]
+    device: str
+    ppo: dict[str, Any]
+    checkpoints: int = 0
+    evals: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def env_steps_per_second(self) -> float:
+        agents = self.vec.get("agents_per_env") or 1
+        return self.sps / agents
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_json(path, "trial", asdict(self))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrialResult:
+        data = read_json(path, "trial")
+        data.pop("schema_version"), data.pop("kind")
+        return cls(**data)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, Python, torch/CUDA, GPU and git commit: enough to tell two machines apart."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+    }
+    try:
+        import psutil
+
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+        info["load_avg_1m"] = os.getloadavg()[0]
+    except Exception:  # psutil missing or no loadavg: metadata is best-effort
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    info["git_commit"] = _git_commit()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,171 @@
+"""Scenarios: one value per axis. Parsing `axis=value` text and validating it.
+
+Every axis a user can name on the command line is declared once in `AXES`: its default, its
+choices (or the grammar of its free-form values) and one line of help. `perfkit variants`
+prints this table; the CLI turns `ScenarioError` into a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from envs.arena.config import PRESETS
+from envs.arena.env import DESYNC_MODES, DESYNC_RNGS
+from envs.curriculum import CONFIG_TIMINGS, CURRICULA, DISPATCH_STYLES
+
+
+class ScenarioError(ValueError):
+    """Bad axis name or value; the message names the bad value and the valid choices."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    default: str
+    help: str
+    choices: tuple[str, ...] = ()
+    grammar: str = ""  # for free-form values, e.g. "epochs:N | seconds:S"
+    parse: Callable[[str], str] | None = None
+
+    def validate(self, value: str) -> str:
+        value = value.strip()
+        if self.parse is not None:
+            return self.parse(value)
+        if value not in self.choices:
+            raise ScenarioError(f"invalid value {value!r} for axis {self.name!r}; valid: {', '.join(self.choices)}")
+        return value
+
+    @property
+    def values_text(self) -> str:
+        return ", ".join(self.choices) if self.choices else self.grammar
+
+
+def _cadence(axis: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value == "off":
+            return value
+        m = re.fullmatch(r"(epochs|seconds):(\d+(?:\.\d+)?)", value)
+        if not m or float(m.group(2)) <= 0 or (m.group(1) == "epochs" and not m.group(2).isdigit()):
+            raise ScenarioError(
+                f"invalid value {value!r} for axis {axis!r}; valid: off, epochs:N (integer N>0), seconds:S (S>0)"
+            )
+        return value
+
+    return parse
+
+
+def _workers(value: str) -> str:
+    if value in ("serial", "auto", "pow2") or (value.isdigit() and int(value) >= 1):
+        return value
+    raise ScenarioError(f"invalid value {value!r} for axis 'workers'; valid: serial, auto, pow2, or an integer >= 1")
+
+
+def _env(value: str) -> str:
+    if value == "arena" or re.fullmatch(r"[\w.]+:\w+", value):
+        return value
+    raise ScenarioError(f"invalid value {value!r} for axis 'env'; valid: arena, or pkg.module:factory")
+
+
+def _nonneg_float(axis: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        try:
+            if float(value) >= 0:
+                return value
+        except ValueError:
+            pass
+        raise ScenarioError(f"invalid value {value!r} for axis {axis!r}; valid: a number >= 0")
+
+    return parse
+
+
+AXES: dict[str, Axis] = {
+    a.name: a
+    for a in (
+        Axis("wrapper", "getattr", "curriculum wrapper dispatch (FACTS §1)", DISPATCH_STYLES),
+        Axis("env-config", "per-episode", "when the next task's config is applied (FACTS §2)", CONFIG_TIMINGS),
+        Axis("curriculum", "single", "tasks the wrapper draws from: the preset alone, or preset + variants", CURRICULA),
+        Axis("checkpoint", "off", "checkpoint cadence (FACTS §3)", grammar="off, epochs:N, seconds:S",
+             parse=_cadence("checkpoint")),
+        Axis("eval", "off", "blocking evaluation cadence (FACTS §3)", grammar="off, epochs:N, seconds:S",
+             parse=_cadence("eval")),
+        Axis("workers", "serial", "rollout workers / vector backend (FACTS §4)", grammar="serial, auto, pow2, N",
+             parse=_workers),
+        Axis("desync", "off", "first-episode desync (FACTS §5)", DESYNC_MODES),
+        Axis("desync-rng", "per-env", "RNG for the desync draw: per-env seeded, or shared global (FACTS §5)",
+             DESYNC_RNGS),
+        Axis("preset", "basic_easy_shaped", "arena configuration (FACTS §6)", tuple(PRESETS)),
+        Axis("device", "auto", "where the policy runs", ("auto", "cpu", "cuda")),
+        Axis("env", "arena", "environment under test", grammar="arena, pkg.module:factory", parse=_env),
+        Axis("inject-cost-us", "0", "busy-wait this many µs per env step in a named function (validation knob)",
+             grammar="number >= 0", parse=_nonneg_float("inject-cost-us")),
+    )
+}
+
+
+def axis(name: str) -> Axis:
+    try:
+        return AXES[name]
+    except KeyError:
+        raise ScenarioError(f"unknown axis {name!r}; valid: {', '.join(AXES)}") from None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One value per axis (all as validated strings) plus the seed."""
+
+    values: tuple[tuple[str, str], ...]
+    seed: int = 1
+
+    @classmethod
+    def build(cls, overrides: dict[str, str] | None = None, seed: int = 1) -> Scenario:
+        values = {name: a.default for name, a in AXES.items()}
+        for name, value in (overrides or {}).items():
+            values[name] = axis(name).validate(value)
+        return cls(tuple(values.items()), seed)
+
+    def __getitem__(self, name: str) -> str:
+        return dict(self.values)[axis(name).name]
+
+    def with_values(self, **changes: str) -> Scenario:
+        d = dict(self.values)
+        for k, v in changes.items():
+            d[k] = axis(k).validate(v)
+        return dataclasses.replace(self, values=tuple(d.items()))
+
+    def label(self, axes: list[str] | None = None) -> str:
+        """`wrapper=getattr,env-config=deferred` for the named axes (default: non-default ones)."""
+        d = dict(self.values)
+        names = axes if axes is not None else [k for k, v in d.items() if v != AXES[k].default]
+        return ",".join(f"{k}={d[k]}" for k in names) or "defaults"
+
+    def to_dict(self) -> dict:
+        return {"values": dict(self.values), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scenario:
+        return cls.build(d["values"], seed=int(d.get("seed", 1)))
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """`axis=value` -> (axis, validated value)."""
+    if "=" not in text:
+        raise ScenarioError(f"expected axis=value, got {text!r}; axes: {', '.join(AXES)}")
+    name, value = text.split("=", 1)
+    return axis(name.strip()).name, axis(name.strip()).validate(value)
+
+
+def parse_vary(text: str) -> tuple[str, list[str]]:
+    """`axis=v1,v2,...` -> (axis, [validated values]); duplicates are an error."""
+    if "=" not in text:
+        raise ScenarioError(f"expected axis=v1,v2,..., got {text!r}; axes: {', '.join(AXES)}")
+    name, values = text.split("=", 1)
+    a = axis(name.strip())
+    parsed = [a.validate(v) for v in values.split(",") if v.strip()]
+    if not parsed:
+        raise ScenarioError(f"--vary {a.name}= names no values; valid: {a.values_text}")
+    if len(set(parsed)) != len(parsed):
+        raise ScenarioError(f"--vary {a.name} repeats a value: {values!r}")
+    return a.name, parsed

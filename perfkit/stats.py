@@ -1,0 +1,106 @@
+"""Statistics for SPS samples: summaries, a ratio with its confidence interval, and a verdict.
+
+Pure functions over lists of floats; no I/O, no rendering; the same samples always give the same
+interval and verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.stats
+
+UNSTABLE_CV = 0.10  # pyperf's rule of thumb: std dev >= 10% of the mean is an unstable measurement
+MIN_TRIALS = 2  # a t-interval needs two; with two it is wide, as it should be
+
+FASTER, SLOWER, SAME, TOO_FEW = "faster", "slower", "no significant difference", "too few trials"
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    median: float
+    mean: float
+    stdev: float
+    min: float
+    max: float
+
+    @property
+    def cv(self) -> float:
+        return self.stdev / self.mean if self.mean else 0.0
+
+    @property
+    def unstable(self) -> bool:
+        return self.n >= 2 and self.cv >= UNSTABLE_CV
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "cv": self.cv, "unstable": self.unstable}
+
+
+def summarize(xs: list[float]) -> Summary:
+    if not xs:
+        raise ValueError("cannot summarize an empty sample")
+    return Summary(
+        n=len(xs),
+        median=float(statistics.median(xs)),
+        mean=float(statistics.fmean(xs)),
+        stdev=float(statistics.stdev(xs)) if len(xs) > 1 else 0.0,
+        min=float(min(xs)),
+        max=float(max(xs)),
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`other` relative to `base`: ratio of geometric means (>1: other is faster) and its CI."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict in (FASTER, SLOWER)
+
+
+def compare(base: list[float], other: list[float], confidence: float = 0.95) -> Comparison:
+    """`other` vs `base` as a ratio of geometric means with a t-interval on log SPS.
+
+    When both lists have the same length they are taken as *paired* by round (trial k of each
+    variant ran back to back, A B A B ...), so slow drifts of the machine cancel: the interval is
+    on the per-round log ratios. Otherwise (a run cut short) the two samples are compared as
+    independent (Welch). With 2-5 trials a percentile bootstrap is far too confident (with 3
+    rounds it calls any 3-of-3 majority significant); the t-interval widens honestly instead.
+    """
+    if len(base) < MIN_TRIALS or len(other) < MIN_TRIALS:
+        ratio = float(statistics.median(other) / statistics.median(base)) if base and other else float("nan")
+        return Comparison(ratio, float("nan"), float("nan"), confidence, TOO_FEW)
+    lb, lo_ = np.log(np.asarray(base, float)), np.log(np.asarray(other, float))
+    if len(lb) == len(lo_):
+        d = lo_ - lb
+        center, se, df = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d) - 1
+    else:
+        vb, vo = lb.var(ddof=1) / len(lb), lo_.var(ddof=1) / len(lo_)
+        center, se = float(lo_.mean() - lb.mean()), math.sqrt(vb + vo)
+        df = (vb + vo) ** 2 / ((vb**2 / (len(lb) - 1)) + (vo**2 / (len(lo_) - 1))) if vb + vo > 0 else 1
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, df)) * se
+    lo, hi = math.exp(center - half), math.exp(center + half)
+    verdict = FASTER if lo > 1.0 else SLOWER if hi < 1.0 else SAME
+    return Comparison(math.exp(center), lo, hi, confidence, verdict)
+
+
+def describe(c: Comparison) -> str:
+    """'1.23x faster', '0.81x (slower)', 'no significant difference' — for humans."""
+    if c.verdict == FASTER:
+        return f"{c.ratio:.2f}x faster"
+    if c.verdict == SLOWER:
+        return f"{1 / c.ratio:.2f}x slower"
+    return c.verdict

@@ -1,0 +1,1 @@
+"""The PPO training loop perfkit measures, its cadences and its vector-env set-up."""

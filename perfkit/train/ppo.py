@@ -1,0 +1,288 @@
+"""PPO, CleanRL-style: one loop that reads top to bottom, with perfkit's phase timers at its edges.
+
+Phases: `copy` (host<->device and buffer writes), `forward` (rollout inference), `env` (vector env
+send/recv), `learn` (GAE + minibatch updates), `checkpoint`, `eval`, `misc` (the rest). Each epoch
+(one rollout of `num_steps` plus one update) is one SPS window.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from perfkit.timing import PhaseTimer, Window, WindowedSPS
+from perfkit.train.cadence import Cadence
+
+
+@dataclass
+class PPOConfig:
+    """Hyper-parameters (names as in the PPO paper and CleanRL)."""
+
+    num_steps: int = 128  # rollout horizon per epoch, per agent
+    update_epochs: int = 1  # passes over each batch
+    minibatch_size: int = 4096
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    hidden: int = 128  # MLP width (2 layers)
+    eval_steps: int = 1000  # steps of one blocking evaluation (one arena episode)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class Policy(nn.Module):
+    """2-layer MLP over the flattened uint8 observation, with actor and critic heads."""
+
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 128):
+        super().__init__()
+        n_in = int(np.prod(obs_shape))
+        self.encoder = nn.Sequential(
+            layer_init(nn.Linear(n_in, hidden)), nn.ReLU(), layer_init(nn.Linear(hidden, hidden)), nn.ReLU()
+        )
+        self.actor = layer_init(nn.Linear(hidden, num_actions), std=0.01)
+        self.critic = layer_init(nn.Linear(hidden, 1), std=1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(obs.flatten(1).float())
+        return self.actor(h), self.critic(h).squeeze(-1)
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator | None = None):
+    """Gumbel-max sampling: cheaper per step than building a `Categorical`."""
+    u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(1e-10, 1.0)
+    action = (logits - torch.log(-torch.log(u))).argmax(-1)
+    logprob = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    return action, logprob
+
+
+@dataclass
+class Budget:
+    seconds: float | None = None
+    agent_steps: int | None = None
+
+    def spent(self, agent_steps: int, elapsed: float) -> bool:
+        if self.agent_steps is not None and agent_steps >= self.agent_steps:
+            return True
+        return self.seconds is not None and elapsed >= self.seconds
+
+
+@dataclass
+class TrainOutcome:
+    windows: list[Window]
+    agent_steps: int
+    epochs: int
+    checkpoints: int = 0
+    evals: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def mean_infos(infos: list[dict]) -> dict[str, float]:
+    """Average each numeric key over the episodes that reported it; counters keep their max."""
+    acc: dict[str, list[float]] = defaultdict(list)
+    for info in infos:
+        for k, v in info.items():
+            if isinstance(v, (int, float, np.number)):
+                acc[k].append(float(v))
+    out = {k: (max(v) if k.startswith("curriculum.") else float(np.mean(v))) for k, v in acc.items()}
+    if infos:
+        out["episodes"] = float(len(infos))
+    return out
+
+
+def train(
+    vecenv,
+    cfg: PPOConfig,
+    device: torch.device,
+    budget: Budget,
+    *,
+    seed: int = 1,
+    checkpoint: Cadence | None = None,
+    evaluate: Cadence | None = None,
+    checkpoint_dir: str | None = None,
+    make_eval_env: Callable[[], object] | None = None,
+    on_window: Callable[[Window], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> TrainOutcome:
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # the *shared* desync RNG of FACTS §5 draws from this global state
+    cuda = device.type == "cuda"
+    timer = PhaseTimer(clock, sync=torch.cuda.synchronize if cuda else None)
+    windows = WindowedSPS(timer, clock)
+    checkpoint = checkpoint or Cadence("off")
+    evaluate = evaluate or Cadence("off")
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    num_agents = vecenv.num_agents
+    obs_shape = vecenv.single_observation_space.shape
+    policy = Policy(obs_shape, vecenv.single_action_space.n, cfg.hidden).to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+
+    # Preallocated (num_steps, num_agents) buffers, CleanRL-style.
+    T, N = cfg.num_steps, num_agents
+    obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8, device=device)
+    actions = torch.zeros((T, N), dtype=torch.long, device=device)
+    logprobs = torch.zeros((T, N), device=device)
+    values = torch.zeros((T, N), device=device)
+    rewards_np = np.zeros((T, N), dtype=np.float32)
+    dones_np = np.zeros((T, N), dtype=np.float32)
+
+    vecenv.async_reset(seed)
+    next_obs, _, _, _, _, _, _, _ = vecenv.recv()
+    next_done = np.zeros(N, dtype=np.float32)
+    agent_steps, epoch, n_ckpt = 0, 0, 0
+    evals: list[dict[str, float]] = []
+    start = clock()
+    checkpoint.start(start)
+    evaluate.start(start)
+    interrupted = False
+    try:
+        while not budget.spent(agent_steps, clock() - start):
+            episode_infos: list[dict] = []
+            for step in range(T):
+                timer.switch("copy")
+                obs_t = torch.from_numpy(next_obs).to(device, non_blocking=True)
+                obs[step].copy_(obs_t)
+                dones_np[step] = next_done
+                timer.switch("forward")
+                with torch.no_grad():
+                    logits, value = policy(obs_t)
+                    action, logprob = sample_actions(logits, gen)
+                actions[step] = action
+                logprobs[step] = logprob
+                values[step] = value
+                timer.switch("copy")
+                action_np = action.to(torch.int32).cpu().numpy()
+                timer.switch("env")
+                vecenv.send(action_np)
+                next_obs, reward, term, trunc, _, infos, _, _ = vecenv.recv()
+                timer.switch("misc")
+                rewards_np[step] = reward
+                np.logical_or(term, trunc, out=next_done, casting="unsafe")
+                if infos:
+                    episode_infos.extend(infos)
+            agent_steps += T * N
+
+            timer.switch("learn")
+            stats = _update(policy, optimizer, cfg, obs, actions, logprobs, values, rewards_np, dones_np,
+                            next_obs, next_done, device, gen)
+            epoch += 1
+            now = clock()
+            if checkpoint.due(epoch, now) and checkpoint_dir:
+                timer.switch("checkpoint")
+                save_checkpoint(checkpoint_dir, policy, optimizer, epoch, agent_steps)
+                n_ckpt += 1
+            if evaluate.due(epoch, now) and make_eval_env is not None:
+                timer.switch("eval")
+                evals.append({"epoch": epoch, "agent_steps": agent_steps,
+                              **run_eval(policy, make_eval_env, cfg.eval_steps, device, seed)})
+            timer.switch("misc")
+            learning = {**mean_infos(episode_infos), **stats}
+            window = windows.mark(agent_steps, learning)
+            if on_window is not None:
+                on_window(window)
+    except KeyboardInterrupt:
+        interrupted = True
+    return TrainOutcome(windows.windows, agent_steps, epoch, n_ckpt, evals, interrupted)
+
+
+def _update(policy, optimizer, cfg, obs, actions, logprobs, values, rewards_np, dones_np,
+            next_obs, next_done, device, gen) -> dict[str, float]:
+    T, N = rewards_np.shape
+    rewards = torch.from_numpy(rewards_np).to(device)
+    dones = torch.from_numpy(dones_np).to(device)
+    with torch.no_grad():
+        _, next_value = policy(torch.from_numpy(next_obs).to(device))
+        next_nonterminal = 1.0 - torch.from_numpy(next_done).to(device)
+        advantages = torch.zeros_like(rewards)
+        lastgaelam = torch.zeros(N, device=device)
+        for t in reversed(range(T)):
+            if t == T - 1:
+                nextnonterminal, nextvalues = next_nonterminal, next_value
+            else:
+                nextnonterminal, nextvalues = 1.0 - dones[t + 1], values[t + 1]
+            delta = rewards[t] + cfg.gamma * nextvalues * nextnonterminal - values[t]
+            lastgaelam = delta + cfg.gamma * cfg.gae_lambda * nextnonterminal * lastgaelam
+            advantages[t] = lastgaelam
+        returns = advantages + values
+
+    B = T * N
+    b_obs = obs.reshape(B, -1)
+    b_actions, b_logprobs = actions.reshape(B), logprobs.reshape(B)
+    b_adv, b_returns = advantages.reshape(B), returns.reshape(B)
+    mb = min(cfg.minibatch_size, B)
+    sums = torch.zeros(6, device=device)  # pg_loss, v_loss, entropy, approx_kl, clipfrac, count
+    for _ in range(cfg.update_epochs):
+        perm = torch.randperm(B, device=device, generator=gen)
+        for s in range(0, B, mb):
+            idx = perm[s : s + mb]
+            logits, newvalue = policy(b_obs[idx])
+            logp_all = torch.log_softmax(logits, -1)
+            newlogprob = logp_all.gather(-1, b_actions[idx].unsqueeze(-1)).squeeze(-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+            logratio = newlogprob - b_logprobs[idx]
+            ratio = logratio.exp()
+            adv = b_adv[idx]
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+            v_loss = 0.5 * ((newvalue - b_returns[idx]) ** 2).mean()
+            loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - logratio).mean()
+                clipfrac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+                sums += torch.stack([pg_loss.detach(), v_loss.detach(), entropy.detach(), approx_kl, clipfrac,
+                                     torch.ones((), device=device)])
+    pg, vl, ent, kl, cf, n = (sums / sums[5]).tolist()  # one device->host sync per epoch
+    return {"pg_loss": pg, "v_loss": vl, "entropy": ent, "approx_kl": kl, "clipfrac": cf}
+
+
+def save_checkpoint(directory: str, policy: nn.Module, optimizer, epoch: int, agent_steps: int) -> str:
+    """Write `latest.pt` atomically: a reader never sees a half-written checkpoint."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "latest.pt")
+    tmp = f"{path}.tmp.{os.getpid()}"
+    torch.save({"policy": policy.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "agent_steps": agent_steps}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def run_eval(policy: nn.Module, make_env: Callable[[], object], steps: int, device, seed: int) -> dict[str, float]:
+    """Blocking evaluation: roll the current policy in a fresh env, return episode stats."""
+    env = make_env()
+    obs, _ = env.reset(seed=seed + 10_000)
+    infos: list[dict] = []
+    gen = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for _ in range(steps):
+            if env.done:
+                obs, _ = env.reset()
+            logits, _ = policy(torch.from_numpy(obs).to(device))
+            action, _ = sample_actions(logits, gen)
+            obs, _, _, _, info = env.step(action.to(torch.int32).cpu().numpy())
+            infos.extend(info)
+    env.close()
+    stats = mean_infos(infos)
+    return {k: stats[k] for k in ("heart.get", "episode_return") if k in stats}

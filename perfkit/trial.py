@@ -1,0 +1,153 @@
+"""Run ONE scenario for a budget and return a `TrialResult`.
+
+`python -m perfkit.trial SPEC.json OUT.json` is the entry point every trial uses, profiled or
+not, so a profiler's overhead is measured against the same code path. SPEC.json holds the
+scenario, the budget and the PPO config; OUT.json is written atomically when the trial ends
+(also on Ctrl-C, with `interrupted: true`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from perfkit.results import TrialResult, machine_info
+from perfkit.scenario import Scenario, ScenarioError
+from perfkit.timing import Window, steady_state
+
+WARMUP_WINDOWS = 1
+NUM_ENVS = 4  # arenas per trial: 4 x 24 = 96 agents, as in the reference trainer (FACTS §7)
+
+
+def resolve_device(spec: str):
+    import torch
+
+    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ScenarioError("device=cuda requested but torch.cuda.is_available() is False; valid here: auto, cpu")
+    return torch.device("cuda")
+
+
+def run_trial(
+    scenario: Scenario,
+    seconds: float | None = None,
+    steps: int | None = None,
+    out_dir: str | None = None,
+    ppo: dict | None = None,
+    num_envs: int = NUM_ENVS,
+    on_window=None,
+) -> TrialResult:
+    import torch
+
+    from envs.registry import make_creator
+    from perfkit.train import vecenv as vec
+    from perfkit.train.cadence import Cadence
+    from perfkit.train.ppo import Budget, PPOConfig, train
+
+    values = dict(scenario.values)
+    device = resolve_device(values["device"])
+    cfg = PPOConfig(**(ppo or {}))
+    creator = make_creator(values)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    plan = vec.plan(values["workers"], num_envs, gpus=gpus)
+    vecenv = vec.make(creator, plan, seed=scenario.seed)
+    try:
+        driver = vecenv.driver_env
+        env_cfg = driver.get_env_config() if hasattr(driver, "get_env_config") else None
+        agents_per_env = driver.num_agents
+        outcome = train(
+            vecenv,
+            cfg,
+            device,
+            Budget(seconds=seconds, agent_steps=steps),
+            seed=scenario.seed,
+            checkpoint=Cadence.parse(values["checkpoint"]),
+            evaluate=Cadence.parse(values["eval"]),
+            checkpoint_dir=os.path.join(out_dir, "checkpoints") if out_dir else None,
+            make_eval_env=lambda: creator(seed=scenario.seed + 99_991),
+            on_window=on_window,
+        )
+    finally:
+        vecenv.close()
+    return _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg)
+
+
+def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg) -> TrialResult:
+    windows: list[Window] = outcome.windows
+    sps, secs = steady_state(windows, WARMUP_WINDOWS)
+    steady = windows[WARMUP_WINDOWS:] or windows
+    phases = {k: sum(w.phases.get(k, 0.0) for w in steady) for k in (windows[0].phases if windows else {})}
+    return TrialResult(
+        scenario=scenario.to_dict(),
+        label=scenario.label(),
+        sps=sps,
+        first_window_sps=windows[0].sps if windows else 0.0,
+        agent_steps=outcome.agent_steps,
+        seconds=sum(w.seconds for w in windows),
+        epochs=outcome.epochs,
+        phases=phases,
+        windows=[{**asdict(w), "sps": w.sps} for w in windows],
+        learning=_last_learning(windows),
+        env_config=env_cfg.to_dict() if env_cfg is not None else None,
+        env_config_hash=env_cfg.config_hash() if env_cfg is not None else None,
+        vec={**plan.to_dict(), "agents_per_env": agents_per_env, "agents": plan.num_envs * agents_per_env},
+        device=str(device),
+        ppo=cfg.to_dict(),
+        checkpoints=outcome.checkpoints,
+        evals=outcome.evals,
+        interrupted=outcome.interrupted,
+        machine=machine_info(),
+    )
+
+
+def _last_learning(windows: list[Window], last: int = 5) -> dict[str, float]:
+    """Episode stats averaged over the last windows that finished episodes, plus training stats
+    of the last window: the 'where did learning get to' summary."""
+    with_eps = [w.learning for w in windows if w.learning.get("episodes")][-last:]
+    out: dict[str, float] = {}
+    if with_eps:
+        keys = {k for d in with_eps for k in d}
+        for k in keys:
+            vals = [d[k] for d in with_eps if k in d]
+            out[k] = max(vals) if k.startswith("curriculum.") or k == "episodes" else sum(vals) / len(vals)
+        out["episodes"] = sum(d.get("episodes", 0.0) for d in with_eps)
+    if windows:
+        for k in ("entropy", "approx_kl", "clipfrac", "pg_loss", "v_loss"):
+            if k in windows[-1].learning:
+                out[k] = windows[-1].learning[k]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m perfkit.trial SPEC.json OUT.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    scenario = Scenario.from_dict(spec["scenario"])
+    out = Path(argv[1])
+    progress = spec.get("progress", False)
+
+    def on_window(w: Window) -> None:
+        if progress:
+            print(f"  window {w.index}: {w.sps:,.0f} agent-steps/s", file=sys.stderr, flush=True)
+
+    result = run_trial(
+        scenario,
+        seconds=spec.get("seconds"),
+        steps=spec.get("steps"),
+        out_dir=str(out.parent),
+        ppo=spec.get("ppo"),
+        num_envs=spec.get("num_envs", NUM_ENVS),
+        on_window=on_window,
+    )
+    result.save(out)
+    return 130 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

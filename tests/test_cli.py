@@ -1,0 +1,86 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from perfkit.cli import main
+from perfkit.compare import CompareResult
+from perfkit.results import TrialResult
+
+ONE_EPOCH = str(96 * 128)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_variants_lists_every_axis():
+    r = invoke("variants")
+    assert r.exit_code == 0
+    for axis in ("wrapper", "env-config", "checkpoint", "workers", "desync", "preset", "device", "env"):
+        assert f"| {axis} " in r.output
+    assert "getattribute, getattr, none" in r.output
+
+
+def test_help_explains_commands():
+    r = invoke("--help")
+    assert r.exit_code == 0 and "compare" in r.output and "variants" in r.output
+    r = invoke("compare", "--help")
+    assert "--vary" in r.output and "--wrapper" in r.output and "interleaved" in r.output
+
+
+def test_run_prints_sps_phases_and_writes_trial_json(tmp_path):
+    r = invoke("run", "--wrapper", "getattribute", "--steps", ONE_EPOCH, "--out", str(tmp_path), "--format", "plain")
+    assert r.exit_code == 0, r.output
+    assert "agent-steps/s" in r.output and "ms per 1k agent-steps" in r.output
+    tr = TrialResult.load(tmp_path / "trial.json")
+    assert tr.scenario["values"]["wrapper"] == "getattribute" and tr.agent_steps == int(ONE_EPOCH)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compare", "--vary", "wrapper=getattribute,proxy"],
+     "invalid value 'proxy' for axis 'wrapper'; valid: getattribute, getattr, none"),
+    (["compare", "--vary", "wrappr=getattr"], "unknown axis 'wrappr'"),
+    (["compare", "--fix", "checkpoint=often"], "invalid value 'often' for axis 'checkpoint'"),
+    (["compare", "--vary", "wrapper=getattr,none", "--fix", "wrapper=none"], "both varied and fixed"),
+    (["run", "--workers", "many"], "invalid value 'many' for axis 'workers'"),
+    (["run", "--seconds", "abc"], "'abc' is not a valid float"),
+    (["run", "--seconds", "1", "--steps", "5"], "give --seconds or --steps, not both"),
+    (["compare", "--trials", "0"], "0 is not in the range x>=1"),
+])
+def test_bad_input_is_a_usage_error_naming_the_value(args, message):
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2
+    assert message in r.output
+
+
+def test_unwritable_results_dir_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = CliRunner().invoke(main, ["run", "--steps", ONE_EPOCH, "--out", str(blocker / "sub")])
+    assert r.exit_code == 2 and "is not writable" in r.output
+
+
+@pytest.mark.skipif(os.environ.get("PERFKIT_SKIP_SLOW") == "1", reason="PERFKIT_SKIP_SLOW=1")
+def test_compare_end_to_end_in_subprocesses_with_flamegraph(tmp_path):
+    """The real path: console entry point, fresh trial processes, py-spy flamegraphs."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "perfkit", "compare", "--vary", "wrapper=getattribute,none", "--trials", "2",
+         "--steps", ONE_EPOCH, "--out", str(out), "--flamegraph"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wrapper=getattribute" in proc.stdout and "verdict" in proc.stdout
+    assert "[4/4]" in proc.stderr  # progress, one line per trial
+    result = CompareResult.load(out / "sps.json")
+    assert [len(result.sps(v)) for v in result.variants] == [2, 2]
+    assert (out / "sps.md").read_text().startswith("## Throughput")
+    for v in result.variants:
+        svg = result.profiles[v]["svg"]
+        text = open(svg).read()
+        assert text.lstrip().startswith("<?xml") and "perfkit" in text  # py-spy saw perfkit's frames
+    assert json.loads((out / "sps.json").read_text())["schema_version"] == 1

@@ -1,0 +1,62 @@
+import pytest
+
+from perfkit.compare import interleave, plan_variants
+from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary
+from perfkit.train.vecenv import plan, resolve_workers
+
+
+def test_defaults_and_overrides():
+    s = Scenario.build({"wrapper": "getattribute", "checkpoint": "epochs:5"})
+    assert s["wrapper"] == "getattribute" and s["checkpoint"] == "epochs:5" and s["preset"] == "basic_easy_shaped"
+    assert s.label() == "wrapper=getattribute,checkpoint=epochs:5"
+    assert Scenario.from_dict(s.to_dict()) == s
+
+
+@pytest.mark.parametrize("text,message", [
+    ("wrapper=proxy", "invalid value 'proxy' for axis 'wrapper'; valid: getattribute, getattr, none"),
+    ("wrappr=getattr", "unknown axis 'wrappr'; valid: wrapper, env-config"),
+    ("checkpoint=every:5", "invalid value 'every:5' for axis 'checkpoint'; valid: off, epochs:N"),
+    ("workers=0", "invalid value '0' for axis 'workers'; valid: serial, auto, pow2, or an integer >= 1"),
+    ("inject-cost-us=abc", "invalid value 'abc' for axis 'inject-cost-us'; valid: a number >= 0"),
+    ("wrapper", "expected axis=value, got 'wrapper'"),
+])
+def test_bad_assignments_name_value_and_choices(text, message):
+    with pytest.raises(ScenarioError) as e:
+        parse_assignment(text)
+    assert message in str(e.value)
+
+
+def test_vary_rejects_repeats_and_empty():
+    assert parse_vary("wrapper=getattribute,getattr") == ("wrapper", ["getattribute", "getattr"])
+    with pytest.raises(ScenarioError, match="repeats a value"):
+        parse_vary("wrapper=getattr,getattr")
+    with pytest.raises(ScenarioError, match="names no values"):
+        parse_vary("wrapper=")
+
+
+def test_variants_cross_axes_in_order_and_interleave():
+    base = Scenario.build()
+    vs = plan_variants(base, [("wrapper", ["getattribute", "getattr"]), ("env-config", ["per-episode", "deferred"])])
+    assert [v.label for v in vs] == [
+        "wrapper=getattribute,env-config=per-episode", "wrapper=getattribute,env-config=deferred",
+        "wrapper=getattr,env-config=per-episode", "wrapper=getattr,env-config=deferred",
+    ]
+    assert interleave(3, 2) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
+@pytest.mark.parametrize("cpus,gpus,auto,pow2", [(16, 1, 8, 8), (12, 1, 6, 4), (2, 0, 1, 1), (32, 2, 8, 8),
+                                                 (24, 1, 12, 8)])
+def test_worker_counts_follow_facts(cpus, gpus, auto, pow2):
+    assert resolve_workers("auto", cpus, gpus) == auto
+    assert resolve_workers("pow2", cpus, gpus) == pow2
+    assert resolve_workers("serial", cpus, gpus) == 0 and resolve_workers("3", cpus, gpus) == 3
+
+
+def test_env_count_rounds_up_to_a_multiple_of_workers():
+    assert plan("3", 4, cpu_count=8).num_envs == 6
+    assert plan("serial", 4).backend == "serial"
+
+
+def test_every_axis_has_a_valid_default():
+    for a in AXES.values():
+        assert a.validate(a.default) == a.default

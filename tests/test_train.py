@@ -1,0 +1,69 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from perfkit.scenario import Scenario
+from perfkit.train.cadence import Cadence
+from perfkit.train.ppo import Budget, PPOConfig, Policy, sample_actions, save_checkpoint
+from perfkit.trial import run_trial
+
+SMALL = {"num_steps": 16, "minibatch_size": 512}
+
+
+def test_trial_smoke_reports_windows_phases_and_learning(tmp_path):
+    tr = run_trial(Scenario.build({"preset": "basic_easy_shaped"}, seed=2), steps=96 * 16 * 4, out_dir=str(tmp_path),
+                   ppo=SMALL)
+    assert tr.epochs == 4 and tr.agent_steps == 96 * 16 * 4 and len(tr.windows) == 4
+    assert tr.sps > 0 and tr.first_window_sps > 0
+    assert set(tr.phases) == {"env", "forward", "copy", "learn", "checkpoint", "eval", "misc"}
+    assert tr.phases["env"] > 0 and tr.phases["learn"] > 0
+    assert tr.env_config["name"] == "basic_easy_shaped" and len(tr.env_config_hash) == 12
+    assert tr.vec["agents"] == 96 and tr.device == "cpu"
+    assert {"entropy", "approx_kl"} <= set(tr.learning)
+    assert tr.machine["logical_cores"] >= 1
+
+
+def test_same_seed_same_training(tmp_path):
+    a = run_trial(Scenario.build(seed=5), steps=96 * 16 * 2, ppo=SMALL)
+    b = run_trial(Scenario.build(seed=5), steps=96 * 16 * 2, ppo=SMALL)
+    assert [w["learning"]["pg_loss"] for w in a.windows] == [w["learning"]["pg_loss"] for w in b.windows]
+
+
+def test_checkpoint_and_blocking_eval_cadence(tmp_path):
+    tr = run_trial(Scenario.build({"checkpoint": "epochs:2", "eval": "epochs:3"}), steps=96 * 16 * 6,
+                   out_dir=str(tmp_path), ppo={**SMALL, "eval_steps": 50})
+    assert tr.checkpoints == 3
+    assert [e["epoch"] for e in tr.evals] == [3, 6]
+    ck = torch.load(tmp_path / "checkpoints" / "latest.pt")
+    assert ck["epoch"] == 6
+    assert tr.phases["checkpoint"] > 0 and tr.phases["eval"] > 0
+    assert not [p for p in os.listdir(tmp_path / "checkpoints") if ".tmp" in p]
+
+
+def test_multiprocessing_workers_run(tmp_path):
+    tr = run_trial(Scenario.build({"workers": "2"}), steps=96 * 16 * 2, ppo=SMALL)
+    assert tr.vec["backend"] == "multiprocessing" and tr.vec["num_workers"] == 2 and tr.agent_steps > 0
+
+
+def test_budget_in_steps_or_seconds():
+    assert Budget(agent_steps=10).spent(10, 0.0) and not Budget(agent_steps=10).spent(9, 1e9)
+    assert Budget(seconds=1.0).spent(0, 1.0) and not Budget(seconds=1.0).spent(10**9, 0.5)
+
+
+def test_sampled_actions_follow_the_logits():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1, 0.0, 0.0]]).clamp_min(1e-12)).repeat(20000, 1)
+    action, logprob = sample_actions(logits, torch.Generator().manual_seed(0))
+    freq = np.bincount(action.numpy(), minlength=5) / 20000
+    assert freq == pytest.approx([0.7, 0.2, 0.1, 0, 0], abs=0.02)
+    assert torch.allclose(logprob, logits.log_softmax(-1).gather(-1, action[:, None]).squeeze(-1))
+
+
+def test_checkpoint_is_replaced_atomically(tmp_path):
+    pol = Policy((2, 3, 3), 5, 8)
+    opt = torch.optim.Adam(pol.parameters())
+    save_checkpoint(str(tmp_path), pol, opt, 1, 10)
+    save_checkpoint(str(tmp_path), pol, opt, 2, 20)
+    assert os.listdir(tmp_path) == ["latest.pt"] and torch.load(tmp_path / "latest.pt")["epoch"] == 2
+    assert PPOConfig().update_epochs == 1 and Cadence.parse("off").unit == "off"
