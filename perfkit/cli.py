@@ -24,7 +24,31 @@ def _axis_options(f):
     return f
 
 
+def _parse_ppo(ctx, param, values: tuple[str, ...]) -> dict:
+    from dataclasses import fields
+
+    from perfkit.train.ppo import PPOConfig
+
+    known = {f.name: f.type for f in fields(PPOConfig)}
+    out: dict = {}
+    for text in values:
+        key, sep, raw = text.partition("=")
+        if not sep or key not in known:
+            raise click.BadParameter(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+        kind = float if known[key] in (float, "float") else int
+        try:
+            out[key] = kind(raw)
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: {key} takes a{'n integer' if kind is int else ' number'}") from None
+    return out
+
+
 def _budget_options(f):
+    f = click.option("--ppo", "ppo", multiple=True, metavar="KEY=VALUE", callback=_parse_ppo,
+                     help="Override a PPO setting, e.g. --ppo minibatch_size=16384 (repeatable).")(f)
+    f = click.option("--num-envs", type=click.IntRange(min=1), default=None,
+                     help="Arenas per trial (24 agents each; default 4 = 96 agents). Rounded up to a "
+                          "multiple of the worker count.")(f)
     f = click.option("--steps", type=click.IntRange(min=1), default=None,
                      help="Budget per trial in agent-steps (instead of --seconds).")(f)
     f = click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
@@ -103,7 +127,7 @@ def variants() -> None:
 @main.command()
 @_axis_options
 @_budget_options
-def run(fmt, out, seed, seconds, steps, **kwargs) -> None:
+def run(fmt, out, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Run ONE trial and print its SPS, phase breakdown and learning stats.
 
     Example: perfkit run --wrapper getattribute --seconds 20
@@ -125,7 +149,8 @@ def run(fmt, out, seed, seconds, steps, **kwargs) -> None:
     def on_window(w):
         click.echo(f"  window {w.index}: {w.sps:,.0f} agent-steps/s", err=True)
 
-    trial = run_trial(scenario, seconds=seconds, steps=steps, out_dir=str(run_dir), on_window=on_window)
+    trial = run_trial(scenario, seconds=seconds, steps=steps, out_dir=str(run_dir), on_window=on_window,
+                      ppo=ppo, **({"num_envs": num_envs} if num_envs else {}))
     trial.save(run_dir / "trial.json")
     click.echo(render_trial(trial, fmt))
     click.echo(f"\nwrote {run_dir / 'trial.json'}", err=True)
@@ -142,7 +167,7 @@ def run(fmt, out, seed, seconds, steps, **kwargs) -> None:
 @click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
 @_axis_options
 @_budget_options
-def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, **kwargs) -> None:
+def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
     Every combination of the --vary values runs TRIALS times, interleaved, each trial in a fresh
@@ -177,7 +202,7 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, **k
             pyspy.check()
         except ProfilerUnavailable as e:
             raise click.ClickException(str(e)) from None
-    runner = SubprocessRunner(seconds=seconds, steps=steps)
+    runner = SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
     total = len(variant_list) * trials
     budget = f"{seconds:g} s" if seconds else f"{steps:,} agent-steps"
     click.echo(f"{len(variant_list)} variants x {trials} trials, {budget} each, interleaved -> {run_dir}", err=True)
@@ -190,8 +215,7 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, **k
         result = run_compare(variant_list, trials, runner, run_dir, on_trial)
     except TrialFailed as e:
         raise click.ClickException(f"{e}\n(finished trials are in {run_dir / 'sps.json'})") from None
-    if flamegraph and not result.interrupted:
-        _flamegraphs(result, variant_list, runner, run_dir)
+    diffs = _flamegraphs(result, variant_list, runner, run_dir, fmt) if flamegraph and not result.interrupted else []
     tables = [
         "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
         "## Where the time goes", render_phases(result, fmt),
@@ -202,8 +226,8 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, **k
         tables += ["## Warnings", "\n".join(f"- {w}" for w in warn)]
     if result.profiles:
         tables += ["## Flamegraphs (py-spy)", "\n".join(
-            f"- {label}: {p['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
-            f"{p['overhead_ratio']:.3f}x unprofiled median)" for label, p in result.profiles.items())]
+            f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
+            f"{p['overhead_ratio']:.3f}x the unprofiled median)" for label, p in result.profiles.items()), *diffs]
     text = "\n\n".join(tables) + "\n"
     from perfkit.results import atomic_write_text
 
@@ -214,25 +238,158 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, **k
         sys.exit(130)
 
 
-def _flamegraphs(result, variant_list, runner, run_dir: Path) -> None:
-    from dataclasses import replace
-
+def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[str]:
+    """Profile each variant once with py-spy; diff every variant against the first. Returns
+    markdown sections for sps.md."""
     from perfkit.compare import TrialFailed
+    from perfkit.flame.folded import read_folded
+    from perfkit.flame.report import write_flamediff
     from perfkit.profilers import pyspy
+    from perfkit.render.table import render_flamediff
     from perfkit.stats import summarize
 
+    sections = []
     for v in variant_list:
-        svg = run_dir / f"flame-{v.slug}.svg"
-        click.echo(f"profiling {v.label} with py-spy -> {svg}", err=True)
-        prof = replace(runner, prefix=pyspy.prefix(svg))
+        click.echo(f"profiling {v.label} with py-spy ...", err=True)
         try:
-            tr = prof(v, 0, run_dir / "profiles" / v.slug / "trial.json")
+            r = pyspy.profile(runner, v, run_dir / "profiles" / v.slug)
         except TrialFailed as e:
             click.echo(f"py-spy run failed for {v.label}: {e}", err=True)
             continue
         base = result.sps(v.label)
-        result.profiles[v.label] = {
-            "svg": str(svg), "sps": tr.sps,
-            "overhead_ratio": tr.sps / summarize(base).median if base else float("nan"),
-        }
+        r["overhead_ratio"] = r["sps"] / summarize(base).median if base else float("nan")
+        result.profiles[v.label] = r
+        result.save(run_dir / "sps.json")
+    first = variant_list[0].label
+    if first in result.profiles:
+        a = read_folded(result.profiles[first]["files"]["folded"])
+        for v in variant_list[1:]:
+            if v.label not in result.profiles:
+                continue
+            b = read_folded(result.profiles[v.label]["files"]["folded"])
+            files, rows = write_flamediff(a, b, run_dir, first, v.label, stem=f"flamediff-{v.slug}")
+            result.profiles[v.label]["flamediff"] = files
+            sections.append(f"### {v.label} vs {first}\n\n{render_flamediff(rows, 'first', 'this', fmt)}\n\n"
+                            f"differential flamegraphs: {files['on_b']} (this variant's shape), {files['on_a']} "
+                            "(the first's)")
     result.save(run_dir / "sps.json")
+    return sections
+
+
+@main.command()
+@click.option("--with", "tools", multiple=True, required=True, type=click.Choice(["pyspy", "torch", "scalene"]),
+              help="Profiler to run the trial under (repeatable: each gets its own trial).")
+@click.option("--rate", type=click.IntRange(min=1, max=10_000), default=100, show_default=True,
+              help="py-spy samples per second.")
+@click.option("--native", is_flag=True, help="py-spy: include native (C/C++) frames (slower).")
+@click.option("--no-subprocesses", is_flag=True, help="py-spy: do not follow rollout worker processes.")
+@click.option("--torch-schedule", default="skip_first=2,wait=1,warmup=1,active=2,repeat=1", show_default=True,
+              metavar="K=V,...", help="torch.profiler schedule, in training epochs.")
+@click.option("--scalene-memory", is_flag=True, help="Scalene: also profile memory (~120x slower: not for SPS).")
+@_axis_options
+@_budget_options
+def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, seed, seconds, steps,
+            num_envs, ppo, **kwargs) -> None:
+    """Run one trial under each profiler, next to an unprofiled trial of the same scenario.
+
+    Writes under the results directory: py-spy folded stacks, SVG flamegraph and speedscope JSON;
+    torch.profiler Chrome trace (.json.gz), op table and stack flamegraph; Scalene JSON and its top
+    lines. Prints each profiler's SPS as a ratio to the unprofiled trial.
+
+    Example: perfkit profile --with pyspy --with torch --seconds 15
+    """
+    from perfkit.compare import SubprocessRunner, TrialFailed, Variant
+    from perfkit.profilers import ProfilerUnavailable, pyspy
+    from perfkit.profilers import scalene as scalene_mod
+    from perfkit.profilers import torchprof
+    from perfkit.render.table import render_profiles, render_top_lines
+    from perfkit.results import write_json
+
+    try:
+        values = _overrides(kwargs)
+        scenario = Scenario.build(values, seed=seed)
+    except ScenarioError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        sched = {k: int(v) for k, v in (item.split("=", 1) for item in torch_schedule.split(","))}
+        torch_cfg = torchprof.TorchProfileConfig(**sched)
+    except (ValueError, TypeError):
+        raise click.BadParameter(f"{torch_schedule!r}: expected skip_first=N,wait=N,warmup=N,active=N,repeat=N",
+                                 param_hint="--torch-schedule") from None
+    _check_device(values)
+    seconds, steps = _budget(seconds, steps)
+    run_dir = _run_dir(out, "profile")
+    try:
+        if "pyspy" in tools:
+            pyspy.check()
+        if "scalene" in tools:
+            scalene_mod.executable()
+    except ProfilerUnavailable as e:
+        raise click.ClickException(str(e)) from None
+    variant = Variant(scenario.label(), scenario)
+    runner = SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
+    report: dict = {"scenario": scenario.to_dict(), "runs": {}}
+    try:
+        click.echo(f"unprofiled trial of {variant.label} ...", err=True)
+        base = runner(variant, 0, run_dir / "unprofiled" / "trial.json")
+        report["unprofiled_sps"] = base.sps
+        write_json(run_dir / "profile.json", "profile", report)
+        for tool in dict.fromkeys(tools):
+            click.echo(f"trial under {tool} ...", err=True)
+            if tool == "pyspy":
+                r = pyspy.profile(runner, variant, run_dir / "pyspy", rate, native, not no_subprocesses)
+            elif tool == "torch":
+                r = torchprof.profile(runner, variant, run_dir / "torch", torch_cfg)
+            else:
+                r = scalene_mod.profile(runner, variant, run_dir / "scalene", scalene_memory)
+            report["runs"][tool] = r
+            write_json(run_dir / "profile.json", "profile", report)
+    except (TrialFailed, ProfilerUnavailable, RuntimeError) as e:
+        raise click.ClickException(f"{e}\n(what finished is in {run_dir / 'profile.json'})") from None
+    click.echo(render_profiles(report["unprofiled_sps"], report["runs"], fmt))
+    if "scalene" in report["runs"]:
+        click.echo("\nScalene: top lines by CPU %\n" + render_top_lines(report["runs"]["scalene"]["top_lines"], fmt))
+    click.echo(f"\nwrote {run_dir / 'profile.json'}", err=True)
+
+
+@main.command()
+@click.argument("a", type=click.Path(exists=True, path_type=Path))
+@click.argument("b", type=click.Path(exists=True, path_type=Path))
+@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows in the frame table.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for the SVGs and table (default results/<timestamp>-flamediff).")
+@click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
+def flamediff(a, b, top, out, fmt) -> None:
+    """Where does B spend the time that A does not? A and B: folded-stack files, or run directories
+    of `perfkit profile` (their pyspy/pyspy.folded is used).
+
+    Shares are normalised by each run's total samples. Writes flamediff.svg (B's shape) and
+    flamediff-on-A.svg (A's shape), red where B spends a larger share, blue where smaller, and
+    prints the frames whose share changed most.
+    """
+    from perfkit.flame.folded import FoldedError, read_folded
+    from perfkit.flame.report import write_flamediff
+    from perfkit.render.table import render_flamediff
+    from perfkit.results import atomic_write_text
+
+    def load(p: Path):
+        if p.is_dir():
+            cands = [p / "pyspy" / "pyspy.folded", p / "pyspy.folded"]
+            found = next((c for c in cands if c.exists()), None)
+            if found is None:
+                raise click.BadParameter(f"{p} holds no pyspy.folded (looked for {', '.join(map(str, cands))})")
+            p = found
+        try:
+            return read_folded(p)
+        except FoldedError as e:
+            raise click.BadParameter(str(e)) from None
+
+    pa, pb = load(a), load(b)
+    if not pa.total or not pb.total:
+        raise click.UsageError(f"{a if not pa.total else b} has no samples")
+    run_dir = _run_dir(out, "flamediff")
+    files, rows = write_flamediff(pa, pb, run_dir, "A", "B", top=top)
+    table = render_flamediff(rows, "A", "B", fmt)
+    atomic_write_text(run_dir / "flamediff.md", f"A = {a}\nB = {b}\n\n{table}\n")
+    click.echo(f"A = {a} ({pa.total:g} samples)\nB = {b} ({pb.total:g} samples)\n\n{table}")
+    click.echo(f"\nwrote {files['on_b']}, {files['on_a']} and {run_dir / 'flamediff.md'}", err=True)

@@ -65,7 +65,9 @@ class SubprocessRunner:
     ppo: dict[str, Any] | None = None
     num_envs: int | None = None
     progress: bool = False
-    prefix: list[str] = field(default_factory=list)  # e.g. a profiler's command line
+    prefix: list[str] = field(default_factory=list)  # e.g. `py-spy record ... --`
+    launcher: list[str] | None = None  # replaces `python -m perfkit.trial` (Scalene runs a script path)
+    extra: dict[str, Any] = field(default_factory=dict)  # more spec keys, e.g. torch_profiler
 
     def spec(self, variant: Variant) -> dict:
         spec: dict[str, Any] = {"scenario": variant.scenario.to_dict(), "seconds": self.seconds,
@@ -74,13 +76,14 @@ class SubprocessRunner:
             spec["ppo"] = self.ppo
         if self.num_envs:
             spec["num_envs"] = self.num_envs
-        return spec
+        return {**spec, **self.extra}
 
     def __call__(self, variant: Variant, trial: int, out: Path) -> TrialResult:
         out.parent.mkdir(parents=True, exist_ok=True)
         spec_path = out.with_suffix(".spec.json")
         atomic_write_text(spec_path, json.dumps(self.spec(variant), indent=1))
-        cmd = [*self.prefix, sys.executable, "-m", "perfkit.trial", str(spec_path), str(out)]
+        launcher = self.launcher or [sys.executable, "-m", "perfkit.trial"]
+        cmd = [*self.prefix, *launcher, str(spec_path), str(out)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=None if self.progress else subprocess.PIPE,
                                 text=True, env=_child_env())
         try:
@@ -90,7 +93,8 @@ class SubprocessRunner:
             raise
         if proc.returncode != 0 or not out.exists():
             tail = (err or "").strip().splitlines()[-15:]
-            raise TrialFailed(f"trial {variant.label} #{trial} exited {proc.returncode}:\n" + "\n".join(tail))
+            raise TrialFailed(f"trial {variant.label} #{trial} ({' '.join(cmd[:2])} ...) exited "
+                              f"{proc.returncode}:\n" + "\n".join(tail))
         return TrialResult.load(out)
 
 

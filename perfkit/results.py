@@ -32,6 +32,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -81,6 +82,7 @@ class TrialResult:
     evals: list[dict[str, float]] = field(default_factory=list)
     interrupted: bool = False
     machine: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)  # profiler outputs written by the trial
 
     @property
     def env_steps_per_second(self) -> float:

@@ -16,9 +16,15 @@ PHASES = ("env", "forward", "copy", "learn", "checkpoint", "eval", "misc")
 
 
 class PhaseTimer:
-    def __init__(self, clock: Callable[[], float] = time.perf_counter, sync: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.perf_counter,
+        sync: Callable[[], None] | None = None,
+        on_switch: Callable[[str], None] | None = None,
+    ):
         self._clock = clock
         self._sync = sync
+        self._on_switch = on_switch  # e.g. open a torch.profiler range named after the phase
         self.totals: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self._current = "misc"
         self._since = clock()
@@ -30,6 +36,8 @@ class PhaseTimer:
         self.totals[self._current] += now - self._since
         self._current = phase
         self._since = now
+        if self._on_switch is not None:
+            self._on_switch(phase)
 
     def snapshot(self) -> dict[str, float]:
         """Totals including the phase now running (does not end it)."""

@@ -8,6 +8,7 @@ scenario, the budget and the PPO config; OUT.json is written atomically when the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ def run_trial(
     ppo: dict | None = None,
     num_envs: int = NUM_ENVS,
     on_window=None,
+    torch_profile=None,
 ) -> TrialResult:
     import torch
 
@@ -55,25 +57,36 @@ def run_trial(
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     plan = vec.plan(values["workers"], num_envs, gpus=gpus)
     vecenv = vec.make(creator, plan, seed=scenario.seed)
+    session = None
+    if torch_profile is not None:
+        from perfkit.profilers.torchprof import TorchProfileSession
+
+        session = TorchProfileSession(torch_profile, cuda=device.type == "cuda")
     try:
         driver = vecenv.driver_env
         env_cfg = driver.get_env_config() if hasattr(driver, "get_env_config") else None
         agents_per_env = driver.num_agents
-        outcome = train(
-            vecenv,
-            cfg,
-            device,
-            Budget(seconds=seconds, agent_steps=steps),
-            seed=scenario.seed,
-            checkpoint=Cadence.parse(values["checkpoint"]),
-            evaluate=Cadence.parse(values["eval"]),
-            checkpoint_dir=os.path.join(out_dir, "checkpoints") if out_dir else None,
-            make_eval_env=lambda: creator(seed=scenario.seed + 99_991),
-            on_window=on_window,
-        )
+        with session if session is not None else contextlib.nullcontext():
+            outcome = train(
+                vecenv,
+                cfg,
+                device,
+                Budget(seconds=seconds, agent_steps=steps),
+                seed=scenario.seed,
+                checkpoint=Cadence.parse(values["checkpoint"]),
+                evaluate=Cadence.parse(values["eval"]),
+                checkpoint_dir=os.path.join(out_dir, "checkpoints") if out_dir else None,
+                make_eval_env=lambda: creator(seed=scenario.seed + 99_991),
+                on_window=on_window,
+                profiler=session,
+            )
     finally:
         vecenv.close()
-    return _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg)
+    result = _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg)
+    if session is not None:
+        result.artifacts["torch"] = {"files": session.files, "config": torch_profile.to_dict(),
+                                     "profiled_epochs": sorted(torch_profile.profiled_epochs())}
+    return result
 
 
 def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg) -> TrialResult:
@@ -136,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         if progress:
             print(f"  window {w.index}: {w.sps:,.0f} agent-steps/s", file=sys.stderr, flush=True)
 
+    torch_profile = None
+    if spec.get("torch_profiler"):
+        from perfkit.profilers.torchprof import TorchProfileConfig
+
+        torch_profile = TorchProfileConfig(**spec["torch_profiler"])
     result = run_trial(
         scenario,
         seconds=spec.get("seconds"),
@@ -144,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         ppo=spec.get("ppo"),
         num_envs=spec.get("num_envs", NUM_ENVS),
         on_window=on_window,
+        torch_profile=torch_profile,
     )
     result.save(out)
     return 130 if result.interrupted else 0

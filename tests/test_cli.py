@@ -80,7 +80,9 @@ def test_compare_end_to_end_in_subprocesses_with_flamegraph(tmp_path):
     assert [len(result.sps(v)) for v in result.variants] == [2, 2]
     assert (out / "sps.md").read_text().startswith("## Throughput")
     for v in result.variants:
-        svg = result.profiles[v]["svg"]
-        text = open(svg).read()
-        assert text.lstrip().startswith("<?xml") and "perfkit" in text  # py-spy saw perfkit's frames
+        text = open(result.profiles[v]["files"]["svg"]).read()
+        assert text.lstrip().startswith("<?xml") and "train (perfkit/train/ppo.py)" in text  # py-spy saw perfkit
+    diff = result.profiles["wrapper=none"]["flamediff"]
+    assert open(diff["on_b"]).read().startswith("<?xml") and open(diff["on_a"]).read().startswith("<?xml")
+    assert "### wrapper=none vs wrapper=getattribute" in (out / "sps.md").read_text()
     assert json.loads((out / "sps.json").read_text())["schema_version"] == 1

@@ -1,20 +1,33 @@
-"""py-spy around a trial: perfkit launches the trial under `py-spy record` (no attach, no root)."""
+"""py-spy around a trial: perfkit launches the trial under `py-spy record` (no attach, no root).
+
+One run records raw folded stacks; the SVG flamegraph and the speedscope JSON are rendered from
+them, so all three describe the same samples.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
+from perfkit.flame.folded import read_folded, to_speedscope
+from perfkit.flame.svg import render_svg
 from perfkit.profilers import ProfilerUnavailable
+from perfkit.results import atomic_write_text
 
-FORMATS = {"flamegraph": ".svg", "speedscope": ".speedscope.json", "raw": ".folded"}
+HOW_TO_FIX = (
+    "py-spy reads the trial's memory with ptrace-like calls: run perfkit as the same user as the trial "
+    "(it launches the trial itself); if /proc/sys/kernel/yama/ptrace_scope is 3, or a container drops "
+    "CAP_SYS_PTRACE, allow it (docker run --cap-add SYS_PTRACE)"
+)
 
 
 def executable() -> str:
     path = shutil.which("py-spy")
     if path is None:
-        raise ProfilerUnavailable("py-spy is not on PATH; install it with `pip install py-spy` (it ships a binary wheel)")
+        raise ProfilerUnavailable("py-spy is not on PATH; install it with `pip install py-spy` (a binary wheel)")
     return path
 
 
@@ -25,23 +38,18 @@ def check() -> None:
                            "import time; t=time.time()\nwhile time.time()-t<0.2: pass"],
                           capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        hint = ("py-spy needs permission to read another process's memory: run as the same user, and if "
-                "/proc/sys/kernel/yama/ptrace_scope is above 1, lower it or grant CAP_SYS_PTRACE "
-                "(docker: --cap-add SYS_PTRACE)")
-        raise ProfilerUnavailable(f"py-spy could not sample a child process: {' | '.join(msg)}. {hint}")
+        msg = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise ProfilerUnavailable(f"py-spy could not sample a child process: {msg}. {HOW_TO_FIX}")
 
 
-def prefix(out: Path, fmt: str = "flamegraph", rate: int = 100, native: bool = False,
-           subprocesses: bool = True, nonblocking: bool = True) -> list[str]:
-    """The command-line prefix that runs a trial under py-spy, writing `out`.
+def prefix(out: Path, rate: int = 100, native: bool = False, subprocesses: bool = True,
+           nonblocking: bool = True) -> list[str]:
+    """Command prefix that runs a trial under py-spy, writing raw folded stacks to `out`.
 
     nonblocking: sample without pausing the trial. Pausing (py-spy's default) cost ~20% SPS on a
-    2-core machine in our runs, against ~10% without pausing; stacks may then be slightly torn.
+    2-core machine in our runs, against ~5-10% without; stacks may then be slightly torn.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"py-spy format {fmt!r} invalid; valid: {', '.join(FORMATS)}")
-    cmd = [executable(), "record", "--rate", str(rate), "--format", fmt, "--output", str(out)]
+    cmd = [executable(), "record", "--rate", str(rate), "--format", "raw", "--output", str(out)]
     if subprocesses:
         cmd.append("--subprocesses")
     if native:
@@ -49,3 +57,19 @@ def prefix(out: Path, fmt: str = "flamegraph", rate: int = 100, native: bool = F
     if nonblocking:
         cmd.append("--nonblocking")
     return [*cmd, "--"]
+
+
+def profile(runner, variant, out_dir: Path, rate: int = 100, native: bool = False,
+            subprocesses: bool = True) -> dict:
+    """Run one trial of `variant` under py-spy; write pyspy.folded, pyspy.svg, pyspy.speedscope.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folded = out_dir / "pyspy.folded"
+    tr = replace(runner, prefix=prefix(folded, rate, native, subprocesses))(variant, 0, out_dir / "pyspy-trial.json")
+    prof = read_folded(folded)
+    svg = out_dir / "pyspy.svg"
+    atomic_write_text(svg, render_svg(prof, f"py-spy: {variant.label}"))
+    speedscope = out_dir / "pyspy.speedscope.json"
+    atomic_write_text(speedscope, json.dumps(to_speedscope(prof, variant.label)))
+    return {"sps": tr.sps, "samples": prof.total,
+            "files": {"folded": str(folded), "svg": str(svg), "speedscope": str(speedscope)},
+            "options": {"rate": rate, "native": native, "subprocesses": subprocesses}}

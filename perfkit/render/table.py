@@ -118,3 +118,31 @@ def render_trial(trial, fmt: str = "github") -> str:
         parts.append(tabulate(learning, headers=["learning (last episodes)", "mean"], tablefmt=fmt,
                               disable_numparse=True))
     return "\n\n".join(parts)
+
+
+def render_flamediff(rows, label_a: str, label_b: str, fmt: str = "github") -> str:
+    """Frames whose share of samples changed most from A to B (percentage points)."""
+    table = [[d.frame[:90], f"{100 * d.self_a:.2f}", f"{100 * d.self_b:.2f}", f"{100 * d.self_delta:+.2f}",
+              f"{100 * d.inclusive_a:.2f}", f"{100 * d.inclusive_b:.2f}", f"{100 * d.inclusive_delta:+.2f}"]
+             for d in rows]
+    headers = ["frame", f"self % {label_a}", f"self % {label_b}", "self Δ", f"incl % {label_a}",
+               f"incl % {label_b}", "incl Δ"]
+    return tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def render_profiles(baseline_sps: float, runs: dict, fmt: str = "github") -> str:
+    """Profiler, SPS it measured, ratio to the unprofiled trial of the same command, artifacts."""
+    rows = [["none (unprofiled)", f"{baseline_sps:,.0f}", "1.000", ""]]
+    for name, r in runs.items():
+        note = ", ".join(sorted(r.get("files", {})))
+        ratio = f"{r['sps'] / baseline_sps:.3f}" if baseline_sps else "–"
+        if r.get("sps_outside_profiled_epochs"):
+            ratio += f" (outside profiled epochs: {r['sps_outside_profiled_epochs'] / baseline_sps:.3f})"
+        rows.append([name, f"{r['sps']:,.0f}", ratio, note])
+    return tabulate(rows, headers=["profiler", "agent-steps/s", "ratio to unprofiled", "artifacts"], tablefmt=fmt,
+                    disable_numparse=True)
+
+
+def render_top_lines(top: list[dict], fmt: str = "github") -> str:
+    rows = [[r["where"], f"{r['cpu_percent']:.1f}", f"{r['python']:.1f}", f"{r['native']:.1f}", r["code"]] for r in top]
+    return tabulate(rows, headers=["line", "CPU %", "python", "native", "code"], tablefmt=fmt, disable_numparse=True)

@@ -121,11 +121,15 @@ def train(
     make_eval_env: Callable[[], object] | None = None,
     on_window: Callable[[Window], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    profiler=None,
 ) -> TrainOutcome:
+    """Train until `budget` is spent (checked at epoch ends). `profiler`, if given, is stepped once
+    per epoch and told every phase edge (see perfkit.profilers.torchprof)."""
     torch.manual_seed(seed)
     np.random.seed(seed)  # the *shared* desync RNG of FACTS §5 draws from this global state
     cuda = device.type == "cuda"
-    timer = PhaseTimer(clock, sync=torch.cuda.synchronize if cuda else None)
+    timer = PhaseTimer(clock, sync=torch.cuda.synchronize if cuda else None,
+                       on_switch=profiler.phase if profiler is not None else None)
     windows = WindowedSPS(timer, clock)
     checkpoint = checkpoint or Cadence("off")
     evaluate = evaluate or Cadence("off")
@@ -145,6 +149,11 @@ def train(
     rewards_np = np.zeros((T, N), dtype=np.float32)
     dones_np = np.zeros((T, N), dtype=np.float32)
 
+    # On CUDA, observations go host -> device through a pinned staging buffer (an async DMA);
+    # the per-step action copy back to the host is the one sync the rollout needs.
+    staging = torch.empty((N, *obs_shape), dtype=torch.uint8).pin_memory() if cuda else None
+    staging_np = staging.numpy() if cuda else None
+
     vecenv.async_reset(seed)
     next_obs, _, _, _, _, _, _, _ = vecenv.recv()
     next_done = np.zeros(N, dtype=np.float32)
@@ -159,7 +168,11 @@ def train(
             episode_infos: list[dict] = []
             for step in range(T):
                 timer.switch("copy")
-                obs_t = torch.from_numpy(next_obs).to(device, non_blocking=True)
+                if cuda:
+                    np.copyto(staging_np, next_obs)
+                    obs_t = staging.to(device, non_blocking=True)
+                else:
+                    obs_t = torch.from_numpy(next_obs)
                 obs[step].copy_(obs_t)
                 dones_np[step] = next_done
                 timer.switch("forward")
@@ -197,6 +210,8 @@ def train(
             timer.switch("misc")
             learning = {**mean_infos(episode_infos), **stats}
             window = windows.mark(agent_steps, learning)
+            if profiler is not None:
+                profiler.step()
             if on_window is not None:
                 on_window(window)
     except KeyboardInterrupt:

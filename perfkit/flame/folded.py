@@ -1,0 +1,159 @@
+"""Folded-stack profiles (`frame;frame;frame COUNT` per line, root first), as py-spy's raw
+format and torch.profiler's `export_stacks` write them.
+
+Frames are normalised so two runs of the same code line up: line numbers are dropped
+(`train (perfkit/train/ppo.py:160)` -> `train (perfkit/train/ppo.py)`) and py-spy's per-process
+root frames (`process 1234:"python -m ..."`) become `process main` / `process worker-N`, ranked by
+PID, so each worker's stacks stay attributed to it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LINE = re.compile(r":\d+\)$")  # py-spy: `name (file.py:12)`
+_TORCH_LINE = re.compile(r"\(\d+\):")  # torch.profiler: `file.py(12):_name`
+_ADDRESS = re.compile(r"_at_0x[0-9a-f]+")  # object addresses differ run to run
+_PROCESS = re.compile(r"^process (\d+):")
+
+
+class FoldedError(ValueError):
+    """A folded-stack file could not be parsed; the message names the file and line."""
+
+
+@dataclass
+class Profile:
+    """Sample counts per full stack (tuple of frames, root first)."""
+
+    stacks: dict[tuple[str, ...], float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.stacks.values())
+
+    def inclusive(self) -> dict[str, float]:
+        """Share of samples in which each frame name appears (counted once per sample)."""
+        out: dict[str, float] = defaultdict(float)
+        for stack, n in self.stacks.items():
+            for name in set(stack):
+                out[name] += n
+        return _normalise(out, self.total)
+
+    def self_share(self) -> dict[str, float]:
+        """Share of samples in which each frame name is the leaf."""
+        out: dict[str, float] = defaultdict(float)
+        for stack, n in self.stacks.items():
+            out[stack[-1]] += n
+        return _normalise(out, self.total)
+
+    def tree(self) -> dict[tuple[str, ...], float]:
+        """Share of samples under each path prefix: what a flamegraph draws."""
+        out: dict[tuple[str, ...], float] = defaultdict(float)
+        for stack, n in self.stacks.items():
+            for i in range(1, len(stack) + 1):
+                out[stack[:i]] += n
+        return _normalise(out, self.total)
+
+
+def _normalise(d: dict, total: float) -> dict:
+    return {k: v / total for k, v in d.items()} if total else {}
+
+
+def normalise_frame(frame: str, keep_lines: bool = False) -> str:
+    frame = _ADDRESS.sub("", frame.strip())
+    return frame if keep_lines else _TORCH_LINE.sub(":", _LINE.sub(")", frame))
+
+
+def parse_folded(text: str, source: str = "<text>", keep_lines: bool = False) -> Profile:
+    raw: dict[tuple[str, ...], float] = defaultdict(float)
+    pids: set[int] = set()
+    for i, line in enumerate(text.splitlines(), 1):
+        line = line.rstrip()
+        if not line:
+            continue
+        stack, _, count = line.rpartition(" ")
+        try:
+            n = float(count)
+        except ValueError:
+            raise FoldedError(f"{source}:{i}: expected 'frame;frame COUNT', got {line[:80]!r}") from None
+        if not stack:
+            raise FoldedError(f"{source}:{i}: no frames before the count")
+        frames = tuple(normalise_frame(f, keep_lines) for f in stack.split(";"))
+        m = _PROCESS.match(frames[0])
+        if m:
+            pids.add(int(m.group(1)))
+        raw[frames] += n
+    names = {pid: ("process main" if rank == 0 else f"process worker-{rank}") for rank, pid in enumerate(sorted(pids))}
+    stacks: dict[tuple[str, ...], float] = defaultdict(float)
+    for frames, n in raw.items():
+        m = _PROCESS.match(frames[0])
+        if m:
+            frames = (names[int(m.group(1))], *frames[1:])
+        stacks[frames] += n
+    return Profile(dict(stacks))
+
+
+def read_folded(path: str | Path, keep_lines: bool = False) -> Profile:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise FoldedError(f"{path}: cannot read ({e.strerror})") from None
+    return parse_folded(text, str(path), keep_lines)
+
+
+@dataclass(frozen=True)
+class FrameDelta:
+    frame: str
+    inclusive_a: float
+    inclusive_b: float
+    self_a: float
+    self_b: float
+
+    @property
+    def inclusive_delta(self) -> float:
+        return self.inclusive_b - self.inclusive_a
+
+    @property
+    def self_delta(self) -> float:
+        return self.self_b - self.self_a
+
+
+def diff_frames(a: Profile, b: Profile, top: int = 15) -> list[FrameDelta]:
+    """Frames whose share changed most from A to B (largest |self change|, then |inclusive|).
+
+    Shares are fractions of each run's own samples, so a faster run is not "all red"."""
+    ia, ib, sa, sb = a.inclusive(), b.inclusive(), a.self_share(), b.self_share()
+    rows = [FrameDelta(f, ia.get(f, 0.0), ib.get(f, 0.0), sa.get(f, 0.0), sb.get(f, 0.0)) for f in set(ia) | set(ib)]
+    rows.sort(key=lambda d: (-abs(d.self_delta), -abs(d.inclusive_delta), d.frame))
+    return rows[:top]
+
+
+def to_folded(profile: Profile) -> str:
+    return "".join(f"{';'.join(s)} {n:g}\n" for s, n in sorted(profile.stacks.items()))
+
+
+def to_speedscope(profile: Profile, name: str) -> dict:
+    """The speedscope 'sampled' file format: frames table + one stack of frame indices per sample."""
+    frames: list[str] = []
+    index: dict[str, int] = {}
+    samples, weights = [], []
+    for stack, n in profile.stacks.items():
+        ids = []
+        for f in stack:
+            if f not in index:
+                index[f] = len(frames)
+                frames.append(f)
+            ids.append(index[f])
+        samples.append(ids)
+        weights.append(n)
+    return {
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "shared": {"frames": [{"name": f} for f in frames]},
+        "profiles": [{"type": "sampled", "name": name, "unit": "none", "startValue": 0,
+                      "endValue": sum(weights), "samples": samples, "weights": weights}],
+        "name": name,
+        "exporter": "perfkit",
+    }

@@ -1,0 +1,61 @@
+"""Scalene around a trial, CPU-only by default (memory mode is ~120x slower: useless for SPS work)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from perfkit.profilers import ProfilerUnavailable
+from perfkit.results import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def executable() -> str:
+    path = shutil.which("scalene")
+    if path is None:
+        raise ProfilerUnavailable("scalene is not on PATH; install it with `pip install scalene`")
+    return path
+
+
+def launcher(out_json: Path, memory: bool = False) -> list[str]:
+    """Scalene runs a script path, not `-m`: point it at perfkit/trial.py."""
+    cmd = [executable(), "run", "-o", str(out_json), "--program-path", str(ROOT)]
+    if memory:
+        cmd.append("--memory")
+    else:
+        cmd.append("--cpu-only")
+    return [*cmd, str(ROOT / "perfkit" / "trial.py"), "---"]
+
+
+def top_lines(profile: dict, n: int = 15) -> list[dict]:
+    """Lines with the most CPU time (Python + native + system), from Scalene's JSON profile."""
+    rows = []
+    for fname, f in profile.get("files", {}).items():
+        for line in f.get("lines", []):
+            py, c, sys_ = line.get("n_cpu_percent_python", 0.0), line.get("n_cpu_percent_c", 0.0), line.get(
+                "n_sys_percent", 0.0)
+            total = py + c + sys_
+            if total > 0:
+                rel = fname[len(str(ROOT)) + 1:] if fname.startswith(str(ROOT)) else fname
+                rows.append({"where": f"{rel}:{line['lineno']}", "cpu_percent": total, "python": py, "native": c,
+                             "system": sys_, "code": line.get("line", "").strip()[:60]})
+    rows.sort(key=lambda r: -r["cpu_percent"])
+    return rows[:n]
+
+
+def profile(runner, variant, out_dir: Path, memory: bool = False) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_json = out_dir / "scalene.json"
+    tr = replace(runner, launcher=launcher(out_json, memory))(variant, 0, out_dir / "scalene-trial.json")
+    try:
+        data = json.loads(out_json.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProfilerUnavailable(f"Scalene ran but wrote no readable profile at {out_json}: {e}") from None
+    top = top_lines(data)
+    atomic_write_text(out_dir / "scalene-top.json", json.dumps(top, indent=1))
+    return {"sps": tr.sps, "files": {"json": str(out_json)}, "top_lines": top,
+            "options": {"memory": memory, "python": sys.version.split()[0]}}

@@ -1,0 +1,75 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from perfkit.flame.folded import FoldedError, diff_frames, parse_folded, read_folded, to_folded, to_speedscope
+from perfkit.flame.report import write_flamediff
+from perfkit.flame.svg import render_diff_svg, render_svg
+
+FIX = Path(__file__).parent / "fixtures"
+TRAIN = "train (perfkit/train/ppo.py)"
+ENV = "env_step (envs/arena/env.py)"
+COST = "_injected_cost (envs/arena/env.py)"
+UPDATE = "_update (perfkit/train/ppo.py)"
+
+
+def test_parse_normalises_lines_and_processes():
+    a = read_folded(FIX / "a.folded")
+    assert a.total == 100
+    assert a.stacks[("process main", TRAIN, ENV)] == 30  # line numbers dropped
+    assert a.stacks[("process main", TRAIN)] == 20
+    b = read_folded(FIX / "b.folded")
+    assert ("process worker-1", "_worker_process (pufferlib/vector.py)") in b.stacks  # second PID = worker
+
+
+def test_shares_are_normalised_by_total_samples():
+    a, b = read_folded(FIX / "a.folded"), read_folded(FIX / "b.folded")
+    assert a.inclusive()[ENV] == pytest.approx(0.30) and a.self_share()[UPDATE] == pytest.approx(0.50)
+    assert b.total == 200
+    assert b.inclusive()[ENV] == pytest.approx(0.60) and b.self_share()[ENV] == pytest.approx(0.10)
+    assert b.tree()[("process main", TRAIN, ENV, COST)] == pytest.approx(0.50)
+
+
+def test_diff_puts_the_new_cost_on_top_with_exact_shares():
+    rows = diff_frames(read_folded(FIX / "a.folded"), read_folded(FIX / "b.folded"))
+    top = rows[0]
+    assert top.frame == COST
+    assert (top.self_a, top.self_b, top.inclusive_a, top.inclusive_b) == (0.0, 0.5, 0.0, 0.5)
+    by = {r.frame: r for r in rows}
+    assert by[ENV].self_delta == pytest.approx(-0.20) and by[ENV].inclusive_delta == pytest.approx(0.30)
+    assert by[UPDATE].self_delta == pytest.approx(-0.20)  # 50% -> 30%: same work, smaller share
+
+
+def test_torch_style_frames_are_normalised():
+    p = parse_folded("t.py(13):_<module>;torch/nn.py(50):_forward;<built-in method x of obj_at_0x7f44cb1d04b0> 7\n")
+    assert list(p.stacks) == [("t.py:_<module>", "torch/nn.py:_forward", "<built-in method x of obj>")]
+
+
+def test_bad_lines_name_file_and_line():
+    with pytest.raises(FoldedError, match=r"x.folded:2: expected 'frame;frame COUNT'"):
+        parse_folded("a;b 1\na;b many\n", "x.folded")
+
+
+def test_round_trips_and_speedscope(tmp_path):
+    a = read_folded(FIX / "a.folded")
+    assert parse_folded(to_folded(a)).stacks == a.stacks
+    doc = to_speedscope(a, "a")
+    prof = doc["profiles"][0]
+    assert prof["type"] == "sampled" and sum(prof["weights"]) == 100
+    names = [f["name"] for f in doc["shared"]["frames"]]
+    assert {names[i] for s in prof["samples"] for i in s} == {"process main", TRAIN, ENV, UPDATE}
+    json.dumps(doc)
+
+
+def test_svgs_carry_frames_and_tooltips(tmp_path):
+    a, b = read_folded(FIX / "a.folded"), read_folded(FIX / "b.folded")
+    svg = render_svg(a, "A")
+    assert svg.startswith("<?xml") and "train (perfkit/train/ppo.py) — 100.00% of 100 samples" in svg
+    diff = render_diff_svg(a, b, "b", "B vs A", "A", "B")
+    assert f"{COST} — A: 0.00%, B: 50.00% (change +50.00 points)" in diff
+    assert 'fill="rgb(255,60,60)"' in diff  # the largest increase gets the strongest red
+    on_a = render_diff_svg(a, b, "a", "B vs A", "A", "B")
+    assert COST not in on_a  # A's shape has no such frame
+    files, rows = write_flamediff(a, b, tmp_path, "A", "B")
+    assert Path(files["on_b"]).exists() and Path(files["on_a"]).exists() and rows[0].frame == COST

@@ -1,0 +1,111 @@
+"""Profilers on real (short) trials. These launch processes; each skips, with the reason, only
+when its tool cannot run on this machine."""
+
+import gzip
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from perfkit.cli import main
+from perfkit.flame.folded import read_folded
+from perfkit.profilers import ProfilerUnavailable, pyspy
+
+FIX = Path(__file__).parent / "fixtures"
+SMALL = ["--ppo", "num_steps=16", "--ppo", "minibatch_size=512", "--steps", str(96 * 16 * 8)]
+
+
+def _pyspy_or_skip():
+    try:
+        pyspy.check()
+    except ProfilerUnavailable as e:
+        pytest.skip(f"py-spy cannot run here: {e}")
+
+
+def test_profile_with_all_three_profilers(tmp_path):
+    _pyspy_or_skip()
+    if shutil.which("scalene") is None:
+        pytest.skip("scalene is not installed")
+    r = CliRunner().invoke(main, ["profile", "--with", "pyspy", "--with", "torch", "--with", "scalene",
+                                  "--out", str(tmp_path), *SMALL], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "ratio to unprofiled" in r.output and "outside profiled epochs" in r.output
+    assert "Scalene: top lines by CPU %" in r.output and "perfkit/train/ppo.py" in r.output
+    report = json.loads((tmp_path / "profile.json").read_text())
+    assert report["unprofiled_sps"] > 0 and set(report["runs"]) == {"pyspy", "torch", "scalene"}
+
+    # py-spy: perfkit's phase functions are in the stacks; svg and speedscope rendered from them
+    frames = {f for s in read_folded(tmp_path / "pyspy" / "pyspy.folded").stacks for f in s}
+    assert {"train (perfkit/train/ppo.py)", "_update (perfkit/train/ppo.py)"} <= frames
+    assert (tmp_path / "pyspy" / "pyspy.svg").read_text().startswith("<?xml")
+    assert json.loads((tmp_path / "pyspy" / "pyspy.speedscope.json").read_text())["profiles"]
+
+    # torch.profiler: the gzipped Chrome trace parses and holds perfkit's phase ranges
+    trace = json.loads(gzip.open(tmp_path / "torch" / "torch-trace-0.json.gz").read())
+    names = {e.get("name") for e in trace["traceEvents"]}
+    assert {"env", "forward", "learn", "copy"} <= names
+    assert "Self CPU" in (tmp_path / "torch" / "torch-ops-0.txt").read_text()
+    assert read_folded(tmp_path / "torch" / "torch-stacks-0.folded").total > 0  # export_stacks wrote stacks
+
+    # Scalene: its JSON profile covers perfkit's files
+    sc = json.loads((tmp_path / "scalene" / "scalene.json").read_text())
+    assert any(f.endswith("perfkit/train/ppo.py") for f in sc["files"])
+
+
+def test_profile_rejects_unknown_profiler():
+    r = CliRunner().invoke(main, ["profile", "--with", "gdb"])
+    assert r.exit_code == 2 and "'gdb' is not one of 'pyspy', 'torch', 'scalene'" in r.output
+
+
+def test_profile_rejects_bad_schedule():
+    r = CliRunner().invoke(main, ["profile", "--with", "torch", "--torch-schedule", "active=two"])
+    assert r.exit_code == 2 and "expected skip_first=N" in r.output
+
+
+def test_missing_pyspy_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ProfilerUnavailable, match="pip install py-spy"):
+        pyspy.check()
+
+
+def test_flamediff_cli_names_the_injected_function_first(tmp_path):
+    r = CliRunner().invoke(main, ["flamediff", str(FIX / "a.folded"), str(FIX / "b.folded"), "--out", str(tmp_path),
+                                  "--format", "plain"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("frame"))
+    assert lines[header + 1].startswith("_injected_cost (envs/arena/env.py)")
+    assert (tmp_path / "flamediff.svg").exists() and (tmp_path / "flamediff-on-A.svg").exists()
+    assert "_injected_cost" in (tmp_path / "flamediff.md").read_text()
+
+
+def test_flamediff_on_a_directory_without_stacks_is_a_usage_error(tmp_path):
+    r = CliRunner().invoke(main, ["flamediff", str(tmp_path), str(FIX / "b.folded")])
+    assert r.exit_code == 2 and "holds no pyspy.folded" in r.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
+def test_differential_flamegraph_renders_in_a_browser(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    r = CliRunner().invoke(main, ["flamediff", str(FIX / "a.folded"), str(FIX / "b.folded"), "--out", str(tmp_path)])
+    assert r.exit_code == 0
+    url = (tmp_path / "flamediff.svg").as_uri()
+    common = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    for name in ("_injected_cost (envs/arena/env.py)", "train (perfkit/train/ppo.py)", "process main"):
+        assert name in dom
+    png = tmp_path / "shot.png"
+    subprocess.run([*common, "--window-size=1200,300", f"--screenshot={png}", url], capture_output=True, timeout=120)
+    px = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
+    red = int(((px[:, 0] > 200) & (px[:, 1] < 120) & (px[:, 2] < 120)).sum())
+    assert red > 500  # the injected cost is drawn strongly red
