@@ -5,6 +5,7 @@
 #   bash bench/gpu_check.sh [SECONDS_PER_TRIAL]
 set -uo pipefail
 S=${1:-12}
+STEPS=${GPU_CHECK_STEPS:-"sweep compare profile"}  # a rerun can do part, with BEST given
 OUT=${OUT:-/tmp/gpu-out}
 W=/tmp/gpu
 mkdir -p "$OUT" "$W"
@@ -22,6 +23,7 @@ run() {  # name, then perfkit run args
   local name=$1; shift
   timeout 120 python3 -m perfkit run --seconds "$S" --out "$W/$name" "$@" > "$W/$name.txt" 2>&1 || echo "FAILED: $name"
 }
+if [[ $STEPS == *sweep* ]]; then
 run cuda-serial-16      --device cuda --workers serial --num-envs 16 --ppo minibatch_size=16384
 run cuda-w8-64          --device cuda --workers auto   --num-envs 64 --ppo minibatch_size=16384
 run cuda-w8-128         --device cuda --workers auto   --num-envs 128 --ppo minibatch_size=32768
@@ -30,11 +32,14 @@ run cuda-w14-112        --device cuda --workers 14     --num-envs 112 --ppo mini
 run cpu-w8-64           --device cpu  --workers auto   --num-envs 64 --ppo minibatch_size=16384
 python3 bench/gpu_summary.py sweep "$W" | tee "$OUT/sweep.md"
 BEST=$(python3 bench/gpu_summary.py best "$W")
-echo "best: $BEST"
+fi
+echo "best: ${BEST:=}"
+if [[ $STEPS == *compare* ]]; then
 # shellcheck disable=SC2086
 timeout 300 python3 -m perfkit compare --vary wrapper=getattribute,getattr --vary env-config=per-episode,deferred \
   --trials 2 --seconds "$S" --out "$W/compare" $BEST 2>&1 | tail -40 || echo "FAILED: compare"
 cp "$W/compare/sps.md" "$OUT/compare-sps.md" 2>/dev/null
+fi
 # shellcheck disable=SC2086
 timeout 200 python3 -m perfkit profile --with torch --seconds "$S" --out "$W/profile" $BEST 2>&1 | tail -12 || echo "FAILED: profile"
 cp "$W/profile/torch/torch-ops-0.txt" "$OUT/torch-ops.txt" 2>/dev/null

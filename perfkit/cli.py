@@ -44,6 +44,8 @@ def _parse_ppo(ctx, param, values: tuple[str, ...]) -> dict:
 
 
 def _budget_options(f):
+    f = click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE",
+                     help="Set an axis by name, like the --<axis> options (repeatable).")(f)
     f = click.option("--ppo", "ppo", multiple=True, metavar="KEY=VALUE", callback=_parse_ppo,
                      help="Override a PPO setting, e.g. --ppo minibatch_size=16384 (repeatable).")(f)
     f = click.option("--num-envs", type=click.IntRange(min=1), default=None,
@@ -127,7 +129,7 @@ def variants() -> None:
 @main.command()
 @_axis_options
 @_budget_options
-def run(fmt, out, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
+def run(fmt, out, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Run ONE trial and print its SPS, phase breakdown and learning stats.
 
     Example: perfkit run --wrapper getattribute --seconds 20
@@ -136,7 +138,7 @@ def run(fmt, out, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
     from perfkit.trial import run_trial
 
     try:
-        values = _overrides(kwargs)
+        values = _overrides(kwargs, fixes)
         scenario = Scenario.build(values, seed=seed)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
@@ -161,7 +163,6 @@ def run(fmt, out, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
 @main.command()
 @click.option("--vary", "vary", multiple=True, metavar="AXIS=V1,V2,...",
               help="Axis to vary and its values; repeat to cross several axes (every combination runs).")
-@click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE", help="Hold an axis at a value (repeatable).")
 @click.option("--trials", type=click.IntRange(min=1), default=3, show_default=True,
               help="Trials per variant, interleaved A B C A B C ...")
 @click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
@@ -289,7 +290,7 @@ def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[
 @_axis_options
 @_budget_options
 def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, seed, seconds, steps,
-            num_envs, ppo, **kwargs) -> None:
+            num_envs, ppo, fixes, **kwargs) -> None:
     """Run one trial under each profiler, next to an unprofiled trial of the same scenario.
 
     Writes under the results directory: py-spy folded stacks, SVG flamegraph and speedscope JSON;
@@ -306,7 +307,7 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
     from perfkit.results import write_json
 
     try:
-        values = _overrides(kwargs)
+        values = _overrides(kwargs, fixes)
         scenario = Scenario.build(values, seed=seed)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
