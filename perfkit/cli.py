@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 from tabulate import tabulate_formats
 
 from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary
@@ -229,12 +230,17 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
         tables += ["## Flamegraphs (py-spy)", "\n".join(
             f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
             f"{p['overhead_ratio']:.3f}x the unprofiled median)" for label, p in result.profiles.items()), *diffs]
-    text = "\n\n".join(tables) + "\n"
-    from perfkit.results import atomic_write_text
+    from perfkit.render.plots import PLOTS
+    from perfkit.results import atomic_write_bytes, atomic_write_text
 
+    for name, render in PLOTS.items():
+        atomic_write_bytes(run_dir / name, render(result))
+    tables += ["## Plots", "![throughput](sps.png)\n\n![learning curves](learning.png)\n\n![phases](phases.png)"]
+    text = "\n\n".join(tables) + "\n"
     atomic_write_text(run_dir / "sps.md", text)
     click.echo(text)
-    click.echo(f"wrote {run_dir / 'sps.json'} and {run_dir / 'sps.md'}", err=True)
+    click.echo(f"wrote {run_dir / 'sps.json'}, {run_dir / 'sps.md'} and plots (sps.png, learning.png, "
+               "phases.png)", err=True)
     if result.interrupted:
         sys.exit(130)
 
@@ -394,3 +400,138 @@ def flamediff(a, b, top, out, fmt) -> None:
     atomic_write_text(run_dir / "flamediff.md", f"A = {a}\nB = {b}\n\n{table}\n")
     click.echo(f"A = {a} ({pa.total:g} samples)\nB = {b} ({pb.total:g} samples)\n\n{table}")
     click.echo(f"\nwrote {files['on_b']}, {files['on_a']} and {run_dir / 'flamediff.md'}", err=True)
+
+
+def _round_progress(r: int, n: int) -> None:
+    if r == n or r % 5 == 0:
+        click.echo(f"round {r}/{n}", err=True)
+
+
+@main.command()
+@click.option("--check", "checks", multiple=True, metavar="TEXT",
+              help="A check, e.g. 'sps(wrapper=getattr) >= 0.98 * sps(wrapper=none)' or "
+                   "'sps(wrapper=getattr) >= 0.90 * baseline' (repeatable).")
+@click.option("--checks-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File with one check per line ('#' starts a comment).")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("results/baseline/gate.json"), show_default=True, help="Baseline for '* baseline' checks.")
+@click.option("--update-baseline", is_flag=True,
+              help="Measure the checks' workloads in --baseline-runs fresh processes and write the baseline "
+                   "(atomically), then exit.")
+@click.option("--baseline-runs", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Processes measured for a baseline: their spread is what a baseline check allows for.")
+@click.option("--rounds", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Rounds; each round times one block of every workload and the reference workload.")
+@click.option("--block-steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Rollout steps per timed block.")
+@click.option("--quick", is_flag=True, help="10 rounds of 60 steps (for CI after the tests).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for gate.json (default results/<timestamp>-gate).")
+@click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
+def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rounds, block_steps, quick, out,
+         fmt) -> None:
+    """CI gate: fail only on a statistically significant SPS regression beyond a check's threshold.
+
+    Workloads (a scenario's env + wrapper + the policy's forward pass) are timed in short blocks
+    rotating A B C, B C A, ... within this one process, so machine speed cancels out of relative
+    checks; baseline checks divide SPS by a reference workload timed in the same rounds and allow
+    for the process-to-process spread seen when the baseline was measured. A check FAILs when the
+    whole 95% interval of its ratio is below the threshold; otherwise it says "ok" or "within
+    noise" with the interval. Exit 1 on failure, 2 on bad input.
+    """
+    from perfkit import gate as g
+    from perfkit.render.table import render_gate
+    from perfkit.results import write_json
+
+    texts = list(checks)
+    if checks_file is not None:
+        try:
+            lines = checks_file.read_text().splitlines()
+        except OSError as e:
+            raise click.UsageError(f"--checks-file {str(checks_file)!r}: {e.strerror}") from None
+        texts += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
+    if not texts:
+        raise click.UsageError("no checks: give --check TEXT or --checks-file FILE")
+    try:
+        parsed = [g.parse_check(t) for t in texts]
+        baseline = None
+        if any(c.against_baseline for c in parsed) and not update_baseline:
+            baseline = g.load_baseline(baseline_path)
+    except g.GateError as e:
+        raise click.UsageError(str(e)) from None
+    if quick:
+        rounds, block_steps = 10, 60
+    if update_baseline:
+        if not any(c.against_baseline for c in parsed):
+            raise click.UsageError("--update-baseline: none of the checks is against the baseline")
+        # Same workloads as a gate run of these checks: a workload's speed depends on what else
+        # rotates through the caches with it.
+        runs = []
+        for k in range(baseline_runs):
+            click.echo(f"baseline run {k + 1}/{baseline_runs} (fresh process) ...", err=True)
+            runs.append(g.measure_in_subprocess(g.labels_needed(parsed), rounds, block_steps))
+        g.write_baseline(baseline_path, runs)
+        for label in runs[0].samples:
+            meds = [float(np.median(m.samples[label])) for m in runs]
+            click.echo(f"{label}: median {np.median(meds):,.0f} agent-steps/s; per process "
+                       f"{min(meds):,.0f}–{max(meds):,.0f}")
+        click.echo(f"wrote {baseline_path}", err=True)
+        return
+    run_dir = _run_dir(out, "gate")
+    labels = g.labels_needed(parsed)
+    if not labels:
+        labels = [parsed[0].lhs]
+    m = g.measure(labels, rounds, block_steps, on_round=_round_progress)
+    try:
+        results = [g.evaluate(c, m.samples, m.reference, baseline) for c in parsed]
+    except g.GateError as e:
+        raise click.UsageError(str(e)) from None
+    if baseline is not None and baseline.get("block_steps") != m.block_steps:
+        click.echo(f"warning: the baseline was timed in blocks of {baseline.get('block_steps')} steps, this run in "
+                   f"{m.block_steps}; use the same --block-steps/--quick for both", err=True)
+    rep = g.report(results, m)
+    write_json(run_dir / "gate.json", "gate", rep)
+    click.echo(render_gate(results, rep["medians"], fmt))
+    click.echo(f"\n{m.rounds} rounds x {m.block_steps} steps in {m.seconds:.1f} s; wrote {run_dir / 'gate.json'}",
+               err=True)
+    failures = [r.fails() for r in results if r.fails()]
+    if failures:
+        click.echo("\n".join(f"FAILED: {f}" for f in failures), err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--max-unreachable", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+              help="Fail when more than this fraction of first episodes end before a heart is possible.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for diagnose.json (default results/<timestamp>-diagnose).")
+@click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE", help="Set an axis by name (repeatable).")
+@_axis_options
+def diagnose(max_unreachable, out, fmt, seed, fixes, **kwargs) -> None:
+    """Check the training signal without training: is the recipe used, can a heart be reached,
+    do workers desync, what do scripted policies score, are observations sane and identical
+    across wrapper variants? Exit 1 when a check fails.
+
+    Example: perfkit diagnose --preset make_arena --desync early-reset --desync-rng shared
+    """
+    from perfkit import diagnose as d
+    from perfkit.render.table import render_diagnose
+    from perfkit.results import write_json
+
+    try:
+        values = _overrides(kwargs, fixes)
+        scenario = Scenario.build(values, seed=seed)
+    except ScenarioError as e:
+        raise click.UsageError(str(e)) from None
+    if scenario["env"] != "arena":
+        raise click.UsageError(f"diagnose knows the reference arena only; got --env {scenario['env']}")
+    run_dir = _run_dir(out, "diagnose")
+    outcomes = d.diagnose(scenario, max_unreachable,
+                          on_check=lambda o: click.echo(f"{o.name}: {o.verdict}", err=True))
+    write_json(run_dir / "diagnose.json", "diagnose", {"scenario": scenario.to_dict(), **d.to_dict(outcomes)})
+    click.echo(render_diagnose(outcomes, fmt))
+    click.echo(f"\nwrote {run_dir / 'diagnose.json'}", err=True)
+    if any(o.verdict == d.FAIL for o in outcomes):
+        sys.exit(1)

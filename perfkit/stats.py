@@ -71,20 +71,23 @@ class Comparison:
         return self.verdict in (FASTER, SLOWER)
 
 
-def compare(base: list[float], other: list[float], confidence: float = 0.95) -> Comparison:
+def compare(base: list[float], other: list[float], confidence: float = 0.95, paired: bool | None = None) -> Comparison:
     """`other` vs `base` as a ratio of geometric means with a t-interval on log SPS.
 
     When both lists have the same length they are taken as *paired* by round (trial k of each
     variant ran back to back, A B A B ...), so slow drifts of the machine cancel: the interval is
     on the per-round log ratios. Otherwise (a run cut short) the two samples are compared as
-    independent (Welch). With 2-5 trials a percentile bootstrap is far too confident (with 3
-    rounds it calls any 3-of-3 majority significant); the t-interval widens honestly instead.
+    independent (Welch); `paired=False` forces that (e.g. against a stored baseline). With 2-5
+    trials a percentile bootstrap is far too confident (with 3 rounds it calls any 3-of-3
+    majority significant); the t-interval widens honestly instead.
     """
     if len(base) < MIN_TRIALS or len(other) < MIN_TRIALS:
         ratio = float(statistics.median(other) / statistics.median(base)) if base and other else float("nan")
         return Comparison(ratio, float("nan"), float("nan"), confidence, TOO_FEW)
     lb, lo_ = np.log(np.asarray(base, float)), np.log(np.asarray(other, float))
-    if len(lb) == len(lo_):
+    if paired is None:
+        paired = len(lb) == len(lo_)
+    if paired:
         d = lo_ - lb
         center, se, df = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d) - 1
     else:
@@ -104,3 +107,24 @@ def describe(c: Comparison) -> str:
     if c.verdict == SLOWER:
         return f"{1 / c.ratio:.2f}x slower"
     return c.verdict
+
+
+def compare_to_runs(run_means: list[float], now: list[float], confidence: float = 0.95) -> Comparison:
+    """`now` (per-round values from ONE process) against earlier processes' mean values.
+
+    What varies between CI jobs is mostly per process (machine, placement, clocks), so rounds
+    inside one process understate it. The interval is a prediction interval from the spread of the
+    earlier processes' means (t with K-1 degrees of freedom), widened by this run's own error:
+    a new, unchanged run falls outside it about 1 - confidence of the time.
+    """
+    k = len(run_means)
+    if k < MIN_TRIALS or len(now) < MIN_TRIALS:
+        return Comparison(float("nan"), float("nan"), float("nan"), confidence, TOO_FEW)
+    base = np.log(np.asarray(run_means, float))
+    cur = np.log(np.asarray(now, float))
+    d = float(cur.mean() - base.mean())
+    var = base.var(ddof=1) * (1 + 1 / k) + cur.var(ddof=1) / len(cur)
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, k - 1)) * math.sqrt(var)
+    lo, hi = math.exp(d - half), math.exp(d + half)
+    verdict = FASTER if lo > 1.0 else SLOWER if hi < 1.0 else SAME
+    return Comparison(math.exp(d), lo, hi, confidence, verdict)

@@ -146,3 +146,41 @@ def render_profiles(baseline_sps: float, runs: dict, fmt: str = "github") -> str
 def render_top_lines(top: list[dict], fmt: str = "github") -> str:
     rows = [[r["where"], f"{r['cpu_percent']:.1f}", f"{r['python']:.1f}", f"{r['native']:.1f}", r["code"]] for r in top]
     return tabulate(rows, headers=["line", "CPU %", "python", "native", "code"], tablefmt=fmt, disable_numparse=True)
+
+
+def render_gate(results, medians: dict[str, float], fmt: str = "github") -> str:
+    rows = [[r.check, f"{r.ratio:.3f}", f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", f"{r.threshold:.3f}", r.status]
+            for r in results]
+    checks = tabulate(rows, headers=["check", "ratio", "95% CI", "threshold", "verdict"], tablefmt=fmt,
+                      disable_numparse=True)
+    sps = tabulate([[k, f"{v:,.0f}"] for k, v in medians.items()],
+                   headers=["workload (rollout: env + policy forward)", "agent-steps/s (median)"], tablefmt=fmt,
+                   disable_numparse=True)
+    return f"{checks}\n\n{sps}"
+
+
+def render_diagnose(outcomes, fmt: str = "github") -> str:
+    """One summary table, then a table per check that has rows of its own."""
+    parts = [tabulate([[o.name, o.verdict, o.detail] for o in outcomes], headers=["check", "verdict", "detail"],
+                      tablefmt=fmt, disable_numparse=True)]
+    by = {o.name: o for o in outcomes}
+    reach = by.get("heart reachable in first episodes")
+    if reach is not None:
+        rows = [[mode, f"{100 * r['analytic']:.1f}%", f"{100 * r['measured']:.1f}%"]
+                for mode, r in reach.data["by_desync_mode"].items()]
+        parts.append(f"First episodes ending before the earliest heart (step {reach.data['earliest_heart_step']}):\n"
+                     + tabulate(rows, headers=["desync", "expected", "measured over env seeds"], tablefmt=fmt,
+                                disable_numparse=True))
+    scripted = by.get("scripted policy gets hearts")
+    if scripted is not None:
+        rows = [[name, f"{r['greedy_hearts']:.2f}", f"{r['greedy_return']:.2f}", f"{r['random_hearts']:.2f}",
+                 f"{r['random_return']:.2f}"] for name, r in scripted.data.items()]
+        parts.append("Reference policies, per agent per episode (upper bound and floor for PPO):\n" + tabulate(
+            rows, headers=["preset", "greedy hearts", "greedy return", "random hearts", "random return"],
+            tablefmt=fmt, disable_numparse=True))
+    obs = by.get("observations")
+    if obs is not None:
+        rows = [[name, lo, hi] for name, (lo, hi) in obs.data["channel_ranges"].items()]
+        parts.append("Observation channel ranges:\n" + tabulate(rows, headers=["channel", "min", "max"],
+                                                                 tablefmt=fmt))
+    return "\n\n".join(parts)

@@ -1,0 +1,292 @@
+"""The CI gate: checks parsed from text, measured side by side, failing only on significant
+regressions beyond their threshold.
+
+Two kinds of check:
+  sps(wrapper=getattr) >= 0.98 * sps(wrapper=none)   relative: both measured in this run, interleaved
+  sps(wrapper=getattr) >= 0.90 * baseline            against results/baseline/gate.json, with SPS
+                                                     divided by a reference workload measured in the
+                                                     same round, so a slower machine does not fail
+
+The gate's workload is a *rollout*: the scenario's vector env stepped with actions from the policy
+(forward pass only, no learning), in short blocks that rotate between all workloads every round.
+Blocks next to each other see the same machine, which is what makes a 2-5% regression visible on a
+runner whose speed varies 10-30% between jobs. A check fails only when the upper end of the 95%
+interval of the ratio is below the threshold; otherwise it reports "ok" or "within noise" with the
+interval.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from perfkit import stats
+from perfkit.results import machine_info, read_json, write_json
+from perfkit.scenario import Scenario, ScenarioError, parse_assignment
+
+BASELINE = "baseline"
+DEFAULT_BASELINE = Path("results/baseline/gate.json")
+_CHECK = re.compile(r"^\s*sps\(([^)]*)\)\s*>=\s*([0-9]*\.?[0-9]+)\s*\*\s*(?:sps\(([^)]*)\)|(baseline))\s*$")
+
+
+class GateError(ValueError):
+    """Bad check text, unknown axis, or a missing/unreadable baseline: exit 2."""
+
+
+def _label(text: str) -> str:
+    """Canonical `axis=value,...` for the axes the check names (validated, in the axis table's
+    order); `sps()` with no axes is the defaults."""
+    overrides = dict(parse_assignment(part) for part in text.split(",") if part.strip())
+    sc = Scenario.build(overrides)
+    return sc.label([a for a, _ in sc.values if a in overrides]) if overrides else "defaults"
+
+
+@dataclass(frozen=True)
+class Check:
+    text: str
+    lhs: str
+    factor: float
+    rhs: str  # a label, or "baseline"
+
+    @property
+    def against_baseline(self) -> bool:
+        return self.rhs == BASELINE
+
+
+def parse_check(text: str) -> Check:
+    m = _CHECK.match(text)
+    if not m:
+        raise GateError(f"cannot parse check {text!r}; expected 'sps(AXIS=V,...) >= F * sps(AXIS=V,...)' "
+                        "or 'sps(AXIS=V,...) >= F * baseline'")
+    factor = float(m.group(2))
+    if not 0 < factor <= 2:
+        raise GateError(f"check {text!r}: factor {factor} must be in (0, 2]")
+    try:
+        lhs = _label(m.group(1))
+        rhs = BASELINE if m.group(4) else _label(m.group(3))
+    except ScenarioError as e:
+        raise GateError(f"check {text!r}: {e}") from None
+    if lhs == rhs:
+        raise GateError(f"check {text!r} compares a scenario with itself")
+    return Check(text.strip(), lhs, factor, rhs)
+
+
+def scenario_for(label: str, seed: int = 1) -> Scenario:
+    overrides = {} if label == "defaults" else dict(parse_assignment(p) for p in label.split(","))
+    return Scenario.build(overrides, seed=seed)
+
+
+@dataclass
+class CheckResult:
+    check: str
+    ratio: float
+    ci_low: float
+    ci_high: float
+    threshold: float
+    status: str  # "ok" | "within noise" | "FAIL"
+
+    def fails(self) -> str | None:
+        """A message when the check fails, else None (pytest-benchmark's convention)."""
+        if self.status != "FAIL":
+            return None
+        return (f"{self.check}: ratio {self.ratio:.3f}, 95% CI [{self.ci_low:.3f}, {self.ci_high:.3f}] "
+                f"entirely below {self.threshold:.3f}")
+
+
+def evaluate(check: Check, samples: dict[str, list[float]], reference: list[float],
+             baseline: dict | None = None) -> CheckResult:
+    """Decide one check from per-round SPS samples (and the stored baseline for baseline checks)."""
+    lhs = samples[check.lhs]
+    if check.against_baseline:
+        runs = (baseline or {}).get("runs", [])
+        if not runs or any(check.lhs not in run["scores"] for run in runs):
+            raise GateError(f"baseline has no entry for {check.lhs!r}; run `perfkit gate --update-baseline` "
+                            "with this check")
+        now = [s / r for s, r in zip(lhs, reference, strict=True)]
+        run_means = [float(np.exp(np.mean(np.log(run["scores"][check.lhs])))) for run in runs]
+        c = stats.compare_to_runs(run_means, now)
+    else:
+        c = stats.compare(samples[check.rhs], lhs, paired=True)
+    if c.ci_high < check.factor:
+        status = "FAIL"
+    elif c.ci_low >= check.factor:
+        status = "ok"
+    else:
+        status = "within noise"
+    return CheckResult(check.text, c.ratio, c.ci_low, c.ci_high, check.factor, status)
+
+
+# -- measurement ------------------------------------------------------------------------------
+
+def reference_workload(repeats: int = 40) -> float:
+    """Operations per second of a fixed mix (a 96x1210 @ 1210x128 matmul as in the policy's first
+    layer, plus a pure-Python loop): it tracks how fast this machine runs the rollout's kinds of
+    work, independent of perfkit's code."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((96, 1210), generator=g)
+    w = torch.rand((1210, 128), generator=g)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        (x @ w).relu_()
+        acc = 0
+        for i in range(3000):
+            acc += i * i
+    return repeats / (time.perf_counter() - t0)
+
+
+class RolloutWorkload:
+    """A scenario's vector env plus the policy's forward pass, stepped in timed blocks."""
+
+    def __init__(self, scenario: Scenario, num_envs: int = 4):
+        import torch
+
+        from envs.registry import make_creator
+        from perfkit.train import vecenv as vec
+        from perfkit.train.ppo import Policy, sample_actions
+
+        self._torch, self._sample = torch, sample_actions
+        values = dict(scenario.values)
+        self.vecenv = vec.make(make_creator(values), vec.plan("serial", num_envs), seed=scenario.seed)
+        torch.manual_seed(scenario.seed)
+        self.policy = Policy(self.vecenv.single_observation_space.shape, self.vecenv.single_action_space.n)
+        self.gen = torch.Generator().manual_seed(scenario.seed)
+        self.vecenv.async_reset(scenario.seed)
+        self.obs = self.vecenv.recv()[0]
+
+    def block(self, steps: int) -> float:
+        """Agent-steps/s over `steps` rollout steps."""
+        torch = self._torch
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                logits, _ = self.policy(torch.from_numpy(self.obs))
+                action, _ = self._sample(logits, self.gen)
+                self.vecenv.send(action.to(torch.int32).numpy())
+                self.obs = self.vecenv.recv()[0]
+        return steps * self.vecenv.num_agents / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.vecenv.close()
+
+
+@dataclass
+class Measurement:
+    samples: dict[str, list[float]]
+    reference: list[float]
+    rounds: int
+    block_steps: int
+    seconds: float
+    machine: dict = field(default_factory=machine_info)
+
+
+def measure(labels: list[str], rounds: int = 20, block_steps: int = 100, warmup_blocks: int = 2,
+            seed: int = 1, on_round=None) -> Measurement:
+    """Rotate through the workloads each round (A B C, B C A, ...) so no workload always follows
+    another; the reference workload runs in every round too."""
+    import torch
+
+    # One thread: the workloads and the reference then feel a busy neighbour core alike (with two,
+    # a matmul's second thread waits on whatever else runs there, and the ratio drifts).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    workloads = {label: RolloutWorkload(scenario_for(label, seed)) for label in labels}
+    try:
+        for w in workloads.values():
+            for _ in range(warmup_blocks):
+                w.block(block_steps)
+        reference_workload(5)
+        samples: dict[str, list[float]] = {label: [] for label in labels}
+        reference: list[float] = []
+        for r in range(rounds):
+            order = labels[r % len(labels):] + labels[: r % len(labels)]
+            for label in order:
+                samples[label].append(workloads[label].block(block_steps))
+            reference.append(reference_workload())
+            if on_round is not None:
+                on_round(r + 1, rounds)
+    finally:
+        for w in workloads.values():
+            w.close()
+        torch.set_num_threads(threads)
+    return Measurement(samples, reference, rounds, block_steps, time.perf_counter() - t0)
+
+
+def labels_needed(checks: list[Check]) -> list[str]:
+    """Every workload the checks name, in order of first mention."""
+    out: list[str] = []
+    for c in checks:
+        for label in (c.lhs, c.rhs):
+            if label != BASELINE and label not in out:
+                out.append(label)
+    return out
+
+
+def load_baseline(path: Path) -> dict:
+    try:
+        return read_json(path, "gate-baseline")
+    except Exception as e:  # ResultsError carries the file name and reason
+        raise GateError(f"baseline {path}: {e}") from None
+
+
+def write_baseline(path: Path, runs: list[Measurement]) -> dict:
+    """One entry per process: SPS divided by the reference workload of the same round."""
+    payload = {
+        "runs": [{"scores": {label: [s / r for s, r in zip(xs, m.reference, strict=True)]
+                             for label, xs in m.samples.items()},
+                  "sps": m.samples, "reference": m.reference} for m in runs],
+        "rounds": runs[0].rounds,
+        "block_steps": runs[0].block_steps,
+        "machine": runs[0].machine,
+    }
+    write_json(path, "gate-baseline", payload)
+    return payload
+
+
+def measure_in_subprocess(labels: list[str], rounds: int, block_steps: int) -> Measurement:
+    """A fresh process per baseline run: process-to-process variation is what a baseline must hold."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "m.json"
+        proc = subprocess.run([sys.executable, "-m", "perfkit.gate", json.dumps(labels), str(rounds),
+                               str(block_steps), str(out)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"baseline measurement failed: {proc.stderr.strip()[-2000:]}")
+        return Measurement(**json.loads(out.read_text()))
+
+
+def report(results: list[CheckResult], m: Measurement) -> dict:
+    return {
+        "checks": [asdict(r) for r in results],
+        "failed": [r.check for r in results if r.status == "FAIL"],
+        "samples": m.samples,
+        "reference": m.reference,
+        "rounds": m.rounds,
+        "block_steps": m.block_steps,
+        "seconds": m.seconds,
+        "machine": m.machine,
+        "medians": {k: float(np.median(v)) for k, v in m.samples.items()},
+        "cv": {k: float(np.std(v, ddof=1) / np.mean(v)) if len(v) > 1 else math.nan for k, v in m.samples.items()},
+    }
+
+
+if __name__ == "__main__":  # python -m perfkit.gate LABELS_JSON ROUNDS BLOCK_STEPS OUT_JSON
+    import json
+    import sys
+
+    from perfkit.results import atomic_write_text
+
+    _labels, _rounds, _block, _out = sys.argv[1:5]
+    _m = measure(json.loads(_labels), int(_rounds), int(_block))
+    atomic_write_text(_out, json.dumps(asdict(_m)))

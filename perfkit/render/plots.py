@@ -1,0 +1,100 @@
+"""PNG plots of a comparison (matplotlib's object API: no pyplot, no global backend switch).
+
+render_*(result) -> PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import scipy.stats
+
+from perfkit.timing import PHASES
+
+
+def _figure(width: float = 8, height: float = 4.5):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def render_sps_png(result) -> bytes:
+    """Mean agent-steps/s per variant with a 95% t-interval over its trials, trials as dots."""
+    fig = _figure(max(6, 1.6 * len(result.variants) + 2), 4.5)
+    ax = fig.add_subplot()
+    for i, label in enumerate(result.variants):
+        xs = result.sps(label)
+        if not xs:
+            continue
+        mean = float(np.mean(xs))
+        half = (float(scipy.stats.t.ppf(0.975, len(xs) - 1)) * float(np.std(xs, ddof=1)) / math.sqrt(len(xs))
+                if len(xs) > 1 else 0.0)
+        ax.bar(i, mean, color="#4c72b0", alpha=0.8)
+        ax.errorbar(i, mean, yerr=half, color="black", capsize=6)
+        ax.scatter([i] * len(xs), xs, color="#dd8452", zorder=3, s=14)
+    ax.set_xticks(range(len(result.variants)), [v.replace(",", "\n") for v in result.variants], fontsize=8)
+    ax.set_ylabel("agent-steps/s (steady state)")
+    ax.set_title("Throughput per variant: mean with 95% CI, trials as dots")
+    return _png(fig)
+
+
+def render_learning_png(result) -> bytes:
+    """Hearts per episode and episode return against agent-steps, one line per trial."""
+    fig = _figure(10, 4.2)
+    axes = fig.subplots(1, 2)
+    colours = [f"C{i}" for i in range(10)]
+    for i, label in enumerate(result.variants):
+        for k, t in enumerate(tr for tr in result.trials.get(label, []) if not tr.get("interrupted")):
+            steps, hearts, returns = 0, [], []
+            for w in t["windows"]:
+                steps += w["agent_steps"]
+                if "heart.get" in w["learning"]:
+                    hearts.append((steps, w["learning"]["heart.get"]))
+                    returns.append((steps, w["learning"]["episode_return"]))
+            for ax, pts in zip(axes, (hearts, returns), strict=True):
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), color=colours[i % 10], alpha=0.8, lw=1.2,
+                            label=label if k == 0 else None)
+    axes[0].set_ylabel("hearts per agent per episode")
+    axes[1].set_ylabel("episode return")
+    for ax in axes:
+        ax.set_xlabel("agent-steps")
+        ax.grid(alpha=0.3)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
+    else:
+        axes[0].text(0.5, 0.5, "no episode finished in these trials", ha="center", transform=axes[0].transAxes)
+    fig.suptitle("Learning curves (episodes finished in each SPS window)")
+    return _png(fig)
+
+
+def render_phases_png(result) -> bytes:
+    """Stacked bars: milliseconds per 1,000 agent-steps in each phase."""
+    rows = [r for r in result.rows() if r.get("phases_ms_per_1k")]
+    fig = _figure(max(6, 1.6 * len(rows) + 2), 4.5)
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(rows))
+    for j, phase in enumerate(PHASES):
+        vals = np.array([r["phases_ms_per_1k"].get(phase, 0.0) for r in rows])
+        ax.bar(range(len(rows)), vals, bottom=bottom, label=phase, color=f"C{j}")
+        bottom += vals
+    ax.set_xticks(range(len(rows)), [r["variant"].replace(",", "\n") for r in rows], fontsize=8)
+    ax.set_ylabel("ms per 1,000 agent-steps")
+    ax.set_title("Where the time goes")
+    ax.legend(fontsize=8, ncols=4)
+    return _png(fig)
+
+
+PLOTS = {"sps.png": render_sps_png, "learning.png": render_learning_png, "phases.png": render_phases_png}
