@@ -24,6 +24,17 @@ def _arena(buf=None, seed=0, *, preset, desync, desync_rng, inject_cost_us, disp
     return wrap(env, dispatch, config_timing, make_curriculum(curriculum, cfg, seed))
 
 
+def _mettagrid(buf=None, seed=0, *, preset, desync, desync_rng, inject_cost_us, dispatch, config_timing,
+               curriculum):
+    from envs.mettagrid import make_mettagrid_env
+
+    if inject_cost_us:
+        raise EnvSpecError("inject-cost-us is a knob of the reference arena only; use env=arena")
+    cfg = arena_preset(preset)
+    env = make_mettagrid_env(cfg, buf=buf, seed=seed, desync=desync, desync_rng=desync_rng)
+    return wrap(env, dispatch, config_timing, make_curriculum(curriculum, cfg, seed))
+
+
 def _custom(buf=None, seed=0, *, target, dispatch, config_timing):
     module_name, _, attr = target.partition(":")
     try:
@@ -43,9 +54,9 @@ def make_creator(values: dict[str, str]):
     """The env creator for a scenario's axis values."""
     env = values["env"]
     common = dict(dispatch=values["wrapper"], config_timing=values["env-config"])
-    if env == "arena":
+    if env in ("arena", "mettagrid"):
         return functools.partial(
-            _arena,
+            _arena if env == "arena" else _mettagrid,
             preset=values["preset"],
             desync=values["desync"],
             desync_rng=values["desync-rng"],
@@ -56,4 +67,4 @@ def make_creator(values: dict[str, str]):
     if ":" in env:
         target = functools.partial(_custom, target=env, **common)
         return target
-    raise EnvSpecError(f"unknown env {env!r}; valid: arena, pkg.module:factory")
+    raise EnvSpecError(f"unknown env {env!r}; valid: arena, mettagrid, pkg.module:factory")

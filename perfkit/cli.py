@@ -96,6 +96,14 @@ def _run_dir(out: Path | None, command: str) -> Path:
     return run_dir
 
 
+def _check_env(values: dict[str, str]) -> None:
+    if values.get("env") == "mettagrid":
+        from envs.mettagrid import INSTALL_HINT, available
+
+        if not available():
+            raise click.UsageError(INSTALL_HINT)
+
+
 def _check_device(values: dict[str, str]) -> None:
     if values.get("device") == "cuda":
         import torch
@@ -144,6 +152,7 @@ def run(fmt, out, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
     _check_device(values)
+    _check_env(values)
     seconds, steps = _budget(seconds, steps)
     run_dir = _run_dir(out, "run")
     click.echo(f"running {scenario.label()} for {f'{seconds:g} s' if seconds else f'{steps:,} agent-steps'} ...",
@@ -195,6 +204,7 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
     _check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
+    _check_env({**values, **{n: "mettagrid" for n, vs in varied if "mettagrid" in vs}})
     seconds, steps = _budget(seconds, steps)
     run_dir = _run_dir(out, "compare")
     if flamegraph:
@@ -324,6 +334,7 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
         raise click.BadParameter(f"{torch_schedule!r}: expected skip_first=N,wait=N,warmup=N,active=N,repeat=N",
                                  param_hint="--torch-schedule") from None
     _check_device(values)
+    _check_env(values)
     seconds, steps = _budget(seconds, steps)
     run_dir = _run_dir(out, "profile")
     try:

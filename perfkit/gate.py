@@ -155,7 +155,8 @@ class RolloutWorkload:
         values = dict(scenario.values)
         self.vecenv = vec.make(make_creator(values), vec.plan("serial", num_envs), seed=scenario.seed)
         torch.manual_seed(scenario.seed)
-        self.policy = Policy(self.vecenv.single_observation_space.shape, self.vecenv.single_action_space.n)
+        self.policy = Policy(self.vecenv.single_observation_space.shape, self.vecenv.single_action_space.n,
+                             obs_scale=float(getattr(self.vecenv.driver_env, "obs_scale", 1.0)))
         self.gen = torch.Generator().manual_seed(scenario.seed)
         self.vecenv.async_reset(scenario.seed)
         self.obs = self.vecenv.recv()[0]

@@ -64,9 +64,9 @@ def _workers(value: str) -> str:
 
 
 def _env(value: str) -> str:
-    if value == "arena" or re.fullmatch(r"[\w.]+:\w+", value):
+    if value in ("arena", "mettagrid") or re.fullmatch(r"[\w.]+:\w+", value):
         return value
-    raise ScenarioError(f"invalid value {value!r} for axis 'env'; valid: arena, or pkg.module:factory")
+    raise ScenarioError(f"invalid value {value!r} for axis 'env'; valid: arena, mettagrid, or pkg.module:factory")
 
 
 def _nonneg_float(axis: str) -> Callable[[str], str]:
@@ -98,7 +98,7 @@ AXES: dict[str, Axis] = {
              DESYNC_RNGS),
         Axis("preset", "basic_easy_shaped", "arena configuration (FACTS §6)", tuple(PRESETS)),
         Axis("device", "auto", "where the policy runs", ("auto", "cpu", "cuda")),
-        Axis("env", "arena", "environment under test", grammar="arena, pkg.module:factory", parse=_env),
+        Axis("env", "arena", "environment under test", grammar="arena, mettagrid, pkg.module:factory", parse=_env),
         Axis("inject-cost-us", "0", "busy-wait this many µs per env step in a named function (validation knob)",
              grammar="number >= 0", parse=_nonneg_float("inject-cost-us")),
     )

@@ -52,9 +52,10 @@ def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -
 class Policy(nn.Module):
     """2-layer MLP over the flattened uint8 observation, with actor and critic heads."""
 
-    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 128):
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 128, obs_scale: float = 1.0):
         super().__init__()
         n_in = int(np.prod(obs_shape))
+        self.obs_scale = obs_scale  # token observations (0..255) need scaling; the arena's planes do not
         self.encoder = nn.Sequential(
             layer_init(nn.Linear(n_in, hidden)), nn.ReLU(), layer_init(nn.Linear(hidden, hidden)), nn.ReLU()
         )
@@ -62,7 +63,8 @@ class Policy(nn.Module):
         self.critic = layer_init(nn.Linear(hidden, 1), std=1.0)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(obs.flatten(1).float())
+        x = obs.flatten(1).float()
+        h = self.encoder(x if self.obs_scale == 1.0 else x * self.obs_scale)
         return self.actor(h), self.critic(h).squeeze(-1)
 
 
@@ -137,7 +139,8 @@ def train(
 
     num_agents = vecenv.num_agents
     obs_shape = vecenv.single_observation_space.shape
-    policy = Policy(obs_shape, vecenv.single_action_space.n, cfg.hidden).to(device)
+    obs_scale = float(getattr(vecenv.driver_env, "obs_scale", 1.0))
+    policy = Policy(obs_shape, vecenv.single_action_space.n, cfg.hidden, obs_scale).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
 
     # Preallocated (num_steps, num_agents) buffers, CleanRL-style.
