@@ -255,6 +255,9 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
         sys.exit(130)
 
 
+TRAIN_LOOP = "train (perfkit/train/ppo.py)"
+
+
 def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[str]:
     """Profile each variant once with py-spy; diff every variant against the first. Returns
     markdown sections for sps.md."""
@@ -279,14 +282,15 @@ def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[
         result.save(run_dir / "sps.json")
     first = variant_list[0].label
     if first in result.profiles:
-        a = read_folded(result.profiles[first]["files"]["folded"])
+        a = read_folded(result.profiles[first]["files"]["folded"]).focus(TRAIN_LOOP)
         for v in variant_list[1:]:
             if v.label not in result.profiles:
                 continue
-            b = read_folded(result.profiles[v.label]["files"]["folded"])
+            b = read_folded(result.profiles[v.label]["files"]["folded"]).focus(TRAIN_LOOP)
             files, rows = write_flamediff(a, b, run_dir, first, v.label, stem=f"flamediff-{v.slug}")
             result.profiles[v.label]["flamediff"] = files
-            sections.append(f"### {v.label} vs {first}\n\n{render_flamediff(rows, 'first', 'this', fmt)}\n\n"
+            sections.append(f"### {v.label} vs {first} (samples inside the training loop)\n\n"
+                            f"{render_flamediff(rows, 'first', 'this', fmt)}\n\n"
                             f"differential flamegraphs: {files['on_b']} (this variant's shape), {files['on_a']} "
                             "(the first's)")
     result.save(run_dir / "sps.json")
@@ -376,8 +380,10 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows in the frame table.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory for the SVGs and table (default results/<timestamp>-flamediff).")
+@click.option("--focus", default=None, metavar="TEXT",
+              help=f"Keep only samples through a frame containing TEXT, e.g. '{TRAIN_LOOP}' (leaves out start-up).")
 @click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
-def flamediff(a, b, top, out, fmt) -> None:
+def flamediff(a, b, top, out, focus, fmt) -> None:
     """Where does B spend the time that A does not? A and B: folded-stack files, or run directories
     of `perfkit profile` (their pyspy/pyspy.folded is used).
 
@@ -403,8 +409,10 @@ def flamediff(a, b, top, out, fmt) -> None:
             raise click.BadParameter(str(e)) from None
 
     pa, pb = load(a), load(b)
+    if focus:
+        pa, pb = pa.focus(focus), pb.focus(focus)
     if not pa.total or not pb.total:
-        raise click.UsageError(f"{a if not pa.total else b} has no samples")
+        raise click.UsageError(f"{a if not pa.total else b} has no samples" + (f" through {focus!r}" if focus else ""))
     run_dir = _run_dir(out, "flamediff")
     files, rows = write_flamediff(pa, pb, run_dir, "A", "B", top=top)
     table = render_flamediff(rows, "A", "B", fmt)

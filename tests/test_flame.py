@@ -73,3 +73,9 @@ def test_svgs_carry_frames_and_tooltips(tmp_path):
     assert COST not in on_a  # A's shape has no such frame
     files, rows = write_flamediff(a, b, tmp_path, "A", "B")
     assert Path(files["on_b"]).exists() and Path(files["on_a"]).exists() and rows[0].frame == COST
+
+
+def test_focus_keeps_samples_through_a_frame_and_reroots_them():
+    b = read_folded(FIX / "b.folded").focus("env_step")
+    assert b.total == 120 and set(b.stacks) == {(ENV,), (ENV, COST)}
+    assert b.self_share()[COST] == pytest.approx(100 / 120)

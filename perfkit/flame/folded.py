@@ -49,6 +49,17 @@ class Profile:
             out[stack[-1]] += n
         return _normalise(out, self.total)
 
+    def focus(self, frame: str) -> Profile:
+        """Only the samples with a frame containing `frame`, re-rooted at its first occurrence
+        (e.g. the training loop, leaving out start-up imports that differ run to run)."""
+        out: dict[tuple[str, ...], float] = defaultdict(float)
+        for stack, n in self.stacks.items():
+            for i, f in enumerate(stack):
+                if frame in f:
+                    out[stack[i:]] += n
+                    break
+        return Profile(dict(out))
+
     def tree(self) -> dict[tuple[str, ...], float]:
         """Share of samples under each path prefix: what a flamegraph draws."""
         out: dict[tuple[str, ...], float] = defaultdict(float)
