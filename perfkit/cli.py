@@ -215,7 +215,6 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
         except ProfilerUnavailable as e:
             raise click.ClickException(str(e)) from None
     runner = SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
-    total = len(variant_list) * trials
     budget = f"{seconds:g} s" if seconds else f"{steps:,} agent-steps"
     click.echo(f"{len(variant_list)} variants x {trials} trials, {budget} each, interleaved -> {run_dir}", err=True)
 
@@ -320,9 +319,8 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
     Example: perfkit profile --with pyspy --with torch --seconds 15
     """
     from perfkit.compare import SubprocessRunner, TrialFailed, Variant
-    from perfkit.profilers import ProfilerUnavailable, pyspy
+    from perfkit.profilers import ProfilerUnavailable, pyspy, torchprof
     from perfkit.profilers import scalene as scalene_mod
-    from perfkit.profilers import torchprof
     from perfkit.render.table import render_profiles, render_top_lines
     from perfkit.results import write_json
 

@@ -8,11 +8,11 @@ instead of charging them to whichever ran last.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import subprocess
 import sys
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -6,7 +6,7 @@ import torch
 
 from perfkit.scenario import Scenario
 from perfkit.train.cadence import Cadence
-from perfkit.train.ppo import Budget, PPOConfig, Policy, sample_actions, save_checkpoint
+from perfkit.train.ppo import Budget, Policy, PPOConfig, sample_actions, save_checkpoint
 from perfkit.trial import run_trial
 
 SMALL = {"num_steps": 16, "minibatch_size": 512}
