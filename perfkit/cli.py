@@ -97,11 +97,22 @@ def _run_dir(out: Path | None, command: str) -> Path:
 
 
 def _check_env(values: dict[str, str]) -> None:
-    if values.get("env") == "mettagrid":
+    env = values.get("env", "arena")
+    if env == "mettagrid":
         from envs.mettagrid import INSTALL_HINT, available
 
         if not available():
             raise click.UsageError(INSTALL_HINT)
+    elif ":" in env:
+        import importlib
+
+        module, _, attr = env.partition(":")
+        try:
+            if not callable(getattr(importlib.import_module(module), attr)):
+                raise AttributeError(f"{attr} is not callable")
+        except (ImportError, AttributeError) as e:
+            raise click.UsageError(f"--env {env}: cannot load the factory ({e}); expected pkg.module:callable "
+                                   "taking (buf=None, seed=0) and returning a pufferlib.PufferEnv") from None
 
 
 def _check_device(values: dict[str, str]) -> None:
@@ -122,7 +133,13 @@ def main() -> None:
     each variant, interleaving repeated trials in fresh processes, and reports agent-steps/s with
     spread and a significance verdict, the per-phase time split and learning metrics.
 
-    Start with `perfkit variants`, then `perfkit compare --vary wrapper=getattribute,getattr,none`.
+    \b
+    Start here:
+      perfkit variants                                  the axes and their values
+      perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
+      perfkit diagnose --preset make_arena              learning signal, without training
+      perfkit profile --with pyspy --with torch         where the time goes
+      perfkit gate --checks-file bench/gate_checks.txt  the CI gate
     """
 
 

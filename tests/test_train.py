@@ -67,3 +67,26 @@ def test_checkpoint_is_replaced_atomically(tmp_path):
     save_checkpoint(str(tmp_path), pol, opt, 2, 20)
     assert os.listdir(tmp_path) == ["latest.pt"] and torch.load(tmp_path / "latest.pt")["epoch"] == 2
     assert PPOConfig().update_epochs == 1 and Cadence.parse("off").unit == "off"
+
+
+def custom_env(buf=None, seed=0):
+    """A user's own env factory, as `--env tests.test_train:custom_env` names it."""
+    from envs.arena import ArenaEnv, preset
+
+    return ArenaEnv(preset("fixed_recipe").replace(max_steps=50), buf=buf, seed=seed)
+
+
+def test_a_users_env_factory_runs_under_every_axis_that_applies():
+    tr = run_trial(Scenario.build({"env": "tests.test_train:custom_env", "wrapper": "getattribute"}),
+                   steps=96 * 16 * 4, ppo=SMALL)
+    assert tr.env_config["max_steps"] == 50 and tr.agent_steps == 96 * 16 * 4
+    assert tr.learning["curriculum.tasks_completed"] >= 1  # the wrapper drove the user's env
+
+
+def test_a_bad_factory_is_a_usage_error():
+    from click.testing import CliRunner
+
+    from perfkit.cli import main
+
+    r = CliRunner().invoke(main, ["run", "--env", "tests.nowhere:make", "--steps", "10"])
+    assert r.exit_code == 2 and "cannot load the factory" in r.output
