@@ -1,0 +1,126 @@
+"""Options and checks shared by perfkit's commands: one `--<axis>` option per axis, budgets,
+results directories, and the up-front checks that turn bad input into usage errors (exit 2)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from tabulate import tabulate_formats
+
+from perfkit.scenario import AXES, parse_assignment
+
+DEFAULT_SECONDS = 10.0
+TRAIN_LOOP = "train (perfkit/train/ppo.py)"  # frame that differential flamegraphs focus on
+
+
+def axis_options(f):
+    """One `--<axis>` option per axis, documented from the axis table."""
+    for a in reversed(list(AXES.values())):
+        f = click.option(
+            f"--{a.name}", f"axis_{a.name.replace('-', '_')}", default=None, metavar="VALUE",
+            help=f"{a.help}. Values: {a.values_text}. Default: {a.default}.",
+        )(f)
+    return f
+
+
+def parse_ppo(ctx, param, values: tuple[str, ...]) -> dict:
+    from dataclasses import fields
+
+    from perfkit.train.ppo import PPOConfig
+
+    known = {f.name: f.type for f in fields(PPOConfig)}
+    out: dict = {}
+    for text in values:
+        key, sep, raw = text.partition("=")
+        if not sep or key not in known:
+            raise click.BadParameter(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+        kind = float if known[key] in (float, "float") else int
+        try:
+            out[key] = kind(raw)
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: {key} takes a{'n integer' if kind is int else ' number'}") from None
+    return out
+
+
+def budget_options(f):
+    f = click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE",
+                     help="Set an axis by name, like the --<axis> options (repeatable).")(f)
+    f = click.option("--ppo", "ppo", multiple=True, metavar="KEY=VALUE", callback=parse_ppo,
+                     help="Override a PPO setting, e.g. --ppo minibatch_size=16384 (repeatable).")(f)
+    f = click.option("--num-envs", type=click.IntRange(min=1), default=None,
+                     help="Arenas per trial (24 agents each; default 4 = 96 agents). Rounded up to a "
+                          "multiple of the worker count.")(f)
+    f = click.option("--steps", type=click.IntRange(min=1), default=None,
+                     help="Budget per trial in agent-steps (instead of --seconds).")(f)
+    f = click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
+                     help=f"Budget per trial in seconds of training (default {DEFAULT_SECONDS:g}).")(f)
+    f = click.option("--seed", type=int, default=1, show_default=True, help="Seed for envs, policy and sampling.")(f)
+    f = click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True,
+                     help="Table format (any tabulate format).")(f)
+    f = click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Directory for results (default results/<timestamp>-<command>).")(f)
+    return f
+
+
+def overrides(kwargs: dict, fixes: tuple[str, ...] = ()) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for text in fixes:
+        name, value = parse_assignment(text)
+        values[name] = value
+    for a in AXES.values():
+        v = kwargs.pop(f"axis_{a.name.replace('-', '_')}", None)
+        if v is not None:
+            values[a.name] = a.validate(v)
+    return values
+
+
+def budget(seconds, steps):
+    if seconds is not None and steps is not None:
+        raise click.UsageError("give --seconds or --steps, not both")
+    if seconds is None and steps is None:
+        seconds = DEFAULT_SECONDS
+    return seconds, steps
+
+
+def run_dir(out: Path | None, command: str) -> Path:
+    """The results directory for a command, checked writable (a usage error if not)."""
+    path = out or Path("results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise click.UsageError(f"results directory {str(path)!r} is not writable: {e.strerror}") from None
+    return path
+
+
+def check_env(values: dict[str, str]) -> None:
+    env = values.get("env", "arena")
+    if env == "mettagrid":
+        from envs.mettagrid import INSTALL_HINT, available
+
+        if not available():
+            raise click.UsageError(INSTALL_HINT)
+    elif ":" in env:
+        import importlib
+
+        module, _, attr = env.partition(":")
+        try:
+            if not callable(getattr(importlib.import_module(module), attr)):
+                raise AttributeError(f"{attr} is not callable")
+        except (ImportError, AttributeError) as e:
+            raise click.UsageError(f"--env {env}: cannot load the factory ({e}); expected pkg.module:callable "
+                                   "taking (buf=None, seed=0) and returning a pufferlib.PufferEnv") from None
+
+
+def check_device(values: dict[str, str]) -> None:
+    if values.get("device") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no CUDA device is available here; valid: auto, cpu")
+
+
