@@ -79,3 +79,13 @@ def test_focus_keeps_samples_through_a_frame_and_reroots_them():
     b = read_folded(FIX / "b.folded").focus("env_step")
     assert b.total == 120 and set(b.stacks) == {(ENV,), (ENV, COST)}
     assert b.self_share()[COST] == pytest.approx(100 / 120)
+
+
+def test_pyspy_nested_worker_processes_become_their_own_roots():
+    text = ('process 10:"";train (ppo.py:1) 5\n'
+            'process 10:"";process 12:"python -m perfkit.trial";_worker_process (vector.py:230);step (env.py:3) 3\n'
+            'process 10:"";process 11:"python -m perfkit.trial";_worker_process (vector.py:230) 2\n')
+    p = parse_folded(text)
+    assert p.stacks == {("process main", "train (ppo.py)"): 5,
+                        ("process worker-2", "_worker_process (vector.py)", "step (env.py)"): 3,
+                        ("process worker-1", "_worker_process (vector.py)"): 2}

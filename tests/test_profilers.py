@@ -109,3 +109,16 @@ def test_differential_flamegraph_renders_in_a_browser(tmp_path):
     px = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
     red = int(((px[:, 0] > 200) & (px[:, 1] < 120) & (px[:, 2] < 120)).sum())
     assert red > 500  # the injected cost is drawn strongly red
+
+
+def test_pyspy_attributes_rollout_workers_to_their_own_roots(tmp_path):
+    _pyspy_or_skip()
+    r = CliRunner().invoke(main, ["profile", "--with", "pyspy", "--workers", "2", "--out", str(tmp_path),
+                                  "--ppo", "num_steps=16", "--ppo", "minibatch_size=512", "--steps", str(96 * 16 * 6)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    prof = read_folded(tmp_path / "pyspy" / "pyspy.folded")
+    roots = {s[0] for s in prof.stacks}
+    assert {"process main", "process worker-1", "process worker-2"} <= roots
+    worker_frames = {f for s in prof.stacks if s[0] == "process worker-1" for f in s}
+    assert "_worker_process (pufferlib/vector.py)" in worker_frames

@@ -2,9 +2,10 @@
 format and torch.profiler's `export_stacks` write them.
 
 Frames are normalised so two runs of the same code line up: line numbers are dropped
-(`train (perfkit/train/ppo.py:160)` -> `train (perfkit/train/ppo.py)`) and py-spy's per-process
-root frames (`process 1234:"python -m ..."`) become `process main` / `process worker-N`, ranked by
-PID, so each worker's stacks stay attributed to it.
+(`train (perfkit/train/ppo.py:160)` -> `train (perfkit/train/ppo.py)`) and py-spy's process
+frames (`process 1234:"python -m ..."`, a worker's nested under its parent's) become one root
+frame, `process main` or `process worker-N` (ranked by PID), so each worker's stacks stay
+attributed to it.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ def normalise_frame(frame: str, keep_lines: bool = False) -> str:
 
 def parse_folded(text: str, source: str = "<text>", keep_lines: bool = False) -> Profile:
     raw: dict[tuple[str, ...], float] = defaultdict(float)
-    pids: set[int] = set()
     for i, line in enumerate(text.splitlines(), 1):
         line = line.rstrip()
         if not line:
@@ -92,19 +92,30 @@ def parse_folded(text: str, source: str = "<text>", keep_lines: bool = False) ->
             raise FoldedError(f"{source}:{i}: expected 'frame;frame COUNT', got {line[:80]!r}") from None
         if not stack:
             raise FoldedError(f"{source}:{i}: no frames before the count")
-        frames = tuple(normalise_frame(f, keep_lines) for f in stack.split(";"))
-        m = _PROCESS.match(frames[0])
-        if m:
-            pids.add(int(m.group(1)))
-        raw[frames] += n
-    names = {pid: ("process main" if rank == 0 else f"process worker-{rank}") for rank, pid in enumerate(sorted(pids))}
-    stacks: dict[tuple[str, ...], float] = defaultdict(float)
+        raw[tuple(normalise_frame(f, keep_lines) for f in stack.split(";"))] += n
+    return Profile(_name_processes(raw))
+
+
+def _name_processes(raw: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float]:
+    """py-spy --subprocesses roots every stack at `process PID:"cmd"` and nests a child's stack
+    under its parent's process frame. Keep only the innermost process frame, named `process main`
+    for the root process and `process worker-N` for the others (by PID)."""
+    roots, others = set(), set()
+    for frames in raw:
+        pids = [int(m.group(1)) for m in map(_PROCESS.match, frames) if m]
+        if pids:
+            roots.add(pids[0])
+            others.update(pids[1:])
+    names = {pid: "process main" for pid in roots}
+    names.update({pid: f"process worker-{k}" for k, pid in enumerate(sorted(others - roots), 1)})
+    out: dict[tuple[str, ...], float] = defaultdict(float)
     for frames, n in raw.items():
-        m = _PROCESS.match(frames[0])
-        if m:
-            frames = (names[int(m.group(1))], *frames[1:])
-        stacks[frames] += n
-    return Profile(dict(stacks))
+        last = max((i for i, f in enumerate(frames) if _PROCESS.match(f)), default=None)
+        if last is not None:
+            pid = int(_PROCESS.match(frames[last]).group(1))
+            frames = (names[pid], *frames[last + 1:])
+        out[frames] += n
+    return dict(out)
 
 
 def read_folded(path: str | Path, keep_lines: bool = False) -> Profile:
