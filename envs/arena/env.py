@@ -117,11 +117,11 @@ class ArenaEnv(pufferlib.PufferEnv):
         self.desync_rng = desync_rng
         self.inject_cost_us = float(inject_cost_us)
         self._rng = np.random.default_rng(seed)
+        self.config_builds = 0  # map builders built: what set_env_config costs, counted
         self.set_env_config(cfg)
         self.first_episode_limit = self._draw_first_limit()
         self.episodes = 0
         self.resets = 0
-        self.config_builds = 0
         self._done = False
         self._t = 0
 
@@ -135,7 +135,7 @@ class ArenaEnv(pufferlib.PufferEnv):
             )
         self.cfg = cfg
         self.map_builder = MapBuilder(cfg)
-        self.config_builds = getattr(self, "config_builds", 0) + 1
+        self.config_builds += 1
 
     def get_env_config(self) -> ArenaConfig:
         return self.cfg
@@ -275,4 +275,4 @@ def make_arena_env(
     return ArenaEnv(cfg, buf=buf, seed=seed, **kwargs)
 
 
-__all__ = ["ArenaEnv", "MapBuilder", "make_arena_env", "DESYNC_MODES", "DESYNC_RNGS", "ALTAR"]
+__all__ = ["ArenaEnv", "MapBuilder", "make_arena_env", "DESYNC_MODES", "DESYNC_RNGS"]
