@@ -204,20 +204,3 @@ def make_mettagrid_env(cfg: ArenaConfig, buf=None, seed: int = 0, desync: str = 
         raise ImportError(INSTALL_HINT)
     return MettagridArena(cfg, buf=buf, seed=seed, desync=desync, desync_rng=desync_rng)
 
-
-def random_action_sps(seconds: float, seed: int = 0) -> float:
-    """Agent-steps/s of the real env with random actions, one process (for bench/ratios.py)."""
-    import time
-
-    from envs.arena.config import preset
-
-    env = make_mettagrid_env(preset("basic_easy_shaped"), seed=seed)
-    env.reset(seed)
-    actions = np.random.default_rng(seed).integers(0, 5, (256, env.num_agents)).astype(np.int32)
-    env.step(actions[0])
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for a in actions:
-            env.step(a)
-        steps += len(actions)
-    return steps * env.num_agents / (time.perf_counter() - t0)

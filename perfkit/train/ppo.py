@@ -171,12 +171,13 @@ def train(
             episode_infos: list[dict] = []
             for step in range(T):
                 timer.switch("copy")
+                # Straight into the rollout buffer, which the forward pass then reads: one copy.
                 if cuda:
                     np.copyto(staging_np, next_obs)
-                    obs_t = staging.to(device, non_blocking=True)
+                    obs[step].copy_(staging, non_blocking=True)
                 else:
-                    obs_t = torch.from_numpy(next_obs)
-                obs[step].copy_(obs_t)
+                    obs[step].copy_(torch.from_numpy(next_obs))
+                obs_t = obs[step]
                 dones_np[step] = next_done
                 timer.switch("forward")
                 with torch.no_grad():
