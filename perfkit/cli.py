@@ -47,11 +47,15 @@ def variants() -> None:
 @main.command()
 @opts.axis_options
 @opts.budget_options
-def run(fmt, out, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
+def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Run ONE trial and print its SPS, phase breakdown and learning stats.
+
+    The trial runs in this process. If the env or the update raises, the windows measured before
+    are still written to trial.json with the error, and the exit status is 1.
 
     Example: perfkit run --wrapper getattribute --seconds 20
     """
+    from perfkit.compare import stop_on_sigterm
     from perfkit.render.table import render_trial
     from perfkit.trial import run_trial
 
@@ -63,18 +67,23 @@ def run(fmt, out, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     opts.check_device(values)
     opts.check_env(values)
     seconds, steps = opts.budget(seconds, steps)
-    run_dir = opts.run_dir(out, "run")
+    run_dir = opts.run_dir(out, "run", force)
     click.echo(f"running {scenario.label()} for {f'{seconds:g} s' if seconds else f'{steps:,} agent-steps'} ...",
                err=True)
 
     def on_window(w):
         click.echo(f"  window {w.index}: {w.sps:,.0f} agent-steps/s", err=True)
 
-    trial = run_trial(scenario, seconds=seconds, steps=steps, out_dir=str(run_dir), on_window=on_window,
-                      ppo=ppo, **({"num_envs": num_envs} if num_envs else {}))
+    with stop_on_sigterm():
+        trial = run_trial(scenario, seconds=seconds, steps=steps, out_dir=str(run_dir), on_window=on_window,
+                          ppo=ppo, **({"num_envs": num_envs} if num_envs else {}))
     trial.save(run_dir / "trial.json")
-    click.echo(render_trial(trial, fmt))
+    if trial.windows:
+        click.echo(render_trial(trial, fmt))
     click.echo(f"\nwrote {run_dir / 'trial.json'}", err=True)
+    if trial.error:
+        click.echo(f"error: the trial failed after {len(trial.windows)} windows: {trial.error}", err=True)
+        sys.exit(1)
     if trial.interrupted:
         sys.exit(130)
 
@@ -82,22 +91,34 @@ def run(fmt, out, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
 @main.command()
 @click.option("--vary", "vary", multiple=True, metavar="AXIS=V1,V2,...",
               help="Axis to vary and its values; repeat to cross several axes (every combination runs).")
-@click.option("--trials", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Trials per variant, interleaved A B C A B C ...")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Rounds: every variant runs this many trials, interleaved A B C A B C ... "
+                   "(default 3; with --precision, the most rounds to run).")
+@click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=None, metavar="P",
+              help="Add rounds until every ratio's 95% interval is within ±P (e.g. 0.02), at least 3 rounds, "
+                   "at most --trials (default 20 with --precision) or --max-minutes. Stops on the "
+                   "interval's width alone, so it does not make verdicts more likely.")
+@click.option("--max-minutes", type=click.FloatRange(min=0.1), default=None, metavar="M",
+              help="Stop adding rounds after M minutes (the round under way finishes).")
+@click.option("--stop-on-failure", is_flag=True,
+              help="Stop at the first failed trial (default: record it and go on).")
 @click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
 @opts.axis_options
 @opts.budget_options
-def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
+def compare(vary, fixes, trials, precision, max_minutes, stop_on_failure, flamegraph, fmt, out, force, seed, seconds,
+            steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
-    Every combination of the --vary values runs TRIALS times, interleaved, each trial in a fresh
-    process. The first variant is the baseline. Writes sps.json and sps.md (and a flamegraph per
-    variant with --flamegraph) under the results directory.
+    Every combination of the --vary values runs in rounds, interleaved, each trial in a fresh
+    process. The first variant is the reference of every ratio. Writes sps.json after every trial,
+    and sps.md and plots (and a flamegraph per variant with --flamegraph) at the end, under the
+    results directory. A failed trial is recorded (exit status, stderr tail) and counted in the
+    table, and the run goes on; Ctrl-C or SIGTERM stops the running trial and writes the table of
+    what finished. Exit status: 0, 1 if any trial failed, 130 if interrupted.
 
     Example: perfkit compare --vary wrapper=getattribute,getattr,none --trials 5 --seconds 10
     """
-    from perfkit.compare import SubprocessRunner, TrialFailed, plan_variants, run_compare
-    from perfkit.render.table import render_learning, render_phases, render_sps, warnings_for
+    from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, stop_on_sigterm
 
     try:
         values = opts.overrides(kwargs, fixes)
@@ -115,7 +136,9 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
     opts.check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
     opts.check_env({**values, **{n: "mettagrid" for n, vs in varied if "mettagrid" in vs}})
     seconds, steps = opts.budget(seconds, steps)
-    run_dir = opts.run_dir(out, "compare")
+    rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
+                    max_seconds=60 * max_minutes if max_minutes else None)
+    run_dir = opts.run_dir(out, "compare", force)
     if flamegraph:
         from perfkit.profilers import ProfilerUnavailable, pyspy
 
@@ -125,17 +148,49 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
             raise click.ClickException(str(e)) from None
     runner = SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
     budget = f"{seconds:g} s" if seconds else f"{steps:,} agent-steps"
-    click.echo(f"{len(variant_list)} variants x {trials} trials, {budget} each, interleaved -> {run_dir}", err=True)
+    until = f"until ±{precision:.1%} (at most {rule.rounds} rounds)" if precision else f"{rule.rounds} rounds"
+    click.echo(f"{len(variant_list)} variants, {until}, {budget} each, interleaved -> {run_dir}", err=True)
 
     def on_trial(i, n, v, tr):
-        click.echo(f"[{i + 1}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s "
+        if tr.status == "failed":
+            click.echo(f"[{i}/{n}] {v.label}: FAILED ({tr.error.splitlines()[0]})", err=True)
+            return
+        click.echo(f"[{i}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s "
                    f"(first window {tr.first_window_sps:,.0f}, {tr.seconds:.1f} s)", err=True)
 
-    try:
-        result = run_compare(variant_list, trials, runner, run_dir, on_trial)
-    except TrialFailed as e:
-        raise click.ClickException(f"{e}\n(finished trials are in {run_dir / 'sps.json'})") from None
-    diffs = _flamegraphs(result, variant_list, runner, run_dir, fmt) if flamegraph and not result.interrupted else []
+    with stop_on_sigterm():
+        result = run_compare(variant_list, rule, runner, run_dir, on_trial, stop_on_failure=stop_on_failure)
+        diffs: list[str] = []
+        if flamegraph and not result.interrupted:
+            try:
+                diffs = _flamegraphs(result, variant_list, runner, run_dir, fmt)
+            except KeyboardInterrupt:  # every trial finished: keep them, and say the profiles are partial
+                result.interrupted = True
+                result.stopping["flamegraphs"] = "interrupted"
+                click.echo("interrupted while profiling: writing the table of the finished trials", err=True)
+    result.save(run_dir / "sps.json")
+    text = report_markdown(result, run_dir, fmt, diffs)
+    from perfkit.results import atomic_write_text
+
+    atomic_write_text(run_dir / "sps.md", text)
+    click.echo(text)
+    click.echo(f"wrote {run_dir / 'sps.json'}, {run_dir / 'sps.md'} and plots (sps.png, learning.png, "
+               "phases.png)", err=True)
+    failed = sum(len(result.failed(v)) for v in result.variants)
+    if result.interrupted:
+        sys.exit(130)
+    if failed:
+        click.echo(f"{failed} trial(s) failed: their errors are in {run_dir / 'sps.json'} and under Warnings",
+                   err=True)
+        sys.exit(1)
+
+
+def report_markdown(result, run_dir: Path, fmt: str, diffs: list[str]) -> str:
+    """sps.md: tables, warnings, flamegraph links, plots (written next to it)."""
+    from perfkit.render.plots import PLOTS
+    from perfkit.render.table import render_learning, render_phases, render_sps, warnings_for
+    from perfkit.results import atomic_write_bytes
+
     tables = [
         "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
         "## Where the time goes", render_phases(result, fmt),
@@ -148,20 +203,10 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
         tables += ["## Flamegraphs (py-spy)", "\n".join(
             f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
             f"{p['overhead_ratio']:.3f}x the unprofiled median)" for label, p in result.profiles.items()), *diffs]
-    from perfkit.render.plots import PLOTS
-    from perfkit.results import atomic_write_bytes, atomic_write_text
-
     for name, render in PLOTS.items():
         atomic_write_bytes(run_dir / name, render(result))
     tables += ["## Plots", "![throughput](sps.png)\n\n![learning curves](learning.png)\n\n![phases](phases.png)"]
-    text = "\n\n".join(tables) + "\n"
-    atomic_write_text(run_dir / "sps.md", text)
-    click.echo(text)
-    click.echo(f"wrote {run_dir / 'sps.json'}, {run_dir / 'sps.md'} and plots (sps.png, learning.png, "
-               "phases.png)", err=True)
-    if result.interrupted:
-        sys.exit(130)
-
+    return "\n\n".join(tables) + "\n"
 
 
 def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[str]:
@@ -199,7 +244,6 @@ def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[
                             f"{render_flamediff(rows, 'first', 'this', fmt)}\n\n"
                             f"differential flamegraphs: {files['on_b']} (this variant's shape), {files['on_a']} "
                             "(the first's)")
-    result.save(run_dir / "sps.json")
     return sections
 
 

@@ -59,8 +59,15 @@ def budget_options(f):
     f = click.option("--seed", type=int, default=1, show_default=True, help="Seed for envs, policy and sampling.")(f)
     f = click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True,
                      help="Table format (any tabulate format).")(f)
+    return out_options(f)
+
+
+def out_options(f):
+    """`--out DIR` and `--force`, shared by every command that writes a results directory."""
+    f = click.option("--force", is_flag=True,
+                     help="Allow a non-empty --out: its previous perfkit results are deleted first.")(f)
     f = click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Directory for results (default results/<timestamp>-<command>).")(f)
+                     help="Directory for results (default: a new results/<timestamp>-<command>).")(f)
     return f
 
 
@@ -84,17 +91,59 @@ def budget(seconds, steps):
     return seconds, steps
 
 
-def run_dir(out: Path | None, command: str) -> Path:
-    """The results directory for a command, checked writable (a usage error if not)."""
-    path = out or Path("results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}"
+_PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py")  # never delete what looks like a source tree
+
+
+def run_dir(out: Path | None, command: str, force: bool = False) -> Path:
+    """The results directory for a command: a new, unique one by default (two commands started
+    in the same second get `-2`, `-3`, ...); a given `--out` must be empty unless `force`, which
+    deletes what is in it first. Checked writable (a usage error if not)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        if out is None:
+            return _new_dir(Path("results"), f"{time.strftime('%Y%m%d-%H%M%S')}-{command}")
+        if out.exists() and not out.is_dir():
+            raise click.UsageError(f"--out {str(out)!r} is a file, not a directory")
+        if out.is_dir() and any(out.iterdir()):
+            if not force:
+                names = sorted(p.name for p in out.iterdir())
+                shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+                raise click.UsageError(f"--out {str(out)!r} is not empty (holds {shown}); choose another directory "
+                                       "or pass --force to delete its contents first")
+            _clear(out)
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise click.UsageError(f"results directory {str(path)!r} is not writable: {e.strerror}") from None
-    return path
+        raise click.UsageError(f"results directory {str(out)!r} is not writable: {e.strerror}") from None
+    return out
+
+
+def _new_dir(parent: Path, name: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()  # atomic: of two commands racing for a name, one gets it
+            return path
+        except FileExistsError:
+            continue
+    raise click.UsageError(f"cannot create a new results directory under {str(parent)!r}: {name}-* all taken")
+
+
+def _clear(path: Path) -> None:
+    import shutil
+
+    resolved = path.resolve()
+    if resolved in (Path.cwd().resolve(), Path.home().resolve(), Path(resolved.anchor)) or \
+            any((path / m).exists() for m in _PROJECT_MARKERS):
+        raise click.UsageError(f"--force will not delete {str(path)!r}: it is the working directory, home, a root "
+                               "or a source tree; give --out a directory of its own")
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def check_env(values: dict[str, str]) -> None:

@@ -25,8 +25,8 @@ from perfkit.scenario import Scenario, ScenarioError
 @click.option("--scalene-memory", is_flag=True, help="Scalene: also profile memory (~120x slower: not for SPS).")
 @opts.axis_options
 @opts.budget_options
-def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, seed, seconds, steps,
-            num_envs, ppo, fixes, **kwargs) -> None:
+def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, force, seed, seconds,
+            steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Run one trial under each profiler, next to an unprofiled trial of the same scenario.
 
     Writes under the results directory: py-spy folded stacks, SVG flamegraph and speedscope JSON;
@@ -55,7 +55,7 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
     opts.check_device(values)
     opts.check_env(values)
     seconds, steps = opts.budget(seconds, steps)
-    run_dir = opts.run_dir(out, "profile")
+    run_dir = opts.run_dir(out, "profile", force)
     try:
         if "pyspy" in tools:
             pyspy.check()
@@ -93,12 +93,11 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
 @click.argument("a", type=click.Path(exists=True, path_type=Path))
 @click.argument("b", type=click.Path(exists=True, path_type=Path))
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows in the frame table.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for the SVGs and table (default results/<timestamp>-flamediff).")
+@opts.out_options
 @click.option("--focus", default=None, metavar="TEXT",
               help=f"Keep only samples through a frame containing TEXT, e.g. '{opts.TRAIN_LOOP}' (leaves out start-up).")
 @click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
-def flamediff(a, b, top, out, focus, fmt) -> None:
+def flamediff(a, b, top, out, force, focus, fmt) -> None:
     """Where does B spend the time that A does not? A and B: folded-stack files, or run directories
     of `perfkit profile` (their pyspy/pyspy.folded is used).
 
@@ -128,7 +127,7 @@ def flamediff(a, b, top, out, focus, fmt) -> None:
         pa, pb = pa.focus(focus), pb.focus(focus)
     if not pa.total or not pb.total:
         raise click.UsageError(f"{a if not pa.total else b} has no samples" + (f" through {focus!r}" if focus else ""))
-    run_dir = opts.run_dir(out, "flamediff")
+    run_dir = opts.run_dir(out, "flamediff", force)
     files, rows = write_flamediff(pa, pb, run_dir, "A", "B", top=top)
     table = render_flamediff(rows, "A", "B", fmt)
     atomic_write_text(run_dir / "flamediff.md", f"A = {a}\nB = {b}\n\n{table}\n")
@@ -159,11 +158,10 @@ def _round_progress(r: int, n: int) -> None:
 @click.option("--block-steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="Rollout steps per timed block.")
 @click.option("--quick", is_flag=True, help="10 rounds of 60 steps (for CI after the tests).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for gate.json (default results/<timestamp>-gate).")
+@opts.out_options
 @click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
 def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rounds, block_steps, quick, out,
-         fmt) -> None:
+         force, fmt) -> None:
     """CI gate: fail only on a statistically significant SPS regression beyond a check's threshold.
 
     Workloads (a scenario's env + wrapper + the policy's forward pass) are timed in short blocks
@@ -211,7 +209,7 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rou
                        f"{min(meds):,.0f}–{max(meds):,.0f}")
         click.echo(f"wrote {baseline_path}", err=True)
         return
-    run_dir = opts.run_dir(out, "gate")
+    run_dir = opts.run_dir(out, "gate", force)
     labels = g.labels_needed(parsed)
     if not labels:
         labels = [parsed[0].lhs]
@@ -237,13 +235,12 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rou
 @click.command()
 @click.option("--max-unreachable", type=click.FloatRange(0, 1), default=0.10, show_default=True,
               help="Fail when more than this fraction of first episodes end before a heart is possible.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for diagnose.json (default results/<timestamp>-diagnose).")
+@opts.out_options
 @click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE", help="Set an axis by name (repeatable).")
 @opts.axis_options
-def diagnose(max_unreachable, out, fmt, seed, fixes, **kwargs) -> None:
+def diagnose(max_unreachable, out, force, fmt, seed, fixes, **kwargs) -> None:
     """Check the training signal without training: is the recipe used, can a heart be reached,
     do workers desync, what do scripted policies score, are observations sane and identical
     across wrapper variants? Exit 1 when a check fails.
@@ -261,7 +258,7 @@ def diagnose(max_unreachable, out, fmt, seed, fixes, **kwargs) -> None:
         raise click.UsageError(str(e)) from None
     if scenario["env"] != "arena":
         raise click.UsageError(f"diagnose knows the reference arena only; got --env {scenario['env']}")
-    run_dir = opts.run_dir(out, "diagnose")
+    run_dir = opts.run_dir(out, "diagnose", force)
     outcomes = d.diagnose(scenario, max_unreachable,
                           on_check=lambda o: click.echo(f"{o.name}: {o.verdict}", err=True))
     write_json(run_dir / "diagnose.json", "diagnose", {"scenario": scenario.to_dict(), **d.to_dict(outcomes)})

@@ -3,6 +3,9 @@
 History of `schema_version`:
   1 — first version: TrialResult (windows, phases, learning, resolved env config + hash, machine)
       and CompareResult (trials by variant + stats).
+  2 — a trial records how it ended (`error`, `exit_status`), its torch threads and what else used
+      the machine during it (`sentinel`); a compare records its runner mode, rounds, blocks and
+      stopping rule. Version-1 files are still read (the new fields take their defaults).
 Files with any other version are rejected, never half-read.
 """
 
@@ -17,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class ResultsError(ValueError):
@@ -53,11 +57,14 @@ def read_json(path: str | os.PathLike, kind: str) -> dict:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ResultsError(f"{path}: cannot read JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object, found a {type(data).__name__}")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(f"{path}: schema_version {version!r} is not supported (this perfkit reads {SCHEMA_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise ResultsError(f"{path}: schema_version {version!r} is not supported (this perfkit reads "
+                           f"{', '.join(map(str, READABLE_VERSIONS))})")
     if data.get("kind") != kind:
         raise ResultsError(f"{path}: holds a {data.get('kind')!r} record, expected {kind!r}")
     return data
@@ -87,6 +94,15 @@ class TrialResult:
     interrupted: bool = False
     machine: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)  # profiler outputs written by the trial
+    error: str | None = None  # why the trial failed (exception or exit status + stderr tail); windows kept
+    exit_status: int | None = None  # of the trial process, when it ran in one and failed
+    threads: dict[str, Any] = field(default_factory=dict)  # torch intra-op / inter-op threads and why
+    sentinel: dict[str, Any] = field(default_factory=dict)  # other processes' CPU use during the trial
+
+    @property
+    def status(self) -> str:
+        """"ok", "failed" or "interrupted": only "ok" trials enter statistics."""
+        return "failed" if self.error else "interrupted" if self.interrupted else "ok"
 
     @property
     def env_steps_per_second(self) -> float:
@@ -94,13 +110,28 @@ class TrialResult:
         return self.sps / agents
 
     def save(self, path: str | os.PathLike) -> None:
-        write_json(path, "trial", asdict(self))
+        write_json(path, "trial", self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def failed(cls, scenario: dict[str, Any], label: str, error: str | None, exit_status: int | None = None,
+               interrupted: bool = False) -> TrialResult:
+        """A trial that measured nothing: still a record, so the table can count it."""
+        return cls(scenario=scenario, label=label, sps=0.0, first_window_sps=0.0, agent_steps=0, seconds=0.0,
+                   epochs=0, phases={}, windows=[], learning={}, env_config=None, env_config_hash=None, vec={},
+                   device="", ppo={}, error=error, exit_status=exit_status, interrupted=interrupted,
+                   machine=machine_info())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrialResult:
-        data = read_json(path, "trial")
-        data.pop("schema_version"), data.pop("kind")
-        return cls(**data)
+        return cls.from_dict(read_json(path, "trial"))
 
 
 def machine_info() -> dict[str, Any]:

@@ -27,6 +27,7 @@ class Summary:
     stdev: float
     min: float
     max: float
+    geomean: float = float("nan")  # the headline: ratios of geometric means are what the verdicts use
 
     @property
     def cv(self) -> float:
@@ -50,6 +51,7 @@ def summarize(xs: list[float]) -> Summary:
         stdev=float(statistics.stdev(xs)) if len(xs) > 1 else 0.0,
         min=float(min(xs)),
         max=float(max(xs)),
+        geomean=float(np.exp(np.mean(np.log(np.asarray(xs, float))))) if min(xs) > 0 else 0.0,
     )
 
 
@@ -128,3 +130,15 @@ def compare_to_runs(run_means: list[float], now: list[float], confidence: float 
     lo, hi = math.exp(d - half), math.exp(d + half)
     verdict = FASTER if lo > 1.0 else SLOWER if hi < 1.0 else SAME
     return Comparison(math.exp(d), lo, hi, confidence, verdict)
+
+
+def half_width(c: Comparison) -> float:
+    """Relative half-width of the ratio's interval (0.02: within ±2%); inf without an interval."""
+    if not all(math.isfinite(x) and x > 0 for x in (c.ratio, c.ci_low, c.ci_high)):
+        return math.inf
+    return max(c.ci_high / c.ratio - 1.0, 1.0 - c.ci_low / c.ratio)
+
+
+def precision_reached(comparisons: list[Comparison], precision: float) -> bool:
+    """Every ratio's interval is within ±precision."""
+    return bool(comparisons) and all(half_width(c) <= precision for c in comparisons)

@@ -73,6 +73,10 @@ class WindowedSPS:
         self._steps0 = 0
         self._phases0 = timer.snapshot()
 
+    def restart(self) -> None:
+        """Start the next window now: time since the last mark belongs to no window."""
+        self._t0, self._phases0 = self._clock(), self._timer.snapshot()
+
     def mark(self, agent_steps: int, learning: dict[str, float] | None = None) -> Window:
         now = self._clock()
         phases = self._timer.snapshot()

@@ -2,8 +2,9 @@
 
 `python -m perfkit.trial SPEC.json OUT.json` is the entry point every trial uses, profiled or
 not, so a profiler's overhead is measured against the same code path. SPEC.json holds the
-scenario, the budget and the PPO config; OUT.json is written atomically when the trial ends
-(also on Ctrl-C, with `interrupted: true`).
+scenario, the budget and the PPO config; OUT.json is written atomically when the trial ends:
+also on Ctrl-C or SIGTERM (`interrupted: true`, exit 130) and when the env or the update raises
+(`error` set, exit 1), in both cases with every window measured before.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -42,13 +44,14 @@ def run_trial(
     num_envs: int = NUM_ENVS,
     on_window=None,
     torch_profile=None,
+    checkpoint_dir: str | None = None,
 ) -> TrialResult:
     import torch
 
     from envs.registry import make_creator
     from perfkit.train import vecenv as vec
     from perfkit.train.cadence import Cadence
-    from perfkit.train.ppo import Budget, PPOConfig, train
+    from perfkit.train.ppo import Budget, PPOConfig, describe_error, train
 
     values = dict(scenario.values)
     device = resolve_device(values["device"])
@@ -56,7 +59,10 @@ def run_trial(
     creator = make_creator(values)
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     plan = vec.plan(values["workers"], num_envs, gpus=gpus)
-    vecenv = vec.make(creator, plan, seed=scenario.seed)
+    try:
+        vecenv = vec.make(creator, plan, seed=scenario.seed)
+    except Exception as e:  # the env could not be built: a failed trial, recorded
+        return TrialResult.failed(scenario.to_dict(), scenario.label(), describe_error(e))
     session = None
     if torch_profile is not None:
         from perfkit.profilers.torchprof import TorchProfileSession
@@ -75,7 +81,7 @@ def run_trial(
                 seed=scenario.seed,
                 checkpoint=Cadence.parse(values["checkpoint"]),
                 evaluate=Cadence.parse(values["eval"]),
-                checkpoint_dir=os.path.join(out_dir, "checkpoints") if out_dir else None,
+                checkpoint_dir=checkpoint_dir or (os.path.join(out_dir, "checkpoints") if out_dir else None),
                 make_eval_env=lambda: creator(seed=scenario.seed + 99_991),
                 on_window=on_window,
                 profiler=session,
@@ -114,6 +120,7 @@ def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg) -> Tr
         evals=outcome.evals,
         interrupted=outcome.interrupted,
         machine=machine_info(),
+        error=outcome.error,
     )
 
 
@@ -135,11 +142,22 @@ def _last_learning(windows: list[Window], last: int = 5) -> dict[str, float]:
     return out
 
 
+def _stop_once(signum, frame) -> None:
+    """First SIGINT/SIGTERM: stop training (KeyboardInterrupt). Later ones are ignored, so a Ctrl-C
+    that reaches this process twice (from the terminal and forwarded by the parent) cannot
+    interrupt the saving of what was measured."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m perfkit.trial SPEC.json OUT.json", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGINT, _stop_once)
+    signal.signal(signal.SIGTERM, _stop_once)
     spec = json.loads(Path(argv[0]).read_text())
     scenario = Scenario.from_dict(spec["scenario"])
     out = Path(argv[1])
@@ -159,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         seconds=spec.get("seconds"),
         steps=spec.get("steps"),
         out_dir=str(out.parent),
+        checkpoint_dir=str(out.with_suffix("")) + "-checkpoints",  # one per trial: none shares latest.pt
         ppo=spec.get("ppo"),
         num_envs=spec.get("num_envs", NUM_ENVS),
         on_window=on_window,
         torch_profile=torch_profile,
     )
     result.save(out)
+    if result.error:
+        print(f"trial failed: {result.error}", file=sys.stderr)
+        return 1
     return 130 if result.interrupted else 0
 
 

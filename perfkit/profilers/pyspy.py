@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+from perfkit.compare import require_ok
 from perfkit.flame.folded import read_folded, to_speedscope
 from perfkit.flame.svg import render_svg
 from perfkit.profilers import ProfilerUnavailable
@@ -64,7 +65,8 @@ def profile(runner, variant, out_dir: Path, rate: int = 100, native: bool = Fals
     """Run one trial of `variant` under py-spy; write pyspy.folded, pyspy.svg, pyspy.speedscope.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     folded = out_dir / "pyspy.folded"
-    tr = replace(runner, prefix=prefix(folded, rate, native, subprocesses))(variant, 0, out_dir / "pyspy-trial.json")
+    run = replace(runner, prefix=prefix(folded, rate, native, subprocesses))
+    tr = require_ok(run(variant, 0, out_dir / "pyspy-trial.json"))
     prof = read_folded(folded)
     svg = out_dir / "pyspy.svg"
     atomic_write_text(svg, render_svg(prof, f"py-spy: {variant.label}"))

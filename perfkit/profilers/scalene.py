@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from perfkit.compare import require_ok
 from perfkit.profilers import ProfilerUnavailable
 from perfkit.results import atomic_write_text
 
@@ -50,7 +51,8 @@ def top_lines(profile: dict, n: int = 15) -> list[dict]:
 def profile(runner, variant, out_dir: Path, memory: bool = False) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     out_json = out_dir / "scalene.json"
-    tr = replace(runner, launcher=launcher(out_json, memory))(variant, 0, out_dir / "scalene-trial.json")
+    run = replace(runner, launcher=launcher(out_json, memory))
+    tr = require_ok(run(variant, 0, out_dir / "scalene-trial.json"))
     try:
         data = json.loads(out_json.read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -15,6 +15,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from perfkit.compare import require_ok
+
 
 @dataclass
 class TorchProfileConfig:
@@ -111,7 +113,7 @@ def profile(runner, variant, out_dir: Path, cfg: TorchProfileConfig) -> dict:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = {**cfg.to_dict(), "out_dir": str(out_dir)}
-    tr = replace(runner, extra={"torch_profiler": spec})(variant, 0, out_dir / "torch-trial.json")
+    tr = require_ok(replace(runner, extra={"torch_profiler": spec})(variant, 0, out_dir / "torch-trial.json"))
     info = tr.artifacts.get("torch", {})
     profiled = set(info.get("profiled_epochs", []))
     outside = [w for w in tr.windows[1:] if w["index"] not in profiled]

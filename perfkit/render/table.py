@@ -21,15 +21,19 @@ def _spread(s: dict) -> str:
     return f"{s['min']:,.0f}–{s['max']:,.0f} (±{100 * s['cv']:.1f}%)"
 
 
+def _trials_cell(row: dict) -> str:
+    return f"{row['n']}" + (f" (+{row['failed']} failed)" if row.get("failed") else "")
+
+
 def render_sps(result, fmt: str = "github") -> str:
-    """Variant, median SPS, spread, ratio to the first variant with its CI, verdict."""
+    """Variant, geometric-mean SPS, spread, paired ratio to the first variant with its CI, verdict."""
     rows = []
     for row in result.rows():
         s = row.get("summary")
         if s is None:
-            rows.append([row["variant"], 0, "no finished trial", "", "", "", ""])
+            rows.append([row["variant"], _trials_cell(row), "no finished trial", "", "", "", ""])
             continue
-        env_sps = s["median"] / (row.get("agents_per_env") or 1)
+        env_sps = s["geomean"] / (row.get("agents_per_env") or 1)
         c = row.get("vs_first")
         if c is None:
             ratio, ci, verdict = "1.00 (baseline)", "", ""
@@ -37,10 +41,10 @@ def render_sps(result, fmt: str = "github") -> str:
             ratio = f"{c['ratio']:.3f}"
             ci = "" if c["verdict"] == stats.TOO_FEW else f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
             verdict = stats.describe(stats.Comparison(**c))
-        rows.append([row["variant"], row["n"], f"{s['median']:,.0f}", _spread(s), f"{env_sps:,.0f}", ratio, ci,
-                     verdict])
-    headers = ["variant", "trials", "agent-steps/s (median)", "spread (min–max, ±cv)", "env-steps/s",
-               "ratio vs first (paired)", "95% CI", "verdict"]
+        rows.append([row["variant"], _trials_cell(row), f"{s['geomean']:,.0f}", _spread(s), f"{env_sps:,.0f}", ratio,
+                     ci, verdict])
+    headers = ["variant", "trials", "agent-steps/s (geo-mean)", "spread (min–max, ±cv)", "env-steps/s",
+               "ratio vs first (geo-mean, paired)", "95% CI", "verdict"]
     rows = [r if len(r) == len(headers) else r + [""] * (len(headers) - len(r)) for r in rows]
     return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 
@@ -90,9 +94,20 @@ def warnings_for(result) -> list[str]:
             out.append(f"{row['variant']}: the curriculum completed tasks but never applied a new config "
                        "(deferred config + __getattribute__ wrapper: the wrapper's reset never runs)")
     hashes = {row.get("env_config_hash") for row in result.rows() if row.get("env_config_hash")}
+    for label in result.variants:
+        for t in result.failed(label):
+            first = (t.get("error") or "").splitlines()[0] if t.get("error") else "failed"
+            out.append(f"{label}: trial in round {t.get('round', '?')} failed: {first} (details in sps.json)")
+    stopping = getattr(result, "stopping", {}) or {}
     if result.interrupted:
-        done = sum(len(v) for v in result.trials.values())
-        out.append(f"interrupted: {done} of {result.trials_planned * len(result.variants)} trials finished")
+        done = sum(len(result.ok_trials(v)) for v in result.variants)
+        planned = result.trials_planned * len(result.variants)
+        what = " while profiling" if stopping.get("flamegraphs") == "interrupted" else ""
+        out.append(f"interrupted{what}: {done} of {planned} trials finished")
+    rule = stopping.get("rule") or {}
+    if rule.get("precision") and stopping.get("reason") != "precision":
+        out.append(f"precision ±{rule['precision']:.1%} not reached: stopped by {stopping.get('reason')} after "
+                   f"{stopping.get('rounds_run')} rounds")
     if len(hashes) > 1 and not any("preset" in v for v in result.variants):
         out.append("variants ran different env configs (config hash differs): their SPS is not like for like")
     return out
@@ -107,8 +122,8 @@ def render_trial(trial, fmt: str = "github") -> str:
         ["agent-steps / epochs / seconds", f"{trial.agent_steps:,}", f"{trial.epochs} / {trial.seconds:.1f}s"],
     ]
     total = sum(trial.phases.values()) or 1.0
-    phases = [[p, f"{1e6 * trial.phases.get(p, 0.0) / steady_steps:.2f}", f"{100 * trial.phases.get(p, 0.0) / total:.1f}%"]
-              for p in PHASES]
+    phases = [[p, f"{1e6 * trial.phases.get(p, 0.0) / steady_steps:.2f}" if steady_steps else "–",
+               f"{100 * trial.phases.get(p, 0.0) / total:.1f}%"] for p in PHASES]
     learning = [[h, f"{trial.learning[k]:.3f}"] for k, h in LEARNING_COLUMNS if k in trial.learning]
     parts = [
         tabulate(head, headers=["measure", "value", ""], tablefmt=fmt, disable_numparse=True),

@@ -95,6 +95,7 @@ class TrainOutcome:
     checkpoints: int = 0
     evals: list[dict[str, float]] = field(default_factory=list)
     interrupted: bool = False
+    error: str | None = None  # the exception that ended training early, with its traceback's tail
 
 
 def mean_infos(infos: list[dict]) -> dict[str, float]:
@@ -110,142 +111,228 @@ def mean_infos(infos: list[dict]) -> dict[str, float]:
     return out
 
 
+class Trainer:
+    """One PPO learner (policy, optimizer, buffers, its own vector env) advanced an epoch at a time.
+
+    `train()` runs one Trainer to a budget; perfkit's in-process runner advances several Trainers
+    in turn (one epoch each, rotating), so variants that do not change the process are compared
+    block by block on the same machine state. `profiler`, if given, is stepped once per epoch and
+    told every phase edge (see perfkit.profilers.torchprof).
+    """
+
+    def __init__(
+        self,
+        vecenv,
+        cfg: PPOConfig,
+        device: torch.device,
+        *,
+        seed: int = 1,
+        checkpoint: Cadence | None = None,
+        evaluate: Cadence | None = None,
+        checkpoint_dir: str | None = None,
+        make_eval_env: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        profiler=None,
+    ):
+        torch.manual_seed(seed)
+        np.random.seed(seed)  # the *shared* desync RNG (forked workers inherit it) draws from this global state
+        self.vecenv, self.cfg, self.device, self.seed = vecenv, cfg, device, seed
+        self.cuda = device.type == "cuda"
+        self.clock = clock
+        self.profiler = profiler
+        self.timer = PhaseTimer(clock, sync=torch.cuda.synchronize if self.cuda else None,
+                                on_switch=profiler.phase if profiler is not None else None)
+        self.windows = WindowedSPS(self.timer, clock)
+        self.checkpoint = checkpoint or Cadence("off")
+        self.evaluate = evaluate or Cadence("off")
+        self.checkpoint_dir = checkpoint_dir
+        self.make_eval_env = make_eval_env
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+
+        N = self.num_agents = vecenv.num_agents
+        obs_shape = vecenv.single_observation_space.shape
+        obs_scale = float(getattr(vecenv.driver_env, "obs_scale", 1.0))
+        self.policy = Policy(obs_shape, vecenv.single_action_space.n, cfg.hidden, obs_scale).to(device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.buf = RolloutBuffer.allocate(cfg.num_steps, N, obs_shape, device)
+        # On CUDA, observations go host -> device through a pinned staging buffer (an async DMA);
+        # the per-step action copy back to the host is the one sync the rollout needs.
+        self.staging = torch.empty((N, *obs_shape), dtype=torch.uint8).pin_memory() if self.cuda else None
+        self.staging_np = self.staging.numpy() if self.cuda else None
+
+        vecenv.async_reset(seed)
+        self.next_obs = vecenv.recv()[0]
+        self.next_done = np.zeros(N, dtype=np.float32)
+        self.agent_steps, self.epoch, self.checkpoints = 0, 0, 0
+        self.evals: list[dict[str, float]] = []
+        now = clock()
+        self.checkpoint.start(now)
+        self.evaluate.start(now)
+        self.windows.restart()  # set-up is not part of any window
+
+    def run_epoch(self, deadline: float | None = None) -> Window | None:
+        """One rollout of `num_steps` plus one update; returns its SPS window. Returns None (and
+        records nothing) if the clock passes `deadline` during the rollout: a budget is honoured
+        even when a single step is slow."""
+        timer, buf, cuda = self.timer, self.buf, self.cuda
+        policy, vecenv, gen, clock = self.policy, self.vecenv, self.gen, self.clock
+        episode_infos: list[dict] = []
+        next_obs, next_done = self.next_obs, self.next_done
+        for step in range(self.cfg.num_steps):
+            if deadline is not None and clock() >= deadline:
+                self.next_obs = next_obs
+                self.windows.restart()  # the partial epoch is left out of every window
+                return None
+            timer.switch("copy")
+            # Straight into the rollout buffer, which the forward pass then reads: one copy.
+            if cuda:
+                np.copyto(self.staging_np, next_obs)
+                buf.obs[step].copy_(self.staging, non_blocking=True)
+            else:
+                buf.obs[step].copy_(torch.from_numpy(next_obs))
+            buf.dones[step] = next_done
+            timer.switch("forward")
+            with torch.no_grad():
+                logits, value = policy(buf.obs[step])
+                action, logprob = sample_actions(logits, gen)
+            buf.actions[step] = action
+            buf.logprobs[step] = logprob
+            buf.values[step] = value
+            timer.switch("copy")
+            action_np = action.to(torch.int32).cpu().numpy()
+            timer.switch("env")
+            vecenv.send(action_np)
+            next_obs, reward, term, trunc, _, infos, _, _ = vecenv.recv()
+            timer.switch("misc")
+            buf.rewards[step] = reward
+            np.logical_or(term, trunc, out=next_done, casting="unsafe")
+            if infos:
+                episode_infos.extend(infos)
+        self.next_obs = next_obs
+        self.agent_steps += self.cfg.num_steps * self.num_agents
+
+        timer.switch("learn")
+        stats = _update(self.policy, self.optimizer, self.cfg, buf, next_obs, next_done, self.device, gen)
+        self.epoch += 1
+        now = clock()
+        if self.checkpoint.due(self.epoch, now) and self.checkpoint_dir:
+            timer.switch("checkpoint")
+            save_checkpoint(self.checkpoint_dir, self.policy, self.optimizer, self.epoch, self.agent_steps)
+            self.checkpoints += 1
+        if self.evaluate.due(self.epoch, now) and self.make_eval_env is not None:
+            timer.switch("eval")
+            self.evals.append({"epoch": self.epoch, "agent_steps": self.agent_steps,
+                               **run_eval(self.policy, self.make_eval_env, self.cfg.eval_steps, self.device,
+                                          self.seed)})
+        timer.switch("misc")
+        window = self.windows.mark(self.agent_steps, {**mean_infos(episode_infos), **stats})
+        if self.profiler is not None:
+            self.profiler.step()
+        return window
+
+    def pause(self) -> None:
+        """Another learner runs next: time until `resume()` belongs to no window of this one."""
+        self.timer.switch("misc")
+
+    def resume(self) -> None:
+        self.windows.restart()
+
+    def outcome(self, interrupted: bool = False, error: str | None = None) -> TrainOutcome:
+        return TrainOutcome(self.windows.windows, self.agent_steps, self.epoch, self.checkpoints, self.evals,
+                            interrupted, error)
+
+
 def train(
     vecenv,
     cfg: PPOConfig,
     device: torch.device,
     budget: Budget,
     *,
-    seed: int = 1,
-    checkpoint: Cadence | None = None,
-    evaluate: Cadence | None = None,
-    checkpoint_dir: str | None = None,
-    make_eval_env: Callable[[], object] | None = None,
     on_window: Callable[[Window], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
-    profiler=None,
+    **trainer_options,
 ) -> TrainOutcome:
-    """Train until `budget` is spent (checked at epoch ends). `profiler`, if given, is stepped once
-    per epoch and told every phase edge (see perfkit.profilers.torchprof)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)  # the *shared* desync RNG of FACTS §5 draws from this global state
-    cuda = device.type == "cuda"
-    timer = PhaseTimer(clock, sync=torch.cuda.synchronize if cuda else None,
-                       on_switch=profiler.phase if profiler is not None else None)
-    windows = WindowedSPS(timer, clock)
-    checkpoint = checkpoint or Cadence("off")
-    evaluate = evaluate or Cadence("off")
-    gen = torch.Generator(device=device).manual_seed(seed)
-
-    num_agents = vecenv.num_agents
-    obs_shape = vecenv.single_observation_space.shape
-    obs_scale = float(getattr(vecenv.driver_env, "obs_scale", 1.0))
-    policy = Policy(obs_shape, vecenv.single_action_space.n, cfg.hidden, obs_scale).to(device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
-
-    # Preallocated (num_steps, num_agents) buffers, CleanRL-style.
-    T, N = cfg.num_steps, num_agents
-    obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8, device=device)
-    actions = torch.zeros((T, N), dtype=torch.long, device=device)
-    logprobs = torch.zeros((T, N), device=device)
-    values = torch.zeros((T, N), device=device)
-    rewards_np = np.zeros((T, N), dtype=np.float32)
-    dones_np = np.zeros((T, N), dtype=np.float32)
-
-    # On CUDA, observations go host -> device through a pinned staging buffer (an async DMA);
-    # the per-step action copy back to the host is the one sync the rollout needs.
-    staging = torch.empty((N, *obs_shape), dtype=torch.uint8).pin_memory() if cuda else None
-    staging_np = staging.numpy() if cuda else None
-
-    vecenv.async_reset(seed)
-    next_obs, _, _, _, _, _, _, _ = vecenv.recv()
-    next_done = np.zeros(N, dtype=np.float32)
-    agent_steps, epoch, n_ckpt = 0, 0, 0
-    evals: list[dict[str, float]] = []
-    start = clock()
-    checkpoint.start(start)
-    evaluate.start(start)
-    interrupted = False
+    """Train until `budget` is spent. A time budget is checked at every rollout step, so a slow env
+    cannot overrun it by a whole epoch; a step budget counts whole epochs. Ctrl-C, or an exception
+    from the env or the update, ends the run and returns every finished window (with the error)."""
+    trainer = None
     try:
-        while not budget.spent(agent_steps, clock() - start):
-            episode_infos: list[dict] = []
-            for step in range(T):
-                timer.switch("copy")
-                # Straight into the rollout buffer, which the forward pass then reads: one copy.
-                if cuda:
-                    np.copyto(staging_np, next_obs)
-                    obs[step].copy_(staging, non_blocking=True)
-                else:
-                    obs[step].copy_(torch.from_numpy(next_obs))
-                obs_t = obs[step]
-                dones_np[step] = next_done
-                timer.switch("forward")
-                with torch.no_grad():
-                    logits, value = policy(obs_t)
-                    action, logprob = sample_actions(logits, gen)
-                actions[step] = action
-                logprobs[step] = logprob
-                values[step] = value
-                timer.switch("copy")
-                action_np = action.to(torch.int32).cpu().numpy()
-                timer.switch("env")
-                vecenv.send(action_np)
-                next_obs, reward, term, trunc, _, infos, _, _ = vecenv.recv()
-                timer.switch("misc")
-                rewards_np[step] = reward
-                np.logical_or(term, trunc, out=next_done, casting="unsafe")
-                if infos:
-                    episode_infos.extend(infos)
-            agent_steps += T * N
-
-            timer.switch("learn")
-            stats = _update(policy, optimizer, cfg, obs, actions, logprobs, values, rewards_np, dones_np,
-                            next_obs, next_done, device, gen)
-            epoch += 1
-            now = clock()
-            if checkpoint.due(epoch, now) and checkpoint_dir:
-                timer.switch("checkpoint")
-                save_checkpoint(checkpoint_dir, policy, optimizer, epoch, agent_steps)
-                n_ckpt += 1
-            if evaluate.due(epoch, now) and make_eval_env is not None:
-                timer.switch("eval")
-                evals.append({"epoch": epoch, "agent_steps": agent_steps,
-                              **run_eval(policy, make_eval_env, cfg.eval_steps, device, seed)})
-            timer.switch("misc")
-            learning = {**mean_infos(episode_infos), **stats}
-            window = windows.mark(agent_steps, learning)
-            if profiler is not None:
-                profiler.step()
+        trainer = Trainer(vecenv, cfg, device, clock=clock, **trainer_options)
+        start = clock()
+        deadline = start + budget.seconds if budget.seconds is not None else None
+        while not budget.spent(trainer.agent_steps, clock() - start):
+            window = trainer.run_epoch(deadline)
+            if window is None:
+                break
             if on_window is not None:
                 on_window(window)
     except KeyboardInterrupt:
-        interrupted = True
-    return TrainOutcome(windows.windows, agent_steps, epoch, n_ckpt, evals, interrupted)
+        if trainer is None:
+            return TrainOutcome([], 0, 0, interrupted=True)
+        return trainer.outcome(interrupted=True)
+    except Exception as e:  # a failed trial is a result: keep what was measured before it
+        error = describe_error(e)
+        return trainer.outcome(error=error) if trainer is not None else TrainOutcome([], 0, 0, error=error)
+    return trainer.outcome()
 
 
-def _update(policy, optimizer, cfg, obs, actions, logprobs, values, rewards_np, dones_np,
-            next_obs, next_done, device, gen) -> dict[str, float]:
-    T, N = rewards_np.shape
-    rewards = torch.from_numpy(rewards_np).to(device)
-    dones = torch.from_numpy(dones_np).to(device)
+def describe_error(e: BaseException, lines: int = 8) -> str:
+    """`Type: message` plus the innermost traceback lines: enough to find the failing code."""
+    import traceback
+
+    tb = traceback.format_exception(type(e), e, e.__traceback__)
+    tail = "".join(tb).strip().splitlines()[-lines:]
+    return f"{type(e).__name__}: {e}\n" + "\n".join(tail)
+
+
+@dataclass
+class RolloutBuffer:
+    """Preallocated (num_steps, num_agents) rollout storage, CleanRL-style. Rewards and dones stay
+    in NumPy: the env writes them on the host and the update moves them once per epoch."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    rewards: np.ndarray
+    dones: np.ndarray  # dones[t]: the episode ended just before step t's observation
+
+    @classmethod
+    def allocate(cls, num_steps: int, num_agents: int, obs_shape: tuple[int, ...], device) -> RolloutBuffer:
+        T, N = num_steps, num_agents
+        return cls(
+            obs=torch.zeros((T, N, *obs_shape), dtype=torch.uint8, device=device),
+            actions=torch.zeros((T, N), dtype=torch.long, device=device),
+            logprobs=torch.zeros((T, N), device=device),
+            values=torch.zeros((T, N), device=device),
+            rewards=np.zeros((T, N), dtype=np.float32),
+            dones=np.zeros((T, N), dtype=np.float32),
+        )
+
+
+def _update(policy, optimizer, cfg: PPOConfig, buf: RolloutBuffer, next_obs, next_done, device,
+            gen) -> dict[str, float]:
+    T, N = buf.rewards.shape
+    values = buf.values
+    rewards = torch.from_numpy(buf.rewards).to(device)
+    dones = torch.from_numpy(buf.dones).to(device)
     with torch.no_grad():
         _, next_value = policy(torch.from_numpy(next_obs).to(device))
-        next_nonterminal = 1.0 - torch.from_numpy(next_done).to(device)
         advantages = torch.zeros_like(rewards)
         lastgaelam = torch.zeros(N, device=device)
         for t in reversed(range(T)):
             if t == T - 1:
-                nextnonterminal, nextvalues = next_nonterminal, next_value
+                next_nonterminal, next_values = 1.0 - torch.from_numpy(next_done).to(device), next_value
             else:
-                nextnonterminal, nextvalues = 1.0 - dones[t + 1], values[t + 1]
-            delta = rewards[t] + cfg.gamma * nextvalues * nextnonterminal - values[t]
-            lastgaelam = delta + cfg.gamma * cfg.gae_lambda * nextnonterminal * lastgaelam
+                next_nonterminal, next_values = 1.0 - dones[t + 1], values[t + 1]
+            delta = rewards[t] + cfg.gamma * next_values * next_nonterminal - values[t]
+            lastgaelam = delta + cfg.gamma * cfg.gae_lambda * next_nonterminal * lastgaelam
             advantages[t] = lastgaelam
         returns = advantages + values
 
     B = T * N
-    b_obs = obs.reshape(B, -1)
-    b_actions, b_logprobs = actions.reshape(B), logprobs.reshape(B)
+    b_obs = buf.obs.reshape(B, -1)
+    b_actions, b_logprobs = buf.actions.reshape(B), buf.logprobs.reshape(B)
     b_adv, b_returns = advantages.reshape(B), returns.reshape(B)
     mb = min(cfg.minibatch_size, B)
     sums = torch.zeros(6, device=device)  # pg_loss, v_loss, entropy, approx_kl, clipfrac, count
