@@ -100,13 +100,18 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
                    "interval's width alone, so it does not make verdicts more likely.")
 @click.option("--max-minutes", type=click.FloatRange(min=0.1), default=None, metavar="M",
               help="Stop adding rounds after M minutes (the round under way finishes).")
+@click.option("--mode", type=click.Choice(["auto", "process", "inprocess"]), default="auto", show_default=True,
+              help="process: every trial in a fresh process. inprocess: all variants in one process, "
+                   "their training loops interleaved epoch by epoch (many more pairs per minute; only when "
+                   "the varied axes do not change the process: not workers, device or threads). auto: "
+                   "inprocess when it can, else process.")
 @click.option("--stop-on-failure", is_flag=True,
               help="Stop at the first failed trial (default: record it and go on).")
 @click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
 @opts.axis_options
 @opts.budget_options
-def compare(vary, fixes, trials, precision, max_minutes, stop_on_failure, flamegraph, fmt, out, force, seed, seconds,
-            steps, num_envs, ppo, **kwargs) -> None:
+def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, flamegraph, fmt, out, force, seed,
+            seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
     Every combination of the --vary values runs in rounds, interleaved, each trial in a fresh
@@ -118,7 +123,8 @@ def compare(vary, fixes, trials, precision, max_minutes, stop_on_failure, flameg
 
     Example: perfkit compare --vary wrapper=getattribute,getattr,none --trials 5 --seconds 10
     """
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, stop_on_sigterm
+    from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
+    from perfkit.inprocess import PROCESS_AXES, shares_process
 
     try:
         values = opts.overrides(kwargs, fixes)
@@ -133,6 +139,10 @@ def compare(vary, fixes, trials, precision, max_minutes, stop_on_failure, flameg
         variant_list = plan_variants(base, varied)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
+    if mode == "inprocess" and not shares_process(names):
+        raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
+                               "change the process; use --mode process (or auto)")
+    inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variant_list) > 1)
     opts.check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
     opts.check_env({**values, **{n: "mettagrid" for n, vs in varied if "mettagrid" in vs}})
     seconds, steps = opts.budget(seconds, steps)
@@ -148,8 +158,13 @@ def compare(vary, fixes, trials, precision, max_minutes, stop_on_failure, flameg
             raise click.ClickException(str(e)) from None
     runner = SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
     budget = f"{seconds:g} s" if seconds else f"{steps:,} agent-steps"
-    until = f"until ±{precision:.1%} (at most {rule.rounds} rounds)" if precision else f"{rule.rounds} rounds"
-    click.echo(f"{len(variant_list)} variants, {until}, {budget} each, interleaved -> {run_dir}", err=True)
+    if inprocess:
+        limit = f"{max_minutes:g} min" if max_minutes else f"{rule.rounds} x {budget} per variant"
+        until = f"until ±{precision:.1%} (at most {limit})" if precision else limit
+        click.echo(f"{len(variant_list)} variants in one process, epochs interleaved, {until} -> {run_dir}", err=True)
+    else:
+        until = f"until ±{precision:.1%} (at most {rule.rounds} rounds)" if precision else f"{rule.rounds} rounds"
+        click.echo(f"{len(variant_list)} variants, {until}, {budget} each, interleaved -> {run_dir}", err=True)
 
     def on_trial(i, n, v, tr):
         if tr.status == "failed":
@@ -159,7 +174,10 @@ def compare(vary, fixes, trials, precision, max_minutes, stop_on_failure, flameg
                    f"(first window {tr.first_window_sps:,.0f}, {tr.seconds:.1f} s)", err=True)
 
     with stop_on_sigterm():
-        result = run_compare(variant_list, rule, runner, run_dir, on_trial, stop_on_failure=stop_on_failure)
+        if inprocess:
+            result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs)
+        else:
+            result = run_compare(variant_list, rule, runner, run_dir, on_trial, stop_on_failure=stop_on_failure)
         diffs: list[str] = []
         if flamegraph and not result.interrupted:
             try:

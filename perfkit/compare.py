@@ -184,11 +184,20 @@ class CompareResult:
     machine: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, dict] = field(default_factory=dict)  # label -> profiler artifacts
     stopping: dict[str, Any] = field(default_factory=dict)  # the rule, and why the run stopped
+    mode: str = "process"  # "process": a fresh process per trial; "inprocess": variants share one
+    blocks: list[dict] = field(default_factory=list)  # inprocess: one epoch of every variant per round
+    warmup_rounds: int = 0  # inprocess: rounds left out of the statistics
 
     def ok_trials(self, label: str) -> list[dict]:
-        return [t for t in self.trials.get(label, []) if t.get("status", _status(t)) == "ok"]
+        """Trials whose numbers count. In one shared process an interrupted session still counts:
+        its blocks are paired round by round."""
+        keep = ("ok", "interrupted") if self.mode == "inprocess" else ("ok",)
+        return [t for t in self.trials.get(label, []) if t.get("status", _status(t)) in keep]
 
     def sps(self, label: str) -> list[float]:
+        """The samples behind the summary: per trial, or per block (epoch) when variants share a process."""
+        if self.mode == "inprocess":
+            return [b["sps"][label] for b in self.blocks[self.warmup_rounds:] if b["sps"].get(label, 0) > 0]
         return [t["sps"] for t in self.ok_trials(label)]
 
     def failed(self, label: str) -> list[dict]:
@@ -202,7 +211,14 @@ class CompareResult:
         return [first[k] for k in rounds], [this[k] for k in rounds]
 
     def comparison(self, label: str) -> stats.Comparison | None:
-        if label == self.variants[0] or not self.ok_trials(self.variants[0]):
+        if label == self.variants[0]:
+            return None
+        if self.mode == "inprocess":
+            from perfkit.inprocess import block_log_ratios, comparison_from_log_ratios
+
+            d = block_log_ratios(self.blocks, self.variants[0], label, self.warmup_rounds, len(self.variants))
+            return comparison_from_log_ratios(d) if self.blocks else None
+        if not self.ok_trials(self.variants[0]):
             return None
         a, b = self.paired(label)
         return stats.compare(a, b, paired=True)
@@ -231,7 +247,8 @@ class CompareResult:
         return {
             "variants": self.variants, "scenarios": self.scenarios, "trials": self.trials,
             "trials_planned": self.trials_planned, "interrupted": self.interrupted, "machine": self.machine,
-            "profiles": self.profiles, "stopping": self.stopping, "rows": self.rows(),
+            "profiles": self.profiles, "stopping": self.stopping, "mode": self.mode, "blocks": self.blocks,
+            "warmup_rounds": self.warmup_rounds, "rows": self.rows(),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -241,7 +258,8 @@ class CompareResult:
     def load(cls, path: str | os.PathLike) -> CompareResult:
         d = read_json(path, "compare")
         return cls(d["variants"], d["scenarios"], d["trials"], d["trials_planned"], d.get("interrupted", False),
-                   d.get("machine", {}), d.get("profiles", {}), d.get("stopping", {}))
+                   d.get("machine", {}), d.get("profiles", {}), d.get("stopping", {}), d.get("mode", "process"),
+                   d.get("blocks", []), d.get("warmup_rounds", 0))
 
 
 def _status(t: dict) -> str:
@@ -251,7 +269,7 @@ def _status(t: dict) -> str:
 def _phase_ms_per_1k(trials: list[dict]) -> dict[str, float]:
     out: dict[str, float] = {}
     for t in trials:
-        steady_steps = sum(w["agent_steps"] for w in t["windows"][1:]) or t["agent_steps"]
+        steady_steps = TrialResult.from_dict(t).steady_agent_steps or t["agent_steps"]
         for k, secs in t["phases"].items():
             out[k] = out.get(k, 0.0) + 1000 * 1000 * secs / steady_steps / len(trials)
     return out
@@ -359,3 +377,69 @@ def require_ok(tr: TrialResult) -> TrialResult:
     if tr.error:
         raise TrialFailed(f"trial {tr.label} failed: {tr.error}")
     return tr
+
+
+def run_inprocess(
+    variants: list[Variant],
+    rule: StopRule,
+    run_dir: Path,
+    seconds: float | None = None,
+    steps: int | None = None,
+    ppo: dict[str, Any] | None = None,
+    num_envs: int | None = None,
+    progress: bool = True,
+) -> CompareResult:
+    """All variants in ONE fresh process (`python -m perfkit.inprocess`), epoch-interleaved. The
+    budget is the same training time per variant as `rule.rounds` trials of `seconds` each (or
+    `steps` agent-steps), unless the precision is reached first or `rule.max_seconds` passes."""
+    from perfkit.inprocess import SessionSpec
+
+    budget = None
+    if seconds is not None:
+        budget = rule.rounds * seconds * len(variants)
+        if rule.precision is not None:
+            budget = rule.max_seconds or budget
+        elif rule.max_seconds is not None:
+            budget = min(budget, rule.max_seconds)
+    spec = SessionSpec(variants=[{"label": v.label, "scenario": v.scenario.to_dict()} for v in variants],
+                       max_rounds=10**9 if seconds is not None else rule.rounds * _rounds_for(steps, ppo, num_envs),
+                       seconds=budget, precision=rule.precision, min_rounds=rule.min_rounds,
+                       ppo=ppo or {}, num_envs=num_envs, progress=progress)
+    session_dir = run_dir / "session"
+    session_dir.mkdir(parents=True, exist_ok=True)
+    spec_path, out = session_dir / "session.spec.json", session_dir / "session.json"
+    atomic_write_text(spec_path, json.dumps(spec.__dict__, indent=1))
+    result = CompareResult(
+        variants=[v.label for v in variants], scenarios={v.label: v.scenario.to_dict() for v in variants},
+        trials={v.label: [] for v in variants}, trials_planned=1, machine=machine_info(),
+        stopping={"rule": rule.to_dict(), "reason": "rounds"}, mode="inprocess",
+    )
+    try:
+        code, err = run_child([sys.executable, "-m", "perfkit.inprocess", str(spec_path), str(out)], progress)
+    except KeyboardInterrupt:
+        code, err = 130, ""
+        result.interrupted = True
+    if out.exists():
+        data = json.loads(out.read_text())
+        result.blocks, result.warmup_rounds = data["blocks"], data["warmup_rounds"]
+        result.trials = {k: [{**t, "round": 0}] for k, t in data["trials"].items()}
+        result.stopping["reason"] = data["stop_reason"]
+        result.interrupted = result.interrupted or data["interrupted"]
+    elif code != 0:
+        error = _exit_text(code, err) if code != 130 else None
+        for v in variants:
+            result.trials[v.label].append({**TrialResult.failed(v.scenario.to_dict(), v.label, error,
+                                                                code, interrupted=code == 130).to_dict(), "round": 0})
+    result.stopping["rounds_run"] = len(result.blocks)
+    result.save(run_dir / "sps.json")
+    return result
+
+
+def _rounds_for(steps: int | None, ppo: dict[str, Any] | None, num_envs: int | None) -> int:
+    """Epochs that cover `steps` agent-steps with the arena's 24 agents per env (at least 1 + warm-up)."""
+    from perfkit.inprocess import WARMUP_ROUNDS
+    from perfkit.train.ppo import PPOConfig
+    from perfkit.trial import NUM_ENVS
+
+    epoch = PPOConfig(**(ppo or {})).num_steps * (num_envs or NUM_ENVS) * 24
+    return max(1, -(-(steps or epoch) // epoch)) + WARMUP_ROUNDS

@@ -98,6 +98,15 @@ class TrialResult:
     exit_status: int | None = None  # of the trial process, when it ran in one and failed
     threads: dict[str, Any] = field(default_factory=dict)  # torch intra-op / inter-op threads and why
     sentinel: dict[str, Any] = field(default_factory=dict)  # other processes' CPU use during the trial
+    warmup_windows: int = 1  # windows left out of `sps` and `phases` (start-up, lazy imports, caches)
+
+    @property
+    def steady_windows(self) -> list[dict[str, Any]]:
+        return self.windows[self.warmup_windows:] or self.windows
+
+    @property
+    def steady_agent_steps(self) -> int:
+        return sum(w["agent_steps"] for w in self.steady_windows)
 
     @property
     def status(self) -> str:

@@ -35,6 +35,20 @@ def resolve_device(spec: str):
     return torch.device("cuda")
 
 
+def apply_thread_policy(values: dict[str, str], workers: int = 0) -> dict:
+    """Set torch's intra-op (and inter-op) threads from the `threads` axis; returns what was set and
+    why, for the trial's record. `auto` never oversubscribes the cores this process may use."""
+    from perfkit.threads import apply_threads, available_cores, choose_threads
+
+    spec = values.get("threads", "auto")
+    cores = available_cores()
+    if spec == "auto":
+        n, reason = choose_threads(cores, workers, values.get("device", "auto"))
+    else:
+        n, reason = int(spec), "set by threads axis"
+    return {"requested": spec, "intra_op": n, "cores": cores, "reason": reason, **apply_threads(n).to_dict()}
+
+
 def run_trial(
     scenario: Scenario,
     seconds: float | None = None,
@@ -51,6 +65,7 @@ def run_trial(
     from envs.registry import make_creator
     from perfkit.train import vecenv as vec
     from perfkit.train.cadence import Cadence
+    from perfkit.sentinel import Sentinel, disturbed
     from perfkit.train.ppo import Budget, PPOConfig, describe_error, train
 
     values = dict(scenario.values)
@@ -59,10 +74,21 @@ def run_trial(
     creator = make_creator(values)
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     plan = vec.plan(values["workers"], num_envs, gpus=gpus)
+    threads = apply_thread_policy(values, plan.num_workers)
     try:
         vecenv = vec.make(creator, plan, seed=scenario.seed)
     except Exception as e:  # the env could not be built: a failed trial, recorded
         return TrialResult.failed(scenario.to_dict(), scenario.label(), describe_error(e))
+    sentinel = Sentinel()
+    sentinel.start()
+    per_window: list[dict | None] = []
+
+    def window_done(w) -> None:
+        u = sentinel.mark()
+        per_window.append(u.to_dict() if u is not None else None)
+        if on_window is not None:
+            on_window(w)
+
     session = None
     if torch_profile is not None:
         from perfkit.profilers.torchprof import TorchProfileSession
@@ -83,22 +109,29 @@ def run_trial(
                 evaluate=Cadence.parse(values["eval"]),
                 checkpoint_dir=checkpoint_dir or (os.path.join(out_dir, "checkpoints") if out_dir else None),
                 make_eval_env=lambda: creator(seed=scenario.seed + 99_991),
-                on_window=on_window,
+                on_window=window_done,
                 profiler=session,
             )
     finally:
         vecenv.close()
     result = _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg)
+    result.threads = threads
+    total = sentinel.total()
+    result.sentinel = {**(total.to_dict() if total is not None else {}), "disturbed": disturbed(total)
+                       if total is not None else None}
+    for w, u in zip(result.windows, per_window, strict=False):
+        w["others_cores"] = u["others_cores"] if u else None
     if session is not None:
         result.artifacts["torch"] = {"files": session.files, "config": torch_profile.to_dict(),
                                      "profiled_epochs": sorted(torch_profile.profiled_epochs())}
     return result
 
 
-def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg) -> TrialResult:
+def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg, warmup: int = WARMUP_WINDOWS
+            ) -> TrialResult:
     windows: list[Window] = outcome.windows
-    sps, secs = steady_state(windows, WARMUP_WINDOWS)
-    steady = windows[WARMUP_WINDOWS:] or windows
+    sps, secs = steady_state(windows, warmup)
+    steady = windows[warmup:] or windows
     phases = {k: sum(w.phases.get(k, 0.0) for w in steady) for k in (windows[0].phases if windows else {})}
     return TrialResult(
         scenario=scenario.to_dict(),
@@ -121,6 +154,7 @@ def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg) -> Tr
         interrupted=outcome.interrupted,
         machine=machine_info(),
         error=outcome.error,
+        warmup_windows=warmup,
     )
 
 

@@ -116,7 +116,7 @@ def profile(runner, variant, out_dir: Path, cfg: TorchProfileConfig) -> dict:
     tr = require_ok(replace(runner, extra={"torch_profiler": spec})(variant, 0, out_dir / "torch-trial.json"))
     info = tr.artifacts.get("torch", {})
     profiled = set(info.get("profiled_epochs", []))
-    outside = [w for w in tr.windows[1:] if w["index"] not in profiled]
+    outside = [w for w in tr.steady_windows if w["index"] not in profiled]
     steps, secs = sum(w["agent_steps"] for w in outside), sum(w["seconds"] for w in outside)
     files = {"trial": str(out_dir / "torch-trial.json")}
     for f in info.get("files", []):

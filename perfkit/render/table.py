@@ -21,8 +21,9 @@ def _spread(s: dict) -> str:
     return f"{s['min']:,.0f}–{s['max']:,.0f} (±{100 * s['cv']:.1f}%)"
 
 
-def _trials_cell(row: dict) -> str:
-    return f"{row['n']}" + (f" (+{row['failed']} failed)" if row.get("failed") else "")
+def _trials_cell(row: dict, mode: str = "process") -> str:
+    n = f"{row['n']} epochs" if mode == "inprocess" else f"{row['n']}"
+    return n + (f" (+{row['failed']} failed)" if row.get("failed") else "")
 
 
 def render_sps(result, fmt: str = "github") -> str:
@@ -31,7 +32,7 @@ def render_sps(result, fmt: str = "github") -> str:
     for row in result.rows():
         s = row.get("summary")
         if s is None:
-            rows.append([row["variant"], _trials_cell(row), "no finished trial", "", "", "", ""])
+            rows.append([row["variant"], _trials_cell(row, getattr(result, "mode", "process")), "no finished trial", "", "", "", ""])
             continue
         env_sps = s["geomean"] / (row.get("agents_per_env") or 1)
         c = row.get("vs_first")
@@ -41,7 +42,7 @@ def render_sps(result, fmt: str = "github") -> str:
             ratio = f"{c['ratio']:.3f}"
             ci = "" if c["verdict"] == stats.TOO_FEW else f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
             verdict = stats.describe(stats.Comparison(**c))
-        rows.append([row["variant"], _trials_cell(row), f"{s['geomean']:,.0f}", _spread(s), f"{env_sps:,.0f}", ratio,
+        rows.append([row["variant"], _trials_cell(row, getattr(result, "mode", "process")), f"{s['geomean']:,.0f}", _spread(s), f"{env_sps:,.0f}", ratio,
                      ci, verdict])
     headers = ["variant", "trials", "agent-steps/s (geo-mean)", "spread (min–max, ±cv)", "env-steps/s",
                "ratio vs first (geo-mean, paired)", "95% CI", "verdict"]
@@ -115,7 +116,7 @@ def warnings_for(result) -> list[str]:
 
 def render_trial(trial, fmt: str = "github") -> str:
     """One trial: SPS, first window apart, phase split and learning."""
-    steady_steps = sum(w["agent_steps"] for w in trial.windows[1:]) or trial.agent_steps
+    steady_steps = trial.steady_agent_steps or trial.agent_steps
     head = [
         ["steady-state", f"{trial.sps:,.0f} agent-steps/s", f"{trial.env_steps_per_second:,.0f} env-steps/s"],
         ["first window (warm-up)", f"{trial.first_window_sps:,.0f} agent-steps/s", ""],

@@ -1,0 +1,230 @@
+"""Several variants' training loops in ONE process, advanced an epoch at a time in rotating order.
+
+Each variant has its own env, policy, optimizer and buffers (a `Trainer`); a *round* runs one
+epoch of every variant, rotating the order (A B C, B C A, C A B, ...) so no variant always follows
+another. Blocks next to each other see the same machine state, so their ratio is far steadier than
+the ratio of two processes started seconds apart: this is what makes a 2-5% difference visible on a
+shared machine in a minute or two. Only axes that do not change the process can share one (see
+`PROCESS_AXES`); `compare` runs the others as fresh processes.
+
+Statistics: per round, the log-ratio of each variant's epoch SPS to the first variant's; the first
+`warmup_rounds` rounds are left out (lazy imports, caches); consecutive rounds are averaged in
+batches of `len(variants)` rounds, one full rotation each, so an order effect cancels inside a batch
+and the t-interval is taken over nearly independent batch means.
+
+`python -m perfkit.inprocess SPEC.json OUT.json` runs a session in its own process (what
+`compare --mode inprocess` does); OUT.json is rewritten atomically every few rounds and at the end,
+also on Ctrl-C/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfkit import stats
+from perfkit.results import TrialResult, atomic_write_text, machine_info
+
+# Axes whose values change the process itself (worker processes, the device, torch's thread pool):
+# variants that differ in one of these must run in separate processes.
+PROCESS_AXES = ("workers", "device", "threads")
+WARMUP_ROUNDS = 2
+SAVE_EVERY = 5  # rounds between checkpoints of the session record on disk
+
+
+def shares_process(varied_axes: list[str]) -> bool:
+    return not any(a in PROCESS_AXES for a in varied_axes)
+
+
+def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, batch: int) -> list[float]:
+    """Batch means of per-round log(SPS label / SPS first), warm-up rounds left out; a round in
+    which either block measured nothing (sps 0) is skipped."""
+    d = [math.log(b["sps"][label] / b["sps"][first]) for b in blocks[warmup:]
+         if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0]
+    batch = max(1, batch)
+    n = len(d) // batch
+    return [sum(d[i * batch:(i + 1) * batch]) / batch for i in range(n)]
+
+
+def comparison_from_log_ratios(d: list[float], confidence: float = 0.95) -> stats.Comparison:
+    """Ratio (exp of the mean log-ratio) with a t-interval over the given paired log-ratios."""
+    if len(d) < stats.MIN_TRIALS:
+        return stats.Comparison(math.exp(sum(d) / len(d)) if d else math.nan, math.nan, math.nan, confidence,
+                                stats.TOO_FEW)
+    return stats.compare([1.0] * len(d), [math.exp(x) for x in d], confidence, paired=True)
+
+
+@dataclass
+class SessionSpec:
+    """What `python -m perfkit.inprocess` runs: the variants, the PPO config and when to stop."""
+
+    variants: list[dict]  # {"label": ..., "scenario": Scenario.to_dict()}
+    max_rounds: int
+    seconds: float | None = None  # wall-clock budget for the whole session (None: rounds only)
+    precision: float | None = None
+    min_rounds: int = 3  # after warm-up, in batches
+    warmup_rounds: int = WARMUP_ROUNDS
+    ppo: dict[str, Any] = field(default_factory=dict)
+    num_envs: int | None = None
+    progress: bool = False
+
+
+@dataclass
+class Session:
+    labels: list[str]
+    blocks: list[dict]  # per round: {"round", "order", "sps": {label: agent-steps/s}, "others_cores": {...}}
+    trials: dict[str, TrialResult]
+    warmup_rounds: int
+    stop_reason: str = "rounds"
+    interrupted: bool = False
+
+    def comparison(self, label: str) -> stats.Comparison:
+        d = block_log_ratios(self.blocks, self.labels[0], label, self.warmup_rounds, len(self.labels))
+        return comparison_from_log_ratios(d)
+
+    def precision_reached(self, precision: float, min_batches: int) -> bool:
+        comps = []
+        for label in self.labels[1:]:
+            d = block_log_ratios(self.blocks, self.labels[0], label, self.warmup_rounds, len(self.labels))
+            if len(d) < min_batches:
+                return False
+            comps.append(comparison_from_log_ratios(d))
+        return stats.precision_reached(comps, precision)
+
+    def to_dict(self) -> dict:
+        return {"labels": self.labels, "blocks": self.blocks, "warmup_rounds": self.warmup_rounds,
+                "stop_reason": self.stop_reason, "interrupted": self.interrupted,
+                "trials": {k: t.to_dict() for k, t in self.trials.items()}}
+
+
+def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callable[[int, dict], None] | None = None,
+                save: Callable[[Session], None] | None = None, clock: Callable[[], float] = time.perf_counter
+                ) -> Session:
+    """Build one Trainer per variant, then run rounds until the spec's rule stops them."""
+    import torch
+
+    from envs.registry import make_creator
+    from perfkit.scenario import Scenario
+    from perfkit.sentinel import Sentinel
+    from perfkit.train import vecenv as vec
+    from perfkit.train.cadence import Cadence
+    from perfkit.train.ppo import PPOConfig, Trainer
+    from perfkit.trial import NUM_ENVS, _result, apply_thread_policy, resolve_device
+
+    scenarios = [Scenario.from_dict(v["scenario"]) for v in spec.variants]
+    labels = [v["label"] for v in spec.variants]
+    first = dict(scenarios[0].values)
+    threads = apply_thread_policy(first)
+    device = resolve_device(first["device"])
+    cfg = PPOConfig(**spec.ppo)
+    trainers, meta = {}, {}
+    for label, sc in zip(labels, scenarios, strict=True):
+        values = dict(sc.values)
+        creator = make_creator(values)
+        plan = vec.plan("serial", spec.num_envs or NUM_ENVS)
+        env = vec.make(creator, plan, seed=sc.seed)
+        driver = env.driver_env
+        env_cfg = driver.get_env_config() if hasattr(driver, "get_env_config") else None
+        ckpt_dir = str(out_dir / f"{_slug(label)}-checkpoints") if out_dir else None
+        trainers[label] = Trainer(env, cfg, device, seed=sc.seed, checkpoint=Cadence.parse(values["checkpoint"]),
+                                  evaluate=Cadence.parse(values["eval"]), checkpoint_dir=ckpt_dir,
+                                  make_eval_env=lambda c=creator, s=sc.seed: c(seed=s + 99_991))
+        meta[label] = (sc, plan, driver.num_agents, env_cfg)
+    session = Session(labels, [], {}, spec.warmup_rounds)
+    sentinel = Sentinel()
+    sentinel.start()
+    start = clock()
+    try:
+        for r in range(spec.max_rounds):
+            order = labels[r % len(labels):] + labels[: r % len(labels)]
+            block: dict[str, Any] = {"round": r, "order": order, "sps": {}, "others_cores": {}}
+            for label in order:
+                trainers[label].resume()
+                sentinel.mark()
+                w = trainers[label].run_epoch()
+                use = sentinel.mark()
+                block["sps"][label] = w.sps if w is not None else 0.0
+                block["others_cores"][label] = use.others_cores if use is not None else None
+            session.blocks.append(block)
+            if on_round is not None:
+                on_round(r, block)
+            done = r + 1 - spec.warmup_rounds
+            if spec.precision is not None and done >= spec.min_rounds * len(labels) and \
+                    session.precision_reached(spec.precision, spec.min_rounds):
+                session.stop_reason = "precision"
+                break
+            if spec.seconds is not None and clock() - start >= spec.seconds:
+                session.stop_reason = "time"
+                break
+            if save is not None and (r + 1) % SAVE_EVERY == 0:
+                save(_with_trials(session, trainers, meta, device, cfg, threads))
+    except KeyboardInterrupt:
+        session.interrupted, session.stop_reason = True, "interrupted"
+    finally:
+        for t in trainers.values():
+            t.vecenv.close()
+    return _with_trials(session, trainers, meta, device, cfg, threads)
+
+
+def _with_trials(session: Session, trainers, meta, device, cfg, threads) -> Session:
+    from perfkit.trial import _result
+
+    for label, t in trainers.items():
+        sc, plan, agents, env_cfg = meta[label]
+        tr = _result(sc, t.outcome(session.interrupted), plan, agents, env_cfg, device, cfg,
+                     warmup=session.warmup_rounds)
+        tr.threads = threads
+        session.trials[label] = tr
+    return session
+
+
+def _slug(label: str) -> str:
+    from perfkit.compare import Variant
+
+    return Variant(label, None).slug  # type: ignore[arg-type]
+
+
+def _stop_once(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m perfkit.inprocess SPEC.json OUT.json", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, _stop_once)
+    signal.signal(signal.SIGTERM, _stop_once)
+    spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
+    out = Path(argv[1])
+
+    def save(s: Session) -> None:
+        atomic_write_text(out, json.dumps({"kind": "session", **s.to_dict(), "machine": machine_info()}))
+
+    def on_round(r: int, block: dict) -> None:
+        if spec.progress:
+            cells = ", ".join(f"{k} {v:,.0f}" for k, v in block["sps"].items())
+            print(f"round {r + 1}: {cells} agent-steps/s", file=sys.stderr, flush=True)
+
+    try:
+        session = run_session(spec, out.parent, on_round, save)
+    except Exception as e:  # building a variant failed: say which, as a failed session
+        from perfkit.train.ppo import describe_error
+
+        print(f"session failed: {describe_error(e)}", file=sys.stderr)
+        return 1
+    save(session)
+    return 130 if session.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
