@@ -53,14 +53,20 @@ def read_json(path: str | os.PathLike, kind: str) -> dict:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:  # a binary file is not JSON either
         raise ResultsError(f"{path}: cannot read JSON ({e})") from None
+    if not isinstance(data, dict):  # every perfkit record is an object; a list or number is some other file
+        raise ResultsError(f"{path}: expected a JSON object at the top level, got a JSON {_json_type(data)}")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ResultsError(f"{path}: schema_version {version!r} is not supported (this perfkit reads {SCHEMA_VERSION})")
     if data.get("kind") != kind:
         raise ResultsError(f"{path}: holds a {data.get('kind')!r} record, expected {kind!r}")
     return data
+
+
+def _json_type(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 @dataclass
