@@ -18,6 +18,13 @@ def actions():
     return np.random.default_rng(0).integers(0, 5, (STEPS, 24)).astype(np.int32)
 
 
+def _record(benchmark, key: str, per_median_second) -> None:
+    """Store `per_median_second(median seconds)` under `key`, when there is a median: with
+    --benchmark-disable the function runs once untimed and `benchmark.stats` is None."""
+    if benchmark.stats is not None:
+        benchmark.extra_info[key] = per_median_second(benchmark.stats.stats.median)
+
+
 def _steps(env, actions):
     for a in actions:
         if env.done:
@@ -30,7 +37,7 @@ def test_env_step(benchmark, actions):
     env.reset(seed=0)
     _steps(env, actions[:2])
     benchmark(_steps, env, actions)
-    benchmark.extra_info["agent_steps_per_s"] = STEPS * 24 / benchmark.stats.stats.median
+    _record(benchmark, "agent_steps_per_s", lambda median: STEPS * 24 / median)
 
 
 ACCESSES = 10_000
@@ -49,7 +56,7 @@ def test_wrapper_attribute_access(benchmark, dispatch):
     env = ArenaEnv(preset("basic_easy_shaped"), seed=0)
     w = wrap(env, dispatch, "per-episode", make_curriculum("single", env.cfg))
     benchmark(_access, w)
-    benchmark.extra_info["ns_per_access"] = 1e9 * benchmark.stats.stats.median / ACCESSES
+    _record(benchmark, "ns_per_access", lambda median: 1e9 * median / ACCESSES)
 
 
 @pytest.mark.parametrize("dispatch", ["getattribute", "getattr", "none"])
@@ -59,4 +66,4 @@ def test_wrapped_env_step(benchmark, actions, dispatch):
     w.reset(seed=0)
     _steps(w, actions[:2])
     benchmark(_steps, w, actions)
-    benchmark.extra_info["agent_steps_per_s"] = STEPS * 24 / benchmark.stats.stats.median
+    _record(benchmark, "agent_steps_per_s", lambda median: STEPS * 24 / median)

@@ -13,6 +13,7 @@ from perfkit.scenario import AXES, parse_assignment
 
 DEFAULT_SECONDS = 10.0
 TRAIN_LOOP = "train (perfkit/train/ppo.py)"  # frame that differential flamegraphs focus on
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy's seeding accepts; outside it numpy raises mid-trial
 
 
 def axis_options(f):
@@ -28,7 +29,7 @@ def axis_options(f):
 def parse_ppo(ctx, param, values: tuple[str, ...]) -> dict:
     from dataclasses import fields
 
-    from perfkit.train.ppo import PPOConfig
+    from perfkit.train.ppo import PPOConfig, PPOConfigError
 
     known = {f.name: f.type for f in fields(PPOConfig)}
     out: dict = {}
@@ -41,6 +42,10 @@ def parse_ppo(ctx, param, values: tuple[str, ...]) -> dict:
             out[key] = kind(raw)
         except ValueError:
             raise click.BadParameter(f"{text!r}: {key} takes a{'n integer' if kind is int else ' number'}") from None
+    try:
+        PPOConfig(**out)  # validates ranges now, not as a traceback (or silent nonsense) mid-trial
+    except PPOConfigError as e:
+        raise click.BadParameter(str(e)) from None
     return out
 
 
@@ -56,7 +61,7 @@ def budget_options(f):
                      help="Budget per trial in agent-steps (instead of --seconds).")(f)
     f = click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
                      help=f"Budget per trial in seconds of training (default {DEFAULT_SECONDS:g}).")(f)
-    f = click.option("--seed", type=int, default=1, show_default=True, help="Seed for envs, policy and sampling.")(f)
+    f = click.option("--seed", type=SEED, default=1, show_default=True, help="Seed for envs, policy and sampling.")(f)
     f = click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True,
                      help="Table format (any tabulate format).")(f)
     return out_options(f)
@@ -165,11 +170,13 @@ def check_env(values: dict[str, str]) -> None:
                                    "taking (buf=None, seed=0) and returning a pufferlib.PufferEnv") from None
 
 
-def check_device(values: dict[str, str]) -> None:
+def check_device(values: dict[str, str], what: str = "--device cuda") -> None:
+    """A usage error when the scenario asks for CUDA on a machine without it (torch would quietly
+    run elsewhere, or fail mid-trial). `what` names where the request came from."""
     if values.get("device") == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            raise click.UsageError("--device cuda: no CUDA device is available here; valid: auto, cpu")
+            raise click.UsageError(f"{what}: no CUDA device is available here; valid: auto, cpu")
 
 

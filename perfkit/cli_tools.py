@@ -49,6 +49,8 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
     try:
         sched = {k: int(v) for k, v in (item.split("=", 1) for item in torch_schedule.split(","))}
         torch_cfg = torchprof.TorchProfileConfig(**sched)
+    except torchprof.ScheduleError as e:  # before the unprofiled trial, not after it
+        raise click.BadParameter(str(e), param_hint="--torch-schedule") from None
     except (ValueError, TypeError):
         raise click.BadParameter(f"{torch_schedule!r}: expected skip_first=N,wait=N,warmup=N,active=N,repeat=N",
                                  param_hint="--torch-schedule") from None
@@ -181,6 +183,9 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rou
             lines = checks_file.read_text().splitlines()
         except OSError as e:
             raise click.UsageError(f"--checks-file {str(checks_file)!r}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise click.UsageError(f"--checks-file {str(checks_file)!r}: not a text file (byte {e.start} is not "
+                                   "UTF-8); expected one check per line") from None
         texts += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
     if not texts:
         raise click.UsageError("no checks: give --check TEXT or --checks-file FILE")
@@ -188,9 +193,13 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rou
         parsed = [g.parse_check(t) for t in texts]
         baseline = None
         if any(c.against_baseline for c in parsed) and not update_baseline:
-            baseline = g.load_baseline(baseline_path)
+            # Checked against the checks now, not after minutes of measuring.
+            baseline = g.load_baseline(baseline_path, [c.lhs for c in parsed if c.against_baseline])
     except g.GateError as e:
         raise click.UsageError(str(e)) from None
+    for label in g.labels_needed(parsed):
+        # The gate would otherwise time CPU work and label it "cuda".
+        opts.check_device(dict(g.scenario_for(label).values), f"check workload sps({label})")
     if quick:
         rounds, block_steps = 10, 60
     if update_baseline:
@@ -237,7 +246,7 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rou
               help="Fail when more than this fraction of first episodes end before a heart is possible.")
 @opts.out_options
 @click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=opts.SEED, default=1, show_default=True)
 @click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE", help="Set an axis by name (repeatable).")
 @opts.axis_options
 def diagnose(max_unreachable, out, force, fmt, seed, fixes, **kwargs) -> None:
@@ -258,6 +267,7 @@ def diagnose(max_unreachable, out, force, fmt, seed, fixes, **kwargs) -> None:
         raise click.UsageError(str(e)) from None
     if scenario["env"] != "arena":
         raise click.UsageError(f"diagnose knows the reference arena only; got --env {scenario['env']}")
+    opts.check_device(values)
     run_dir = opts.run_dir(out, "diagnose", force)
     outcomes = d.diagnose(scenario, max_unreachable,
                           on_check=lambda o: click.echo(f"{o.name}: {o.verdict}", err=True))

@@ -20,13 +20,14 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from perfkit import stats
-from perfkit.results import machine_info, read_json, write_json
+from perfkit.results import ResultsError, machine_info, read_json, write_json
 from perfkit.scenario import Scenario, ScenarioError, parse_assignment
 
 BASELINE = "baseline"
@@ -38,12 +39,13 @@ class GateError(ValueError):
     """Bad check text, unknown axis, or a missing/unreadable baseline: exit 2."""
 
 
-def _label(text: str) -> str:
-    """Canonical `axis=value,...` for the axes the check names (validated, in the axis table's
-    order); `sps()` with no axes is the defaults."""
+def _side(text: str) -> tuple[str, Scenario]:
+    """One side of a check: its canonical `axis=value,...` label for the axes it names (validated,
+    in the axis table's order; `sps()` with no axes is "defaults") and the full scenario it
+    resolves to."""
     overrides = dict(parse_assignment(part) for part in text.split(",") if part.strip())
     sc = Scenario.build(overrides)
-    return sc.label([a for a, _ in sc.values if a in overrides]) if overrides else "defaults"
+    return (sc.label([a for a, _ in sc.values if a in overrides]) if overrides else "defaults"), sc
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,14 @@ def parse_check(text: str) -> Check:
     if not 0 < factor <= 2:
         raise GateError(f"check {text!r}: factor {factor} must be in (0, 2]")
     try:
-        lhs = _label(m.group(1))
-        rhs = BASELINE if m.group(4) else _label(m.group(3))
+        lhs, lhs_scenario = _side(m.group(1))
+        rhs, rhs_scenario = (BASELINE, None) if m.group(4) else _side(m.group(3))
     except ScenarioError as e:
         raise GateError(f"check {text!r}: {e}") from None
-    if lhs == rhs:
-        raise GateError(f"check {text!r} compares a scenario with itself")
+    # Compare what the sides resolve to, not their text: `sps()` and `sps(wrapper=getattr)` (the
+    # default) are one workload, and a check of a workload against itself always passes.
+    if lhs_scenario == rhs_scenario:
+        raise GateError(f"check {text!r} compares a scenario with itself (both sides are {lhs_scenario.label()})")
     return Check(text.strip(), lhs, factor, rhs)
 
 
@@ -98,20 +102,55 @@ class CheckResult:
                 f"entirely below {self.threshold:.3f}")
 
 
+MIN_BASELINE_RUNS = 2  # the prediction interval has K-1 degrees of freedom: one run gives no interval
+
+
+def check_baseline(baseline: object, labels: Sequence[str] = (), source: str = "baseline") -> None:
+    """Raise GateError unless `baseline` can decide checks of `labels`: an object with at least
+    MIN_BASELINE_RUNS runs, each holding a non-empty list of finite, positive scores per label.
+    Anything less gives a NaN interval, which would otherwise read as "within noise" and pass."""
+    fix = "re-measure it with `perfkit gate --update-baseline`"
+    if not isinstance(baseline, dict):
+        raise GateError(f"{source}: expected a JSON object at the top level, got {type(baseline).__name__}; {fix}")
+    runs = baseline.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("scores"), dict)
+                                             for r in runs):
+        raise GateError(f"{source}: 'runs' must be a list of objects with 'scores'; {fix}")
+    if len(runs) < MIN_BASELINE_RUNS:
+        raise GateError(f"{source} holds {len(runs)} run(s), need at least {MIN_BASELINE_RUNS} (their spread is "
+                        "what a baseline check allows for); re-measure it with `perfkit gate --update-baseline --baseline-runs 5`")
+    for label in labels:
+        if any(label not in run["scores"] for run in runs):
+            raise GateError(f"{source} has no entry for {label!r}; run `perfkit gate --update-baseline` "
+                            "with this check")
+        for k, run in enumerate(runs):
+            xs = run["scores"][label]
+            if not (isinstance(xs, list) and xs and all(_positive_number(x) for x in xs)):
+                raise GateError(f"{source}: run {k + 1} scores for {label!r} must be a non-empty list of finite "
+                                f"numbers > 0, got {str(xs)[:80]}; {fix}")
+
+
+def _positive_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
 def evaluate(check: Check, samples: dict[str, list[float]], reference: list[float],
              baseline: dict | None = None) -> CheckResult:
     """Decide one check from per-round SPS samples (and the stored baseline for baseline checks)."""
     lhs = samples[check.lhs]
     if check.against_baseline:
-        runs = (baseline or {}).get("runs", [])
-        if not runs or any(check.lhs not in run["scores"] for run in runs):
-            raise GateError(f"baseline has no entry for {check.lhs!r}; run `perfkit gate --update-baseline` "
-                            "with this check")
+        check_baseline(baseline, [check.lhs])
+        runs = baseline["runs"]
         now = [s / r for s, r in zip(lhs, reference, strict=True)]
         run_means = [float(np.exp(np.mean(np.log(run["scores"][check.lhs])))) for run in runs]
         c = stats.compare_to_runs(run_means, now)
     else:
         c = stats.compare(samples[check.rhs], lhs, paired=True)
+    # Last line of defence: NaN compares False both ways, so an undefined interval would fall
+    # through to "within noise" and pass the gate. A check that cannot be decided is an error.
+    if not all(math.isfinite(v) for v in (c.ratio, c.ci_low, c.ci_high)):
+        raise GateError(f"check {check.text!r} cannot be decided: ratio {c.ratio:.3f}, 95% CI [{c.ci_low:.3f}, "
+                        f"{c.ci_high:.3f}] ({c.verdict}); it needs at least 2 rounds and SPS > 0 in every block")
     if c.ci_high < check.factor:
         status = "FAIL"
     elif c.ci_low >= check.factor:
@@ -230,11 +269,14 @@ def labels_needed(checks: list[Check]) -> list[str]:
     return out
 
 
-def load_baseline(path: Path) -> dict:
+def load_baseline(path: Path, labels: Sequence[str] = ()) -> dict:
+    """The stored baseline, checked able to decide checks of `labels` (before anything is measured)."""
     try:
-        return read_json(path, "gate-baseline")
-    except Exception as e:  # ResultsError carries the file name and reason
-        raise GateError(f"baseline {path}: {e}") from None
+        data = read_json(path, "gate-baseline")
+    except ResultsError as e:  # carries the file name and reason
+        raise GateError(f"baseline {e}") from None
+    check_baseline(data, list(labels), source=f"baseline {path}")
+    return data
 
 
 def write_baseline(path: Path, runs: list[Measurement]) -> dict:

@@ -57,10 +57,10 @@ def read_json(path: str | os.PathLike, kind: str) -> dict:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:  # a binary file is not JSON either
         raise ResultsError(f"{path}: cannot read JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path}: expected a JSON object, found a {type(data).__name__}")
+    if not isinstance(data, dict):  # every perfkit record is an object; a list or number is some other file
+        raise ResultsError(f"{path}: expected a JSON object at the top level, got a JSON {_json_type(data)}")
     version = data.get("schema_version")
     if version not in READABLE_VERSIONS:
         raise ResultsError(f"{path}: schema_version {version!r} is not supported (this perfkit reads "
@@ -68,6 +68,10 @@ def read_json(path: str | os.PathLike, kind: str) -> dict:
     if data.get("kind") != kind:
         raise ResultsError(f"{path}: holds a {data.get('kind')!r} record, expected {kind!r}")
     return data
+
+
+def _json_type(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 @dataclass

@@ -8,6 +8,7 @@ prints this table; the CLI turns `ScenarioError` into a usage error (exit 2).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,23 +44,32 @@ class Axis:
         return ", ".join(self.choices) if self.choices else self.grammar
 
 
+def canonical_number(x: float) -> str:
+    """One spelling per number, so `0`, `0.0` and `00` are the same value (and label): integers
+    without a point, others in Python's shortest round-trip form (`1.50` -> `1.5`)."""
+    return str(int(x)) if x == int(x) else repr(x)
+
+
 def _cadence(axis: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value == "off":
             return value
-        m = re.fullmatch(r"(epochs|seconds):(\d+(?:\.\d+)?)", value)
+        m = re.fullmatch(r"(epochs|seconds):([0-9]+(?:\.[0-9]+)?)", value)
         if not m or float(m.group(2)) <= 0 or (m.group(1) == "epochs" and not m.group(2).isdigit()):
             raise ScenarioError(
                 f"invalid value {value!r} for axis {axis!r}; valid: off, epochs:N (integer N>0), seconds:S (S>0)"
             )
-        return value
+        # Canonical, so `epochs:02` / `epochs:2` are caught as duplicates and label alike.
+        return f"{m.group(1)}:{canonical_number(float(m.group(2)))}"
 
     return parse
 
 
 def _workers(value: str) -> str:
-    if value in ("serial", "auto", "pow2") or (value.isdigit() and int(value) >= 1):
+    if value in ("serial", "auto", "pow2"):
         return value
+    if re.fullmatch(r"[0-9]+", value) and int(value) >= 1:
+        return str(int(value))  # `02` -> `2`
     raise ScenarioError(f"invalid value {value!r} for axis 'workers'; valid: serial, auto, pow2, or an integer >= 1")
 
 
@@ -69,16 +79,23 @@ def _env(value: str) -> str:
     raise ScenarioError(f"invalid value {value!r} for axis 'env'; valid: arena, mettagrid, or pkg.module:factory")
 
 
-def _nonneg_float(axis: str) -> Callable[[str], str]:
+def _bounded_float(axis: str, maximum: float) -> Callable[[str], str]:
     def parse(value: str) -> str:
         try:
-            if float(value) >= 0:
-                return value
+            x = float(value)
         except ValueError:
-            pass
-        raise ScenarioError(f"invalid value {value!r} for axis {axis!r}; valid: a number >= 0")
+            x = math.nan
+        # `not (0 <= x <= maximum)` also rejects nan; inf is rejected by the bound (an infinite
+        # busy-wait hangs the trial forever).
+        if not 0 <= x <= maximum:
+            raise ScenarioError(f"invalid value {value!r} for axis {axis!r}; valid: a number >= 0 and "
+                                f"<= {canonical_number(maximum)}")
+        return canonical_number(x)
 
     return parse
+
+
+INJECT_COST_MAX_US = 1_000_000.0  # one second per env step: far past any cost worth simulating
 
 
 AXES: dict[str, Axis] = {
@@ -100,7 +117,8 @@ AXES: dict[str, Axis] = {
         Axis("device", "auto", "where the policy runs", ("auto", "cpu", "cuda")),
         Axis("env", "arena", "environment under test", grammar="arena, mettagrid, pkg.module:factory", parse=_env),
         Axis("inject-cost-us", "0", "busy-wait this many µs per env step in a named function (validation knob)",
-             grammar="number >= 0", parse=_nonneg_float("inject-cost-us")),
+             grammar=f"number in [0, {canonical_number(INJECT_COST_MAX_US)}]",
+             parse=_bounded_float("inject-cost-us", INJECT_COST_MAX_US)),
     )
 }
 
@@ -166,6 +184,8 @@ def parse_vary(text: str) -> tuple[str, list[str]]:
     parsed = [a.validate(v) for v in values.split(",") if v.strip()]
     if not parsed:
         raise ScenarioError(f"--vary {a.name}= names no values; valid: {a.values_text}")
-    if len(set(parsed)) != len(parsed):
-        raise ScenarioError(f"--vary {a.name} repeats a value: {values!r}")
+    repeated = sorted({v for v in parsed if parsed.count(v) > 1})
+    if repeated:
+        # Values are compared canonically (`0` == `0.0`), so name the value as it was understood.
+        raise ScenarioError(f"--vary {a.name} repeats a value: {values!r} (as {', '.join(repeated)})")
     return a.name, parsed

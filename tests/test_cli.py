@@ -50,6 +50,11 @@ def test_run_prints_sps_phases_and_writes_trial_json(tmp_path):
     (["run", "--seconds", "abc"], "'abc' is not a valid float"),
     (["run", "--seconds", "1", "--steps", "5"], "give --seconds or --steps, not both"),
     (["compare", "--trials", "0"], "0 is not in the range x>=1"),
+    (["compare", "--vary", "inject-cost-us=0,0.0"], "--vary inject-cost-us repeats a value: '0,0.0' (as 0)"),
+    (["compare", "--vary", "checkpoint=epochs:2,epochs:02"], "repeats a value: 'epochs:2,epochs:02' (as epochs:2)"),
+    (["run", "--seed", "-1"], "-1 is not in the range 0<=x<=4294967295"),
+    (["compare", "--seed", "4294967296"], "4294967296 is not in the range 0<=x<=4294967295"),
+    (["run", "--inject-cost-us", "inf"], "invalid value 'inf' for axis 'inject-cost-us'; valid: a number >= 0 and"),
 ])
 def test_bad_input_is_a_usage_error_naming_the_value(args, message):
     r = CliRunner().invoke(main, args)

@@ -88,3 +88,17 @@ def test_plots_are_written_and_readable(tmp_path):
         img = Image.open(tmp_path / name)
         assert img.format == "PNG" and img.size[0] > 400
         assert np.asarray(img.convert("L")).std() > 5  # something was drawn
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "cuda"], "--device cuda: no CUDA device is available here; valid: auto, cpu"),
+    (["--seed", "-1"], "-1 is not in the range 0<=x<=4294967295"),
+    (["--seed", "4294967296"], "4294967296 is not in the range 0<=x<=4294967295"),
+])
+def test_diagnose_bad_device_or_seed_is_a_usage_error(tmp_path, monkeypatch, args, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    monkeypatch.setattr(d, "diagnose", lambda *a, **k: pytest.fail("diagnose ran on bad input"))
+    r = CliRunner().invoke(main, ["diagnose", *args, "--out", str(tmp_path)])
+    assert r.exit_code == 2 and message in r.output

@@ -89,3 +89,41 @@ def test_pyspy_nested_worker_processes_become_their_own_roots():
     assert p.stacks == {("process main", "train (ppo.py)"): 5,
                         ("process worker-2", "_worker_process (vector.py)", "step (env.py)"): 3,
                         ("process worker-1", "_worker_process (vector.py)"): 2}
+
+
+@pytest.mark.parametrize("count", ["-5", "nan", "inf", "-inf"])
+def test_negative_or_non_finite_counts_name_file_and_line(tmp_path, count):
+    # a negative count drew shares of 200% / -100%; NaN raised deep inside the renderer
+    path = tmp_path / "bad.folded"
+    path.write_text(f"main;work 10\nmain;other {count}\n")
+    with pytest.raises(FoldedError) as e:
+        read_folded(path)
+    assert str(e.value) == f"{path}:2: sample count {count!r} must be a finite number >= 0"
+
+
+def test_binary_file_names_file_and_line(tmp_path):
+    path = tmp_path / "binary.folded"
+    path.write_bytes(b"main;work 10\nmain 5\n\x00\x9f\x92\x96 binary\n")
+    with pytest.raises(FoldedError) as e:
+        read_folded(path)
+    assert str(e.value) == f"{path}:3: not a text folded-stack file (byte 21 is not UTF-8)"
+
+
+def test_zero_counts_are_still_accepted(tmp_path):
+    path = tmp_path / "zero.folded"
+    path.write_text("main;work 0\nmain 4\n")
+    assert read_folded(path).total == 4
+
+
+@pytest.mark.parametrize("content", [b"main;work 10\nmain;other -10\n", b"main;work nan\n", b"\xff\xfe\x00\x01"])
+def test_flamediff_cli_on_bad_files_is_a_usage_error(tmp_path, content):
+    from click.testing import CliRunner
+
+    from perfkit.cli import main
+
+    bad = tmp_path / "bad.folded"
+    bad.write_bytes(content)
+    r = CliRunner().invoke(main, ["flamediff", str(FIX / "a.folded"), str(bad), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2, r.output
+    assert f"{bad}:" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()  # nothing drawn

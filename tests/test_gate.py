@@ -1,6 +1,7 @@
 """Gate logic on committed fixtures: parsing, verdicts and exact messages. No timing involved."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from click.testing import CliRunner
 
 from perfkit import gate as g
 from perfkit.cli import main
+from perfkit.results import ResultsError, read_json, write_json
 
 FIX = Path(__file__).parent / "fixtures"
 RUN = json.loads((FIX / "gate_run.json").read_text())
@@ -31,6 +33,11 @@ def test_parse_relative_and_baseline_checks():
     ("sps(wrapper=proxy) >= 0.98 * sps(wrapper=none)", "invalid value 'proxy' for axis 'wrapper'"),
     ("sps(wrapper=getattr) >= 3 * sps(wrapper=none)", "factor 3.0 must be in (0, 2]"),
     ("sps(wrapper=none) >= 0.9 * sps(wrapper=none)", "compares a scenario with itself"),
+    # the sides are compared as resolved scenarios, not as text: getattr is the default wrapper
+    ("sps() >= 0.9 * sps(wrapper=getattr)", "compares a scenario with itself (both sides are defaults)"),
+    ("sps(inject-cost-us=0.0) >= 0.9 * sps(inject-cost-us=0)", "compares a scenario with itself"),
+    ("sps(checkpoint=epochs:02) >= 0.9 * sps(checkpoint=epochs:2)",
+     "compares a scenario with itself (both sides are checkpoint=epochs:2)"),
 ])
 def test_bad_checks_are_rejected_with_the_reason(text, message):
     with pytest.raises(g.GateError) as e:
@@ -99,7 +106,7 @@ def test_cli_gate_runs_and_fails_on_a_big_injected_cost(tmp_path):
     """The real measurement path, sized to be unmistakable: 200 us per env step is a >50% drop."""
     checks = tmp_path / "checks.txt"
     checks.write_text("# comment line\nsps(inject-cost-us=200) >= 0.9 * sps(inject-cost-us=0)  # big\n"
-                      "sps(inject-cost-us=0.0) >= 0.5 * sps(inject-cost-us=0)\n")
+                      "sps(wrapper=none) >= 0.5 * sps(inject-cost-us=0)\n")
     r = CliRunner().invoke(main, ["gate", "--checks-file", str(checks), "--rounds", "4", "--block-steps", "10",
                                   "--out", str(tmp_path / "out")])
     assert r.exit_code == 1, r.output
@@ -122,3 +129,110 @@ def test_cli_update_baseline_then_gate_against_it(tmp_path):
                                   "--block-steps", "5", "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run" / "gate.json").read_text())["failed"] == []
+
+
+# -- baselines that must not pass by accident ---------------------------------------------------
+
+def _write_baseline(tmp_path, runs, name="b.json"):
+    path = tmp_path / name
+    write_json(path, "gate-baseline", {"runs": [{"scores": sc} for sc in runs], "block_steps": 100})
+    return path
+
+
+def test_one_run_baseline_is_rejected(tmp_path):
+    # one run: no spread between processes, so the interval would be NaN and read "within noise"
+    path = _write_baseline(tmp_path, [{"wrapper=getattr": [10.0, 10.0]}])
+    with pytest.raises(g.GateError) as e:
+        g.load_baseline(path, ["wrapper=getattr"])
+    assert str(e.value).startswith(f"baseline {path} holds 1 run(s), need at least 2")
+
+
+@pytest.mark.parametrize("scores,shown", [([], "[]"), ([10.0, 0.0], "[10.0, 0.0]"), ([10.0, -1.0], "[10.0, -1.0]"),
+                                          ([math.nan, 10.0], "[nan, 10.0]"), (["10"], "['10']"), (10.0, "10.0")])
+def test_baseline_scores_must_be_finite_positive_lists(tmp_path, scores, shown):
+    path = _write_baseline(tmp_path, [{"wrapper=getattr": [10.0]}, {"wrapper=getattr": scores}])
+    with pytest.raises(g.GateError) as e:
+        g.load_baseline(path, ["wrapper=getattr"])
+    assert (f"baseline {path}: run 2 scores for 'wrapper=getattr' must be a non-empty list of finite numbers > 0, "
+            f"got {shown}") in str(e.value)
+
+
+def test_baseline_missing_a_needed_label_is_rejected_on_load(tmp_path):
+    path = _write_baseline(tmp_path, [{"wrapper=getattr": [10.0]}] * 2)
+    assert len(g.load_baseline(path, ["wrapper=getattr"])["runs"]) == 2
+    with pytest.raises(g.GateError, match=f"baseline {path} has no entry for 'wrapper=none'"):
+        g.load_baseline(path, ["wrapper=none"])
+
+
+def test_baseline_that_is_a_json_list_is_a_clean_error(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ResultsError, match="expected a JSON object at the top level, got a JSON array"):
+        read_json(path, "gate-baseline")
+    with pytest.raises(g.GateError, match=f"baseline {path}: expected a JSON object at the top level"):
+        g.load_baseline(path)
+
+
+def test_evaluate_rejects_a_one_run_baseline_given_directly():
+    one_run = {"runs": BASELINE["runs"][:1]}
+    with pytest.raises(g.GateError, match="holds 1 run"):
+        g.evaluate(g.parse_check("sps(wrapper=getattr) >= 0.9 * baseline"), RUN["samples"], RUN["reference"], one_run)
+    with pytest.raises(g.GateError, match="expected a JSON object at the top level, got list"):
+        g.evaluate(g.parse_check("sps(wrapper=getattr) >= 0.9 * baseline"), RUN["samples"], RUN["reference"], [])
+
+
+def test_an_undefined_interval_is_an_error_not_within_noise():
+    # one round: no interval; before, NaN compared False both ways and the check passed
+    one_round = {k: v[:1] for k, v in RUN["samples"].items()}
+    for text in ("sps(wrapper=getattr) >= 0.9 * sps(wrapper=none)", "sps(wrapper=getattr) >= 0.9 * baseline"):
+        with pytest.raises(g.GateError) as e:
+            g.evaluate(g.parse_check(text), one_round, RUN["reference"][:1], BASELINE)
+        assert str(e.value).startswith(f"check {text!r} cannot be decided: ratio ")
+        assert "CI [nan, nan] (too few trials)" in str(e.value)
+
+
+def _no_measuring(*a, **k):
+    raise AssertionError("the gate measured before rejecting its input")
+
+
+def test_cli_one_run_baseline_is_exit_2_before_measuring(tmp_path, monkeypatch):
+    monkeypatch.setattr(g, "measure", _no_measuring)
+    path = _write_baseline(tmp_path, [{"wrapper=getattr": [10.0, 10.0]}])
+    r = CliRunner().invoke(main, ["gate", "--check", "sps(wrapper=getattr) >= 0.9 * baseline", "--baseline",
+                                  str(path), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "holds 1 run(s), need at least 2" in r.output
+
+
+def test_cli_list_baseline_is_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setattr(g, "measure", _no_measuring)
+    path = tmp_path / "list.json"
+    path.write_text("[]")
+    r = CliRunner().invoke(main, ["gate", "--check", "sps(wrapper=getattr) >= 0.9 * baseline", "--baseline",
+                                  str(path), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "expected a JSON object at the top level, got a JSON array" in r.output
+
+
+def test_cli_undecidable_check_is_exit_2_not_a_pass(tmp_path, monkeypatch):
+    one_round = g.Measurement({"wrapper=getattr": [95.0]}, [10.0], rounds=1, block_steps=100, seconds=0.1, machine={})
+    monkeypatch.setattr(g, "measure", lambda *a, **k: one_round)
+    r = CliRunner().invoke(main, ["gate", "--check", "sps(wrapper=getattr) >= 0.9 * baseline", "--baseline",
+                                  str(FIX / "gate_baseline.json"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "cannot be decided" in r.output and "within noise" not in r.output
+
+
+def test_cli_binary_checks_file_is_exit_2(tmp_path):
+    path = tmp_path / "checks.bin"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    r = CliRunner().invoke(main, ["gate", "--checks-file", str(path)])
+    assert r.exit_code == 2 and f"--checks-file {str(path)!r}: not a text file (byte 0 is not UTF-8)" in r.output
+
+
+def test_cli_cuda_check_without_cuda_is_exit_2(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(g, "measure", _no_measuring)
+    r = CliRunner().invoke(main, ["gate", "--check", "sps(wrapper=none) >= 0.9 * sps(device=cuda)",
+                                  "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2
+    assert "check workload sps(device=cuda): no CUDA device is available here; valid: auto, cpu" in r.output

@@ -3,8 +3,10 @@ when its tool cannot run on this machine."""
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from click.testing import CliRunner
 
 from perfkit.cli import main
 from perfkit.flame.folded import read_folded
-from perfkit.profilers import ProfilerUnavailable, pyspy
+from perfkit.profilers import ProfilerUnavailable, pyspy, scalene
 
 FIX = Path(__file__).parent / "fixtures"
 SMALL = ["--ppo", "num_steps=16", "--ppo", "minibatch_size=512", "--steps", str(96 * 16 * 8)]
@@ -65,10 +67,45 @@ def test_profile_rejects_bad_schedule():
     assert r.exit_code == 2 and "expected skip_first=N" in r.output
 
 
-def test_missing_pyspy_says_how_to_install(monkeypatch):
+def test_missing_pyspy_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # nothing beside this interpreter
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ProfilerUnavailable, match="pip install py-spy"):
         pyspy.check()
+
+
+def _fake_tool(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tool = directory / name
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    return tool
+
+
+@pytest.mark.parametrize("module,name", [(pyspy, "py-spy"), (scalene, "scalene")])
+def test_tools_beside_the_interpreter_are_found_without_path(monkeypatch, tmp_path, module, name):
+    # `venv/bin/perfkit` run without activating the venv: the tools are in venv/bin, not on PATH
+    beside = _fake_tool(tmp_path / "venv" / "bin", name)
+    on_path = _fake_tool(tmp_path / "elsewhere", name)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    assert module.executable() == str(beside)  # first choice, even with another on PATH
+    beside.unlink()
+    assert module.executable() == str(on_path)  # then PATH
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ProfilerUnavailable, match=re.escape(f"{name} is neither beside {sys.executable} nor on PATH")):
+        module.executable()
+
+
+def test_invalid_torch_schedule_is_rejected_before_any_trial(monkeypatch):
+    from perfkit import compare
+
+    monkeypatch.setattr(compare.SubprocessRunner, "__call__", lambda *a, **k: pytest.fail("a trial ran"))
+    r = CliRunner().invoke(main, ["profile", "--with", "torch", "--torch-schedule",
+                                  "skip_first=2,wait=1,warmup=1,active=0,repeat=1"])
+    assert r.exit_code == 2 and "active 0 must be an integer >= 1" in r.output
+    r = CliRunner().invoke(main, ["profile", "--with", "torch", "--torch-schedule", "wait=-1"])
+    assert r.exit_code == 2 and "wait -1 must be an integer >= 0" in r.output
 
 
 def test_flamediff_cli_names_the_injected_function_first(tmp_path):

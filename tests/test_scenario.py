@@ -60,3 +60,37 @@ def test_env_count_rounds_up_to_a_multiple_of_workers():
 def test_every_axis_has_a_valid_default():
     for a in AXES.values():
         assert a.validate(a.default) == a.default
+
+
+@pytest.mark.parametrize("text,canonical", [
+    ("inject-cost-us=0", "0"), ("inject-cost-us=0.0", "0"), ("inject-cost-us=300", "300"),
+    ("inject-cost-us=1.50", "1.5"), ("inject-cost-us=1e3", "1000"), ("checkpoint=epochs:5", "epochs:5"),
+    ("checkpoint=epochs:02", "epochs:2"), ("eval=seconds:30", "seconds:30"), ("eval=seconds:1.50", "seconds:1.5"),
+    ("eval=seconds:30.0", "seconds:30"), ("workers=02", "2"), ("workers=auto", "auto"),
+])
+def test_values_are_normalised_to_one_spelling(text, canonical):
+    assert parse_assignment(text)[1] == canonical
+
+
+@pytest.mark.parametrize("text,shown", [
+    ("inject-cost-us=0,0.0", "(as 0)"), ("checkpoint=epochs:2,epochs:02", "(as epochs:2)"),
+    ("eval=seconds:1.5,seconds:1.50", "(as seconds:1.5)"), ("workers=2,02", "(as 2)"),
+])
+def test_vary_catches_repeats_written_differently(text, shown):
+    with pytest.raises(ScenarioError, match="repeats a value") as e:
+        parse_vary(text)
+    assert shown in str(e.value)
+
+
+def test_canonical_values_give_canonical_labels():
+    assert Scenario.build({"inject-cost-us": "200.0", "checkpoint": "epochs:05"}).label() == \
+        "checkpoint=epochs:5,inject-cost-us=200"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "1000001", "1e400"])
+def test_inject_cost_is_bounded_and_finite(value):
+    # inf used to be accepted and busy-waited forever
+    with pytest.raises(ScenarioError) as e:
+        parse_assignment(f"inject-cost-us={value}")
+    assert str(e.value) == f"invalid value {value!r} for axis 'inject-cost-us'; valid: a number >= 0 and <= 1000000"
+    assert parse_assignment("inject-cost-us=1000000")[1] == "1000000"

@@ -6,7 +6,7 @@ import torch
 
 from perfkit.scenario import Scenario
 from perfkit.train.cadence import Cadence
-from perfkit.train.ppo import Budget, Policy, PPOConfig, sample_actions, save_checkpoint
+from perfkit.train.ppo import Budget, Policy, PPOConfig, PPOConfigError, sample_actions, save_checkpoint
 from perfkit.trial import run_trial
 
 SMALL = {"num_steps": 16, "minibatch_size": 512}
@@ -90,3 +90,68 @@ def test_a_bad_factory_is_a_usage_error():
 
     r = CliRunner().invoke(main, ["run", "--env", "tests.nowhere:make", "--steps", "10"])
     assert r.exit_code == 2 and "cannot load the factory" in r.output
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("num_steps", 0, "num_steps 0 must be an integer >= 1"),
+    ("minibatch_size", 0, "minibatch_size 0 must be an integer >= 1"),
+    ("minibatch_size", -1, "minibatch_size -1 must be an integer >= 1"),
+    ("update_epochs", 0, "update_epochs 0 must be an integer >= 1"),
+    ("hidden", 0, "hidden 0 must be an integer >= 1"),
+    ("eval_steps", 0, "eval_steps 0 must be an integer >= 1"),
+    ("num_steps", 2.5, "num_steps 2.5 must be an integer >= 1"),
+    ("learning_rate", -1.0, "learning_rate -1.0 must be a finite number > 0"),
+    ("learning_rate", float("nan"), "learning_rate nan must be a finite number > 0"),
+    ("learning_rate", 0.0, "learning_rate 0.0 must be a finite number > 0"),
+    ("gamma", float("inf"), "gamma inf must be a finite number in [0, 1]"),
+    ("gamma", 1.5, "gamma 1.5 must be a finite number in [0, 1]"),
+    ("gae_lambda", -0.1, "gae_lambda -0.1 must be a finite number in [0, 1]"),
+    ("clip_coef", 0.0, "clip_coef 0.0 must be a finite number > 0"),
+    ("ent_coef", -0.01, "ent_coef -0.01 must be a finite number >= 0"),
+    ("vf_coef", float("nan"), "vf_coef nan must be a finite number >= 0"),
+    ("max_grad_norm", 0.0, "max_grad_norm 0.0 must be a finite number > 0"),
+])
+def test_ppo_config_rejects_out_of_range_settings(field, value, message):
+    with pytest.raises(PPOConfigError) as e:
+        PPOConfig(**{field: value})
+    assert str(e.value) == message
+
+
+def test_ppo_config_accepts_the_edges_of_its_ranges():
+    cfg = PPOConfig(gamma=0.0, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.0, learning_rate=1, num_steps=1,
+                    minibatch_size=1, update_epochs=1, hidden=1, eval_steps=1)
+    assert (cfg.gamma, cfg.learning_rate, cfg.minibatch_size) == (0.0, 1, 1)
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("minibatch_size=-1", "minibatch_size -1 must be an integer >= 1"),
+    ("update_epochs=0", "update_epochs 0 must be an integer >= 1"),
+    ("gamma=inf", "gamma inf must be a finite number in [0, 1]"),
+    ("num_steps=0", "num_steps 0 must be an integer >= 1"),
+    ("learning_rate=nan", "learning_rate nan must be a finite number > 0"),
+])
+def test_bad_ppo_settings_are_usage_errors(setting, message):
+    from click.testing import CliRunner
+
+    from perfkit.cli import main
+
+    r = CliRunner().invoke(main, ["run", "--ppo", setting, "--steps", "10"])
+    assert r.exit_code == 2 and message in r.output
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, OSError])
+def test_checkpoint_interrupted_mid_save_leaves_no_temp_file(tmp_path, monkeypatch, interrupt):
+    pol = Policy((2, 3, 3), 5, 8)
+    opt = torch.optim.Adam(pol.parameters())
+    save_checkpoint(str(tmp_path), pol, opt, 1, 10)
+
+    def killed_mid_save(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise interrupt()
+
+    monkeypatch.setattr(torch, "save", killed_mid_save)
+    with pytest.raises(interrupt):
+        save_checkpoint(str(tmp_path), pol, opt, 2, 20)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["latest.pt"] and torch.load(tmp_path / "latest.pt")["epoch"] == 1

@@ -10,6 +10,7 @@ attributed to it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ def parse_folded(text: str, source: str = "<text>", keep_lines: bool = False) ->
             n = float(count)
         except ValueError:
             raise FoldedError(f"{source}:{i}: expected 'frame;frame COUNT', got {line[:80]!r}") from None
+        if not (math.isfinite(n) and n >= 0):  # a negative or NaN count makes shares beyond 0..100%
+            raise FoldedError(f"{source}:{i}: sample count {count!r} must be a finite number >= 0")
         if not stack:
             raise FoldedError(f"{source}:{i}: no frames before the count")
         raw[tuple(normalise_frame(f, keep_lines) for f in stack.split(";"))] += n
@@ -120,9 +123,14 @@ def _name_processes(raw: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], 
 
 def read_folded(path: str | Path, keep_lines: bool = False) -> Profile:
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as e:
         raise FoldedError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise FoldedError(f"{path}:{line}: not a text folded-stack file (byte {e.start} is not UTF-8)") from None
     return parse_folded(text, str(path), keep_lines)
 
 

@@ -7,15 +7,15 @@ them, so all three describe the same samples.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from perfkit.compare import require_ok
 from perfkit.flame.folded import read_folded, to_speedscope
 from perfkit.flame.svg import render_svg
-from perfkit.profilers import ProfilerUnavailable
+from perfkit.profilers import ProfilerUnavailable, find_tool
 from perfkit.results import atomic_write_text
 
 HOW_TO_FIX = (
@@ -26,9 +26,10 @@ HOW_TO_FIX = (
 
 
 def executable() -> str:
-    path = shutil.which("py-spy")
+    path = find_tool("py-spy")
     if path is None:
-        raise ProfilerUnavailable("py-spy is not on PATH; install it with `pip install py-spy` (a binary wheel)")
+        raise ProfilerUnavailable(f"py-spy is neither beside {sys.executable} nor on PATH; install it with "
+                                  "`pip install py-spy` (a binary wheel)")
     return path
 
 

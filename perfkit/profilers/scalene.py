@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from perfkit.compare import require_ok
-from perfkit.profilers import ProfilerUnavailable
+from perfkit.profilers import ProfilerUnavailable, find_tool
 from perfkit.results import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def executable() -> str:
-    path = shutil.which("scalene")
+    path = find_tool("scalene")
     if path is None:
-        raise ProfilerUnavailable("scalene is not on PATH; install it with `pip install scalene`")
+        raise ProfilerUnavailable(f"scalene is neither beside {sys.executable} nor on PATH; install it with "
+                                  "`pip install scalene`")
     return path
 
 

@@ -18,6 +18,10 @@ from pathlib import Path
 from perfkit.compare import require_ok
 
 
+class ScheduleError(ValueError):
+    """A torch.profiler schedule torch would reject; the message names the field and its range."""
+
+
 @dataclass
 class TorchProfileConfig:
     """Schedule in training epochs (one `prof.step()` per epoch), as torch.profiler.schedule."""
@@ -29,6 +33,15 @@ class TorchProfileConfig:
     repeat: int = 1
     out_dir: str = "."
     row_limit: int = 40
+
+    def __post_init__(self) -> None:
+        # torch.profiler.schedule asserts these only once the profiled trial has started (after
+        # the unprofiled one was spent): check them up front.
+        for name, low in (("skip_first", 0), ("wait", 0), ("warmup", 0), ("active", 1), ("repeat", 0),
+                          ("row_limit", 1)):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
+                raise ScheduleError(f"{name} {v!r} must be an integer >= {low}")
 
     def to_dict(self) -> dict:
         return asdict(self)
