@@ -84,6 +84,7 @@ class Session:
     warmup_rounds: int
     stop_reason: str = "rounds"
     interrupted: bool = False
+    errors: dict[str, str] = field(default_factory=dict)  # label -> why that variant failed
 
     def comparison(self, label: str) -> stats.Comparison:
         d = block_log_ratios(self.blocks, self.labels[0], label, self.warmup_rounds, len(self.labels))
@@ -100,7 +101,7 @@ class Session:
 
     def to_dict(self) -> dict:
         return {"labels": self.labels, "blocks": self.blocks, "warmup_rounds": self.warmup_rounds,
-                "stop_reason": self.stop_reason, "interrupted": self.interrupted,
+                "stop_reason": self.stop_reason, "interrupted": self.interrupted, "errors": self.errors,
                 "trials": {k: t.to_dict() for k, t in self.trials.items()}}
 
 
@@ -115,8 +116,8 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
     from perfkit.sentinel import Sentinel
     from perfkit.train import vecenv as vec
     from perfkit.train.cadence import Cadence
-    from perfkit.train.ppo import PPOConfig, Trainer
-    from perfkit.trial import NUM_ENVS, _result, apply_thread_policy, resolve_device
+    from perfkit.train.ppo import PPOConfig, Trainer, describe_error
+    from perfkit.trial import NUM_ENVS, apply_thread_policy, resolve_device
 
     scenarios = [Scenario.from_dict(v["scenario"]) for v in spec.variants]
     labels = [v["label"] for v in spec.variants]
@@ -138,23 +139,32 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
                                   make_eval_env=lambda c=creator, s=sc.seed: c(seed=s + 99_991))
         meta[label] = (sc, plan, driver.num_agents, env_cfg)
     session = Session(labels, [], {}, spec.warmup_rounds)
+    active = list(labels)
     sentinel = Sentinel()
     sentinel.start()
     start = clock()
     try:
         for r in range(spec.max_rounds):
-            order = labels[r % len(labels):] + labels[: r % len(labels)]
+            order = active[r % len(active):] + active[: r % len(active)]
             block: dict[str, Any] = {"round": r, "order": order, "sps": {}, "others_cores": {}}
             for label in order:
                 trainers[label].resume()
                 sentinel.mark()
-                w = trainers[label].run_epoch()
+                try:
+                    w = trainers[label].run_epoch()
+                except Exception as e:  # this variant failed: record it, the others go on
+                    session.errors[label] = describe_error(e)
+                    active.remove(label)
+                    w = None
                 use = sentinel.mark()
                 block["sps"][label] = w.sps if w is not None else 0.0
                 block["others_cores"][label] = use.others_cores if use is not None else None
             session.blocks.append(block)
             if on_round is not None:
                 on_round(r, block)
+            if len(active) < 2 and len(labels) > 1:
+                session.stop_reason = "a variant failed" if active else "every variant failed"
+                break
             done = r + 1 - spec.warmup_rounds
             if spec.precision is not None and done >= spec.min_rounds * len(labels) and \
                     session.precision_reached(spec.precision, spec.min_rounds):
@@ -181,6 +191,7 @@ def _with_trials(session: Session, trainers, meta, device, cfg, threads) -> Sess
         tr = _result(sc, t.outcome(session.interrupted), plan, agents, env_cfg, device, cfg,
                      warmup=session.warmup_rounds)
         tr.threads = threads
+        tr.error = session.errors.get(label)
         session.trials[label] = tr
     return session
 

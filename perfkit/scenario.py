@@ -73,6 +73,15 @@ def _workers(value: str) -> str:
     raise ScenarioError(f"invalid value {value!r} for axis 'workers'; valid: serial, auto, pow2, or an integer >= 1")
 
 
+def _threads(value: str) -> str:
+    from perfkit.threads import parse_threads
+
+    try:
+        return parse_threads(value)
+    except ValueError as e:
+        raise ScenarioError(f"invalid value {value!r} for axis 'threads'; valid: auto, or an integer 1..256") from e
+
+
 def _env(value: str) -> str:
     if value in ("arena", "mettagrid") or re.fullmatch(r"[\w.]+:\w+", value):
         return value
@@ -115,6 +124,9 @@ AXES: dict[str, Axis] = {
              DESYNC_RNGS),
         Axis("preset", "basic_easy_shaped", "arena configuration (FACTS §6)", tuple(PRESETS)),
         Axis("device", "auto", "where the policy runs", ("auto", "cpu", "cuda")),
+        Axis("threads", "auto", "torch intra-op threads; auto leaves a core for the process's own Python and one "
+             "per rollout worker, so a busy neighbour cannot stall every thread (1 on 2 cores)",
+             grammar="auto, N", parse=_threads),
         Axis("env", "arena", "environment under test", grammar="arena, mettagrid, pkg.module:factory", parse=_env),
         Axis("inject-cost-us", "0", "busy-wait this many µs per env step in a named function (validation knob)",
              grammar=f"number in [0, {canonical_number(INJECT_COST_MAX_US)}]",

@@ -40,10 +40,15 @@ def apply_thread_policy(values: dict[str, str], workers: int = 0) -> dict:
     why, for the trial's record. `auto` never oversubscribes the cores this process may use."""
     from perfkit.threads import apply_threads, available_cores, choose_threads
 
+    import torch
+
     spec = values.get("threads", "auto")
     cores = available_cores()
+    device = values.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "auto":
-        n, reason = choose_threads(cores, workers, values.get("device", "auto"))
+        n, reason = choose_threads(cores, workers, device)
     else:
         n, reason = int(spec), "set by threads axis"
     return {"requested": spec, "intra_op": n, "cores": cores, "reason": reason, **apply_threads(n).to_dict()}
