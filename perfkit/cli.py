@@ -24,6 +24,7 @@ def main() -> None:
     arena preset, device); a variant is one value per axis. perfkit runs the same PPO loop under
     each variant, interleaving repeated trials in fresh processes, and reports agent-steps/s with
     spread and a significance verdict, the per-phase time split and learning metrics.
+    The axes are explained in docs/axes.md.
 
     \b
     Start here:
@@ -37,11 +38,13 @@ def main() -> None:
 
 @main.command()
 def variants() -> None:
-    """List the axes, their values and defaults."""
+    """List the axes, their values and defaults (explained in docs/axes.md)."""
     from tabulate import tabulate
 
     rows = [[a.name, a.values_text, a.default, a.help] for a in AXES.values()]
     click.echo(tabulate(rows, headers=["axis", "values", "default", "what it changes"], tablefmt="github"))
+    click.echo("\nThe axes are explained in docs/axes.md: what each models, its values, and what the original "
+               "investigation found.")
 
 
 @main.command()
@@ -57,6 +60,7 @@ def run(fmt, out, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
 
     try:
         values = opts.overrides(kwargs, fixes)
+        values = opts.apply_env_defaults(values)
         scenario = Scenario.build(values, seed=seed)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
@@ -108,12 +112,13 @@ def compare(vary, fixes, trials, flamegraph, fmt, out, seed, seconds, steps, num
         clash = sorted(set(names) & set(values))
         if clash:
             raise ScenarioError(f"axis {clash[0]!r} is both varied and fixed; drop one")
+        values = opts.apply_env_defaults(values, varied)
         base = Scenario.build(values, seed=seed)
         variant_list = plan_variants(base, varied)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
     opts.check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
-    opts.check_env({**values, **{n: "mettagrid" for n, vs in varied if "mettagrid" in vs}})
+    opts.check_env(values, varied)
     seconds, steps = opts.budget(seconds, steps)
     run_dir = opts.run_dir(out, "compare")
     if flamegraph:

@@ -43,6 +43,7 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
 
     try:
         values = opts.overrides(kwargs, fixes)
+        values = opts.apply_env_defaults(values)
         scenario = Scenario.build(values, seed=seed)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
@@ -193,6 +194,7 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rou
             baseline = g.load_baseline(baseline_path)
     except g.GateError as e:
         raise click.UsageError(str(e)) from None
+    opts.check_scenarios(g.scenario_for(label) for label in g.labels_needed(parsed))
     if quick:
         rounds, block_steps = 10, 60
     if update_baseline:
