@@ -24,6 +24,7 @@ def main() -> None:
     arena preset, device); a variant is one value per axis. perfkit runs the same PPO loop under
     each variant, interleaving repeated trials in fresh processes, and reports agent-steps/s with
     spread and a significance verdict, the per-phase time split and learning metrics.
+    The axes are explained in docs/axes.md.
 
     \b
     Start here:
@@ -37,11 +38,13 @@ def main() -> None:
 
 @main.command()
 def variants() -> None:
-    """List the axes, their values and defaults."""
+    """List the axes, their values and defaults (explained in docs/axes.md)."""
     from tabulate import tabulate
 
     rows = [[a.name, a.values_text, a.default, a.help] for a in AXES.values()]
     click.echo(tabulate(rows, headers=["axis", "values", "default", "what it changes"], tablefmt="github"))
+    click.echo("\nThe axes are explained in docs/axes.md: what each models, its values, and what the original "
+               "investigation found.")
 
 
 @main.command()
@@ -61,6 +64,7 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
 
     try:
         values = opts.overrides(kwargs, fixes)
+        values = opts.apply_env_defaults(values)
         scenario = Scenario.build(values, seed=seed)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
@@ -135,6 +139,7 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         clash = sorted(set(names) & set(values))
         if clash:
             raise ScenarioError(f"axis {clash[0]!r} is both varied and fixed; drop one")
+        values = opts.apply_env_defaults(values, varied)
         base = Scenario.build(values, seed=seed)
         variant_list = plan_variants(base, varied)
     except ScenarioError as e:
@@ -144,7 +149,7 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
                                "change the process; use --mode process (or auto)")
     inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variant_list) > 1)
     opts.check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
-    opts.check_env({**values, **{n: "mettagrid" for n, vs in varied if "mettagrid" in vs}})
+    opts.check_env(values, varied)
     seconds, steps = opts.budget(seconds, steps)
     rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
                     max_seconds=60 * max_minutes if max_minutes else None)

@@ -151,23 +151,74 @@ def _clear(path: Path) -> None:
             child.unlink()
 
 
-def check_env(values: dict[str, str]) -> None:
-    env = values.get("env", "arena")
-    if env == "mettagrid":
-        from envs.mettagrid import INSTALL_HINT, available
+_ENV_CHECKS: dict = {}  # env value -> EnvCheck, for this process (the module is imported once anyway)
 
-        if not available():
-            raise click.UsageError(INSTALL_HINT)
-    elif ":" in env:
-        import importlib
 
-        module, _, attr = env.partition(":")
+def _env_check(value: str):
+    from envs.registry import EnvSpecError
+    from envs.registry import check_env as check
+
+    if value not in _ENV_CHECKS:
         try:
-            if not callable(getattr(importlib.import_module(module), attr)):
-                raise AttributeError(f"{attr} is not callable")
-        except (ImportError, AttributeError) as e:
-            raise click.UsageError(f"--env {env}: cannot load the factory ({e}); expected pkg.module:callable "
-                                   "taking (buf=None, seed=0) and returning a pufferlib.PufferEnv") from None
+            _ENV_CHECKS[value] = check(value)
+        except EnvSpecError as e:
+            raise click.UsageError(str(e)) from None
+    return _ENV_CHECKS[value]
+
+
+def env_values(values: dict[str, str], varied: list[tuple[str, list[str]]] = ()) -> list[str]:
+    """Every env a command will run: the varied env values, else the fixed (or default) one."""
+    for name, vs in varied:
+        if name == "env":
+            return list(vs)
+    return [values.get("env", AXES["env"].default)]
+
+
+def check_env(values: dict[str, str], varied: list[tuple[str, list[str]]] = ()) -> None:
+    """Usage error (exit 2) unless every env the command will run can be built (see
+    envs.registry.check_env: a factory is imported and one env built and closed)."""
+    for value in env_values(values, varied):
+        _env_check(value)
+
+
+def apply_env_defaults(values: dict[str, str], varied: list[tuple[str, list[str]]] = ()) -> dict[str, str]:
+    """The overrides adjusted for the envs that will run: checks every env (usage error if one
+    cannot be built); when an env lacks set_env_config/get_env_config (which the curriculum wrapper
+    calls) and the user did not set `wrapper`, fixes wrapper=none with a note on stderr; when the
+    user asked for a wrapper on such an env, a usage error naming the env and the fix."""
+    lacking = [c for c in map(_env_check, env_values(values, varied)) if not c.has_set_env_config]
+    if not lacking:
+        return values
+    env = lacking[0]
+    missing = "/".join(env.missing_config_methods)
+    wrappers = next((vs for n, vs in varied if n == "wrapper"), [values["wrapper"]] if "wrapper" in values else [])
+    if not wrappers:
+        others = " for every variant" if len(env_values(values, varied)) > 1 else ""
+        click.echo(f"note: --env {env.value} has no {missing}; using wrapper=none{others} "
+                   "(the curriculum wrapper needs it)", err=True)
+        return {**values, "wrapper": "none"}
+    bad = next((w for w in wrappers if w != "none"), None)
+    if bad is not None:
+        raise click.UsageError(
+            f"--env {env.value} has no {missing}, so wrapper={bad} cannot drive it (the curriculum wrapper "
+            "calls set_env_config/get_env_config); use wrapper=none (or leave wrapper unset), or add "
+            "set_env_config(cfg)/get_env_config() to the env")
+    return values
+
+
+def check_scenarios(scenarios) -> None:
+    """For commands that take whole scenarios (the gate's checks): usage error unless each
+    scenario's env can be built and, where the env lacks set_env_config, its wrapper is none."""
+    for sc in scenarios:
+        check = _env_check(sc["env"])
+        if not check.has_set_env_config and sc["wrapper"] != "none":
+            label, w = sc.label(), sc["wrapper"]
+            fixed = label.replace(f"wrapper={w}", "wrapper=none") if "wrapper=" in label else f"{label},wrapper=none"
+            default = " (the default)" if w == AXES["wrapper"].default else ""
+            raise click.UsageError(
+                f"scenario {label}: env {check.value} has no {'/'.join(check.missing_config_methods)}, so "
+                f"wrapper={w}{default} cannot drive it; add wrapper=none to the scenario (in a gate check: "
+                f"sps({fixed}))")
 
 
 def check_device(values: dict[str, str], what: str = "--device cuda") -> None:

@@ -43,6 +43,7 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
 
     try:
         values = opts.overrides(kwargs, fixes)
+        values = opts.apply_env_defaults(values)
         scenario = Scenario.build(values, seed=seed)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
@@ -200,6 +201,7 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rou
     for label in g.labels_needed(parsed):
         # The gate would otherwise time CPU work and label it "cuda".
         opts.check_device(dict(g.scenario_for(label).values), f"check workload sps({label})")
+    opts.check_scenarios(g.scenario_for(label) for label in g.labels_needed(parsed))
     if quick:
         rounds, block_steps = 10, 60
     if update_baseline:

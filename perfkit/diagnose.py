@@ -111,7 +111,7 @@ def check_shared_rng(scenario: Scenario, workers: int = 4) -> CheckOutcome:
         p.join(10)
     same = len(set(draws)) == 1
     detail = (f"desync-rng={values['desync-rng']}: {workers} workers drew {sorted(draws)}"
-              + (" — all the same step: every env truncates in lock-step (FACTS §5)" if same else ""))
+              + (" — all the same step: every env truncates in lock-step (forked workers share the global RNG)" if same else ""))
     return CheckOutcome("desync draws differ across workers", FAIL if same else OK, detail, {"draws": draws})
 
 

@@ -110,24 +110,37 @@ INJECT_COST_MAX_US = 1_000_000.0  # one second per env step: far past any cost w
 AXES: dict[str, Axis] = {
     a.name: a
     for a in (
-        Axis("wrapper", "getattr", "curriculum wrapper dispatch (FACTS §1)", DISPATCH_STYLES),
-        Axis("env-config", "per-episode", "when the next task's config is applied (FACTS §2)", CONFIG_TIMINGS),
+        Axis("wrapper", "getattr",
+             "curriculum wrapper's attribute dispatch: __getattribute__ on every access (as shipped), "
+             "__getattr__ fallback (the fix), or no wrapper", DISPATCH_STYLES),
+        Axis("env-config", "per-episode",
+             "when the next task's config is applied: at episode end inside step (as shipped), or at the "
+             "next reset (the fix)", CONFIG_TIMINGS),
         Axis("curriculum", "single", "tasks the wrapper draws from: the preset alone, or preset + variants", CURRICULA),
-        Axis("checkpoint", "off", "checkpoint cadence (FACTS §3)", grammar="off, epochs:N, seconds:S",
-             parse=_cadence("checkpoint")),
-        Axis("eval", "off", "blocking evaluation cadence (FACTS §3)", grammar="off, epochs:N, seconds:S",
-             parse=_cadence("eval")),
-        Axis("workers", "serial", "rollout workers / vector backend (FACTS §4)", grammar="serial, auto, pow2, N",
-             parse=_workers),
-        Axis("desync", "off", "first-episode desync (FACTS §5)", DESYNC_MODES),
-        Axis("desync-rng", "per-env", "RNG for the desync draw: per-env seeded, or shared global (FACTS §5)",
-             DESYNC_RNGS),
-        Axis("preset", "basic_easy_shaped", "arena configuration (FACTS §6)", tuple(PRESETS)),
+        Axis("checkpoint", "off", "how often the policy is saved, counted in training epochs or in seconds",
+             grammar="off, epochs:N, seconds:S", parse=_cadence("checkpoint")),
+        Axis("eval", "off", "how often a blocking evaluation episode pauses training (epochs or seconds)",
+             grammar="off, epochs:N, seconds:S", parse=_cadence("eval")),
+        Axis("workers", "serial",
+             "rollout worker processes: serial (in the trainer), auto = (cores // 2) // gpus, pow2 = that "
+             "rounded down to a power of two, or N", grammar="serial, auto, pow2, N", parse=_workers),
+        Axis("desync", "off",
+             "how each env's first episode is shortened: max-steps draws its limit in [1, max_steps], "
+             "early-reset truncates it at a step drawn in [1, max_steps)", DESYNC_MODES),
+        Axis("desync-rng", "per-env",
+             "RNG for the desync draw: seeded per env, or NumPy's global state (forked workers then all draw "
+             "the same step)", DESYNC_RNGS),
+        Axis("preset", "basic_easy_shaped",
+             "arena configuration: the old default, the new default after the refactor, or the recipe that "
+             "restored learning", tuple(PRESETS)),
         Axis("device", "auto", "where the policy runs", ("auto", "cpu", "cuda")),
         Axis("threads", "auto", "torch intra-op threads; auto leaves a core for the process's own Python and one "
              "per rollout worker, so a busy neighbour cannot stall every thread (1 on 2 cores)",
              grammar="auto, N", parse=_threads),
-        Axis("env", "arena", "environment under test", grammar="arena, mettagrid, pkg.module:factory", parse=_env),
+        Axis("env", "arena",
+             "environment under test: the reference arena, the real mettagrid, or your own factory "
+             "(buf=None, seed=0) -> pufferlib.PufferEnv", grammar="arena, mettagrid, pkg.module:factory",
+             parse=_env),
         Axis("inject-cost-us", "0", "busy-wait this many µs per env step in a named function (validation knob)",
              grammar=f"number in [0, {canonical_number(INJECT_COST_MAX_US)}]",
              parse=_bounded_float("inject-cost-us", INJECT_COST_MAX_US)),
