@@ -290,7 +290,7 @@ class StopRule:
     rounds: int
     precision: float | None = None
     max_seconds: float | None = None
-    min_rounds: int = 3
+    min_rounds: int = stats.MIN_ROUNDS
 
     def to_dict(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "precision": self.precision, "max_seconds": self.max_seconds,
@@ -301,8 +301,8 @@ def precision_reached(result: CompareResult, precision: float, min_rounds: int) 
     comps = [result.comparison(label) for label in result.variants[1:]]
     if not comps or any(c is None for c in comps):
         return False
-    return all(len(result.paired(label)[0]) >= min_rounds for label in result.variants[1:]) and \
-        stats.precision_reached([c for c in comps if c is not None], precision)
+    n = min(len(result.paired(label)[0]) for label in result.variants[1:])
+    return stats.precision_reached([c for c in comps if c is not None], precision, n, min_rounds)
 
 
 def run_compare(

@@ -48,17 +48,10 @@ def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, ba
     which either block measured nothing (sps 0) is skipped."""
     d = [math.log(b["sps"][label] / b["sps"][first]) for b in blocks[warmup:]
          if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0]
-    batch = max(1, batch)
-    n = len(d) // batch
-    return [sum(d[i * batch:(i + 1) * batch]) / batch for i in range(n)]
+    return stats.batch_means(d, max(1, batch))
 
 
-def comparison_from_log_ratios(d: list[float], confidence: float = 0.95) -> stats.Comparison:
-    """Ratio (exp of the mean log-ratio) with a t-interval over the given paired log-ratios."""
-    if len(d) < stats.MIN_TRIALS:
-        return stats.Comparison(math.exp(sum(d) / len(d)) if d else math.nan, math.nan, math.nan, confidence,
-                                stats.TOO_FEW)
-    return stats.compare([1.0] * len(d), [math.exp(x) for x in d], confidence, paired=True)
+comparison_from_log_ratios = stats.compare_log_ratios
 
 
 @dataclass
@@ -69,7 +62,7 @@ class SessionSpec:
     max_rounds: int
     seconds: float | None = None  # wall-clock budget for the whole session (None: rounds only)
     precision: float | None = None
-    min_rounds: int = 3  # after warm-up, in batches
+    min_rounds: int = stats.MIN_ROUNDS  # after warm-up, in batch means
     warmup_rounds: int = WARMUP_ROUNDS
     ppo: dict[str, Any] = field(default_factory=dict)
     num_envs: int | None = None
@@ -91,13 +84,10 @@ class Session:
         return comparison_from_log_ratios(d)
 
     def precision_reached(self, precision: float, min_batches: int) -> bool:
-        comps = []
-        for label in self.labels[1:]:
-            d = block_log_ratios(self.blocks, self.labels[0], label, self.warmup_rounds, len(self.labels))
-            if len(d) < min_batches:
-                return False
-            comps.append(comparison_from_log_ratios(d))
-        return stats.precision_reached(comps, precision)
+        ds = [block_log_ratios(self.blocks, self.labels[0], label, self.warmup_rounds, len(self.labels))
+              for label in self.labels[1:]]
+        comps = [comparison_from_log_ratios(d) for d in ds]
+        return stats.precision_reached(comps, precision, min(map(len, ds), default=0), min_batches)
 
     def to_dict(self) -> dict:
         return {"labels": self.labels, "blocks": self.blocks, "warmup_rounds": self.warmup_rounds,

@@ -1,8 +1,9 @@
 import math
 
+import numpy as np
 import pytest
 
-from perfkit import stats
+from perfkit import stats, stopping
 
 
 def test_summary_and_instability_warning():
@@ -44,3 +45,77 @@ def test_unequal_counts_fall_back_to_welch():
 def test_one_trial_gives_no_verdict():
     c = stats.compare([100.0], [150.0])
     assert c.verdict == stats.TOO_FEW and math.isnan(c.ci_low) and c.ratio == 1.5
+
+
+# --- fixed-precision stopping ---------------------------------------------------------------
+
+def test_compare_log_ratios_is_the_paired_compare():
+    base, other = [100.0, 102.0, 98.0, 101.0], [120.0, 123.0, 117.0, 119.0]
+    d = list(np.log(other) - np.log(base))  # what compare pairs, to the last bit
+    assert stats.compare_log_ratios(d) == stats.compare(base, other)
+    assert stats.compare_log_ratios(d, confidence=0.9) == stats.compare(base, other, confidence=0.9)
+
+
+def test_compare_log_ratios_with_one_round_is_too_few():
+    c = stats.compare_log_ratios([math.log(1.5)])
+    assert c.verdict == stats.TOO_FEW and c.ratio == pytest.approx(1.5) and math.isnan(c.ci_high)
+    assert math.isnan(stats.compare_log_ratios([]).ratio)
+
+
+def test_half_width_is_relative_to_the_ratio():
+    assert stats.half_width(stats.Comparison(1.0, 0.97, 1.02, 0.95, stats.SAME)) == pytest.approx(0.03)
+    assert stats.half_width(stats.Comparison(2.0, 1.9, 2.2, 0.95, stats.FASTER)) == pytest.approx(0.1)
+    c = stats.compare_log_ratios([0.01, -0.01, 0.02, 0.0])
+    assert stats.half_width(c) == pytest.approx(c.ci_high / c.ratio - 1)  # symmetric in log: the upper side
+    assert stats.half_width(stats.compare_log_ratios([0.1])) == math.inf
+
+
+def test_precision_reached_needs_every_ratio_and_enough_rounds():
+    tight = stats.Comparison(1.0, 0.99, 1.01, 0.95, stats.SAME)
+    loose = stats.Comparison(1.0, 0.9, 1.1, 0.95, stats.SAME)
+    n = stats.MIN_ROUNDS
+    assert stats.precision_reached([tight, tight], 0.02, n)
+    assert not stats.precision_reached([tight, loose], 0.02, n)
+    assert not stats.precision_reached([tight], 0.02, n - 1)
+    assert stats.precision_reached([tight], 0.02, 3, min_rounds=3)
+    assert not stats.precision_reached([], 0.02, 100)
+
+
+def test_batch_means_drop_the_partial_batch():
+    assert stats.batch_means([1.0, 2.0, 3.0, 4.0, 5.0], 2) == [1.5, 3.5]
+    assert stats.batch_means([1.0, 2.0], 3) == []
+    assert stats.batch_means([1.0, 2.0], 1) == [1.0, 2.0]
+    with pytest.raises(ValueError, match="batch 0 must be >= 1"):
+        stats.batch_means([1.0], 0)
+
+
+def test_vectorised_stopping_matches_the_library_run_for_run():
+    rng = np.random.default_rng(7)
+    d = stopping.draw_log_ratios(rng, 40, 30, true_ratio=0.98, sd=(0.01, 0.1))
+    rounds, ratio, lo, hi = stopping.stop_sequentially(d, precision=0.02)
+    for i in range(len(d)):
+        for n in range(stats.MIN_ROUNDS, d.shape[1] + 1):
+            c = stats.compare_log_ratios(list(d[i, :n]))
+            if stats.precision_reached([c], 0.02, n) or n == d.shape[1]:
+                break
+        assert (n, c.ratio, c.ci_low, c.ci_high) == pytest.approx((rounds[i], ratio[i], lo[i], hi[i]), rel=1e-12)
+    assert 0 < (rounds < 30).sum() < 40  # some runs stopped on precision, some ran out of rounds
+
+
+def test_width_only_stopping_keeps_false_verdicts_near_nominal():
+    # Twins, per-round sd 0.05-0.2 and 3% stalls: most runs need all 60 rounds.
+    mixed = stopping.simulate_sequential(n_experiments=2000, sd=(0.05, 0.2), seed=1)
+    assert mixed.false_verdict <= 0.065 and mixed.same == pytest.approx(1 - mixed.false_verdict)
+    # The hard case for optional stopping: noise that reaches +-2% after ~20 rounds, so most runs
+    # stop early, some on a spread that came out small by chance.
+    early = stopping.simulate_sequential(n_experiments=2000, sd=0.04, seed=1)
+    assert early.reached_precision > 0.6 and early.false_verdict <= 0.07
+    # ...which is why MIN_ROUNDS is not 3.
+    three = stopping.simulate_sequential(n_experiments=2000, sd=0.04, min_rounds=3, seed=1)
+    assert three.false_verdict > 0.075
+
+
+def test_a_five_percent_slowdown_is_found():
+    r = stopping.simulate_sequential(n_experiments=2000, true_ratio=0.95, sd=0.05, seed=2)
+    assert r.slower >= 0.9 and r.faster <= 0.005
+    assert r.to_dict()["false_verdict"] == r.faster
