@@ -211,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     def save(s: Session) -> None:
         atomic_write_text(out, json.dumps({"kind": "session", **s.to_dict(), "machine": machine_info()}))
 
-    def on_round(r: int, block: dict) -> None:
-        if spec.progress:
+    last = [0.0]
+
+    def on_round(r: int, block: dict) -> None:  # a line every few seconds, not every epoch
+        if spec.progress and time.monotonic() - last[0] >= 5.0:
+            last[0] = time.monotonic()
             cells = ", ".join(f"{k} {v:,.0f}" for k, v in block["sps"].items())
             print(f"round {r + 1}: {cells} agent-steps/s", file=sys.stderr, flush=True)
 

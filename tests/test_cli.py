@@ -75,7 +75,7 @@ def test_compare_end_to_end_in_subprocesses_with_flamegraph(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "perfkit", "compare", "--vary", "wrapper=getattribute,none", "--trials", "2",
-         "--steps", ONE_EPOCH, "--out", str(out), "--flamegraph"],
+         "--steps", ONE_EPOCH, "--out", str(out), "--flamegraph", "--mode", "process"],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -90,4 +90,19 @@ def test_compare_end_to_end_in_subprocesses_with_flamegraph(tmp_path):
     diff = result.profiles["wrapper=none"]["flamediff"]
     assert open(diff["on_b"]).read().startswith("<?xml") and open(diff["on_a"]).read().startswith("<?xml")
     assert "### wrapper=none vs wrapper=getattribute" in (out / "sps.md").read_text()
-    assert json.loads((out / "sps.json").read_text())["schema_version"] == 1
+    assert json.loads((out / "sps.json").read_text())["schema_version"] == 2
+
+
+def test_compare_inprocess_interleaves_epochs_of_every_variant(tmp_path):
+    """auto mode runs variants that share a process in one, epoch by epoch, rotating the order."""
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["compare", "--vary", "wrapper=getattribute,none", "--steps", str(96 * 16 * 3),
+                                  "--trials", "2", "--ppo", "num_steps=16", "--ppo", "minibatch_size=512",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    result = CompareResult.load(out / "sps.json")
+    assert result.mode == "inprocess" and len(result.blocks) >= 8
+    assert [b["order"] for b in result.blocks[:2]] == [["wrapper=getattribute", "wrapper=none"],
+                                                       ["wrapper=none", "wrapper=getattribute"]]
+    assert "epochs" in r.output and "ratio vs first" in r.output
+    assert all(t[0]["threads"]["intra_op"] >= 1 for t in result.trials.values())

@@ -75,7 +75,7 @@ def _children_of(pid: int) -> list[int]:
 def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_table(tmp_path, sig):
     out = tmp_path / "c"
     proc = subprocess.Popen([sys.executable, "-m", "perfkit", "compare", "--vary", "wrapper=getattr,none",
-                             "--trials", "1", "--seconds", "120", "--out", str(out), *TINY],
+                             "--trials", "1", "--seconds", "120", "--out", str(out), "--mode", "process", *TINY],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     spec = out / "trials" / "wrapper=getattr" / "trial-0.spec.json"
     deadline = time.time() + 60
@@ -110,7 +110,7 @@ def test_ctrl_c_while_profiling_still_writes_the_table(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli, "_flamegraphs", interrupted)
     r = CliRunner().invoke(main, ["compare", "--vary", "wrapper=getattr,none", "--trials", "2", "--flamegraph",
-                                  "--out", str(tmp_path / "c")])
+                                  "--mode", "process", "--out", str(tmp_path / "c")])
     assert r.exit_code == 130
     assert "| wrapper=none" in r.output and "interrupted while profiling: 4 of 4 trials finished" in r.output
     assert (tmp_path / "c" / "sps.md").exists()

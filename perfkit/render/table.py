@@ -105,12 +105,42 @@ def warnings_for(result) -> list[str]:
         planned = result.trials_planned * len(result.variants)
         what = " while profiling" if stopping.get("flamegraphs") == "interrupted" else ""
         out.append(f"interrupted{what}: {done} of {planned} trials finished")
+    out += sentinel_warnings(result)
     rule = stopping.get("rule") or {}
     if rule.get("precision") and stopping.get("reason") != "precision":
         out.append(f"precision ±{rule['precision']:.1%} not reached: stopped by {stopping.get('reason')} after "
                    f"{stopping.get('rounds_run')} rounds")
     if len(hashes) > 1 and not any("preset" in v for v in result.variants):
         out.append("variants ran different env configs (config hash differs): their SPS is not like for like")
+    return out
+
+
+def sentinel_warnings(result) -> list[str]:
+    """What else used the machine: trials (or, in one process, epochs) during which other processes
+    took CPU, and windows that stalled. Flagged, never dropped: the raw numbers stay in sps.json."""
+    from perfkit.sentinel import MAX_OTHER_CORES, slow_windows
+
+    out = []
+    if getattr(result, "mode", "process") == "inprocess":
+        for label in result.variants:
+            others = [b["others_cores"].get(label) for b in result.blocks[result.warmup_rounds:]
+                      if b.get("others_cores", {}).get(label) is not None]
+            busy = [x for x in others if x >= MAX_OTHER_CORES]
+            if busy:
+                out.append(f"{label}: {len(busy)} of {len(others)} epochs ran while other processes used "
+                           f"{sum(busy) / len(busy):.1f} core on average (paired epochs share the disturbance)")
+        return out
+    for label in result.variants:
+        trials = result.trials.get(label, [])
+        flagged = [t for t in trials if (t.get("sentinel") or {}).get("disturbed")]
+        if flagged:
+            worst = max((t["sentinel"].get("others_cores") or 0.0) for t in flagged)
+            out.append(f"{label}: {len(flagged)} of {len(trials)} trials disturbed: other processes used up to "
+                       f"{worst:.1f} core")
+        stalls = sum(len(slow_windows([w["sps"] for w in t["windows"][t.get("warmup_windows", 1):]]))
+                     for t in trials if t.get("windows"))
+        if stalls:
+            out.append(f"{label}: {stalls} windows ran below half their trial's median SPS (stalls)")
     return out
 
 
