@@ -99,7 +99,6 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
                 save: Callable[[Session], None] | None = None, clock: Callable[[], float] = time.perf_counter
                 ) -> Session:
     """Build one Trainer per variant, then run rounds until the spec's rule stops them."""
-    import torch
 
     from envs.registry import make_creator
     from perfkit.scenario import Scenario
@@ -192,19 +191,15 @@ def _slug(label: str) -> str:
     return Variant(label, None).slug  # type: ignore[arg-type]
 
 
-def _stop_once(signum, frame) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m perfkit.inprocess SPEC.json OUT.json", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, _stop_once)
-    signal.signal(signal.SIGTERM, _stop_once)
+    from perfkit.trial import stop_once
+
+    signal.signal(signal.SIGINT, stop_once)
+    signal.signal(signal.SIGTERM, stop_once)
     spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
     out = Path(argv[1])
 

@@ -158,7 +158,9 @@ def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg, warmu
         evals=outcome.evals,
         interrupted=outcome.interrupted,
         machine=machine_info(),
-        error=outcome.error,
+        error=outcome.error or (None if windows or outcome.interrupted else
+                                "no training epoch finished within the budget: raise --seconds, or lower "
+                                "--ppo num_steps (a stalled or very slow env, or oversubscribed threads)"),
         warmup_windows=warmup,
     )
 
@@ -181,7 +183,7 @@ def _last_learning(windows: list[Window], last: int = 5) -> dict[str, float]:
     return out
 
 
-def _stop_once(signum, frame) -> None:
+def stop_once(signum, frame) -> None:
     """First SIGINT/SIGTERM: stop training (KeyboardInterrupt). Later ones are ignored, so a Ctrl-C
     that reaches this process twice (from the terminal and forwarded by the parent) cannot
     interrupt the saving of what was measured."""
@@ -195,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m perfkit.trial SPEC.json OUT.json", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, _stop_once)
-    signal.signal(signal.SIGTERM, _stop_once)
+    signal.signal(signal.SIGINT, stop_once)
+    signal.signal(signal.SIGTERM, stop_once)
     spec = json.loads(Path(argv[0]).read_text())
     scenario = Scenario.from_dict(spec["scenario"])
     out = Path(argv[1])

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from perfkit import cli_options as opts
 from perfkit.cli import main
-from perfkit.compare import CompareResult, SubprocessRunner, Variant, plan_variants, run_compare
+from perfkit.compare import CompareResult, SubprocessRunner, plan_variants, run_compare
 from perfkit.results import TrialResult
 from perfkit.scenario import Scenario
 from perfkit.train.ppo import Budget, PPOConfig, train
@@ -179,6 +179,11 @@ def test_a_time_budget_is_honoured_inside_a_slow_rollout():
     vec = _SlowVec(clock)
     out = train(vec, PPOConfig(num_steps=1000, minibatch_size=64), torch.device("cpu"), Budget(seconds=5), clock=clock)
     assert vec.calls <= 6 and out.windows == [] and not out.error  # stopped mid-rollout, not after 1000 steps
+    from perfkit.trial import _result
+    from perfkit.train.vecenv import VecPlan
+
+    tr = _result(Scenario.build(), out, VecPlan("serial", 0, 1), 2, None, torch.device("cpu"), PPOConfig())
+    assert tr.status == "failed" and "no training epoch finished within the budget" in tr.error
 
 
 def test_ctrl_c_in_the_first_rollout_returns_an_empty_interrupted_trial(tmp_path):
