@@ -214,10 +214,9 @@ class CompareResult:
         if label == self.variants[0]:
             return None
         if self.mode == "inprocess":
-            from perfkit.inprocess import block_log_ratios, comparison_from_log_ratios
+            from perfkit.inprocess import block_comparisons
 
-            d = block_log_ratios(self.blocks, self.variants[0], label, self.warmup_rounds, len(self.variants))
-            return comparison_from_log_ratios(d) if self.blocks else None
+            return block_comparisons(self.blocks, self.variants, self.warmup_rounds)[label][1] if self.blocks else None
         if not self.ok_trials(self.variants[0]):
             return None
         a, b = self.paired(label)
@@ -402,8 +401,8 @@ def run_inprocess(
         elif rule.max_seconds is not None:
             budget = min(budget, rule.max_seconds)
     spec = SessionSpec(variants=[{"label": v.label, "scenario": v.scenario.to_dict()} for v in variants],
-                       max_rounds=10**9 if seconds is not None else rule.rounds * _rounds_for(steps, ppo, num_envs),
-                       seconds=budget, precision=rule.precision, min_rounds=rule.min_rounds,
+                       seconds=budget, agent_steps=rule.rounds * steps if steps is not None else None,
+                       precision=rule.precision, min_rounds=rule.min_rounds,
                        ppo=ppo or {}, num_envs=num_envs, progress=progress)
     session_dir = run_dir / "session"
     session_dir.mkdir(parents=True, exist_ok=True)
@@ -434,12 +433,3 @@ def run_inprocess(
     result.save(run_dir / "sps.json")
     return result
 
-
-def _rounds_for(steps: int | None, ppo: dict[str, Any] | None, num_envs: int | None) -> int:
-    """Epochs that cover `steps` agent-steps with the arena's 24 agents per env (at least 1 + warm-up)."""
-    from perfkit.inprocess import WARMUP_ROUNDS
-    from perfkit.train.ppo import PPOConfig
-    from perfkit.trial import NUM_ENVS
-
-    epoch = PPOConfig(**(ppo or {})).num_steps * (num_envs or NUM_ENVS) * 24
-    return max(1, -(-(steps or epoch) // epoch)) + WARMUP_ROUNDS

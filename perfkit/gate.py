@@ -118,7 +118,8 @@ def check_baseline(baseline: object, labels: Sequence[str] = (), source: str = "
         raise GateError(f"{source}: 'runs' must be a list of objects with 'scores'; {fix}")
     if len(runs) < MIN_BASELINE_RUNS:
         raise GateError(f"{source} holds {len(runs)} run(s), need at least {MIN_BASELINE_RUNS} (their spread is "
-                        "what a baseline check allows for); re-measure it with `perfkit gate --update-baseline --baseline-runs 5`")
+                        "what a baseline check allows for); re-measure it with "
+                        "`perfkit gate --update-baseline --baseline-runs 5`")
     for label in labels:
         if any(label not in run["scores"] for run in runs):
             raise GateError(f"{source} has no entry for {label!r}; run `perfkit gate --update-baseline` "

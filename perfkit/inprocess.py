@@ -19,9 +19,9 @@ also on Ctrl-C/SIGTERM.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +36,7 @@ from perfkit.results import TrialResult, atomic_write_text, machine_info
 # variants that differ in one of these must run in separate processes.
 PROCESS_AXES = ("workers", "device", "threads")
 WARMUP_ROUNDS = 2
-SAVE_EVERY = 5  # rounds between checkpoints of the session record on disk
+SAVE_EVERY_SECONDS = 10.0  # how often the session record on disk is brought up to date
 
 
 def shares_process(varied_axes: list[str]) -> bool:
@@ -51,7 +51,13 @@ def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, ba
     return stats.batch_means(d, max(1, batch))
 
 
-comparison_from_log_ratios = stats.compare_log_ratios
+def block_comparisons(blocks: list[dict], labels: list[str], warmup: int) -> dict[str, tuple[int, stats.Comparison]]:
+    """Every variant after the first against the first: (batch means used, Comparison)."""
+    out = {}
+    for label in labels[1:]:
+        d = block_log_ratios(blocks, labels[0], label, warmup, len(labels))
+        out[label] = (len(d), stats.compare_log_ratios(d))
+    return out
 
 
 @dataclass
@@ -59,8 +65,8 @@ class SessionSpec:
     """What `python -m perfkit.inprocess` runs: the variants, the PPO config and when to stop."""
 
     variants: list[dict]  # {"label": ..., "scenario": Scenario.to_dict()}
-    max_rounds: int
-    seconds: float | None = None  # wall-clock budget for the whole session (None: rounds only)
+    seconds: float | None = None  # wall-clock budget for the whole session
+    agent_steps: int | None = None  # or: agent-steps per variant after warm-up
     precision: float | None = None
     min_rounds: int = stats.MIN_ROUNDS  # after warm-up, in batch means
     warmup_rounds: int = WARMUP_ROUNDS
@@ -79,15 +85,10 @@ class Session:
     interrupted: bool = False
     errors: dict[str, str] = field(default_factory=dict)  # label -> why that variant failed
 
-    def comparison(self, label: str) -> stats.Comparison:
-        d = block_log_ratios(self.blocks, self.labels[0], label, self.warmup_rounds, len(self.labels))
-        return comparison_from_log_ratios(d)
-
     def precision_reached(self, precision: float, min_batches: int) -> bool:
-        ds = [block_log_ratios(self.blocks, self.labels[0], label, self.warmup_rounds, len(self.labels))
-              for label in self.labels[1:]]
-        comps = [comparison_from_log_ratios(d) for d in ds]
-        return stats.precision_reached(comps, precision, min(map(len, ds), default=0), min_batches)
+        comps = block_comparisons(self.blocks, self.labels, self.warmup_rounds).values()
+        return stats.precision_reached([c for _, c in comps], precision, min((n for n, _ in comps), default=0),
+                                       min_batches)
 
     def to_dict(self) -> dict:
         return {"labels": self.labels, "blocks": self.blocks, "warmup_rounds": self.warmup_rounds,
@@ -129,23 +130,22 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
         meta[label] = (sc, plan, driver.num_agents, env_cfg)
     session = Session(labels, [], {}, spec.warmup_rounds)
     active = list(labels)
+    machine = machine_info()
     sentinel = Sentinel()
     sentinel.start()
-    start = clock()
+    start = last_save = clock()
     try:
-        for r in range(spec.max_rounds):
+        for r in itertools.count():
             order = active[r % len(active):] + active[: r % len(active)]
             block: dict[str, Any] = {"round": r, "order": order, "sps": {}, "others_cores": {}}
             for label in order:
-                trainers[label].resume()
-                sentinel.mark()
                 try:
                     w = trainers[label].run_epoch()
                 except Exception as e:  # this variant failed: record it, the others go on
                     session.errors[label] = describe_error(e)
                     active.remove(label)
                     w = None
-                use = sentinel.mark()
+                use = sentinel.mark()  # since the previous epoch's end: this epoch, outside its window
                 block["sps"][label] = w.sps if w is not None else 0.0
                 block["others_cores"][label] = use.others_cores if use is not None else None
             session.blocks.append(block)
@@ -162,23 +162,28 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
             if spec.seconds is not None and clock() - start >= spec.seconds:
                 session.stop_reason = "time"
                 break
-            if save is not None and (r + 1) % SAVE_EVERY == 0:
-                save(_with_trials(session, trainers, meta, device, cfg, threads))
+            if spec.agent_steps is not None and all(
+                    t.agent_steps >= spec.agent_steps + spec.warmup_rounds * cfg.num_steps * t.num_agents
+                    for label, t in trainers.items() if label in active):
+                break
+            if save is not None and clock() - last_save >= SAVE_EVERY_SECONDS:
+                save(_with_trials(session, trainers, meta, device, cfg, threads, machine))
+                last_save = clock()
     except KeyboardInterrupt:
         session.interrupted, session.stop_reason = True, "interrupted"
     finally:
         for t in trainers.values():
             t.vecenv.close()
-    return _with_trials(session, trainers, meta, device, cfg, threads)
+    return _with_trials(session, trainers, meta, device, cfg, threads, machine)
 
 
-def _with_trials(session: Session, trainers, meta, device, cfg, threads) -> Session:
+def _with_trials(session: Session, trainers, meta, device, cfg, threads, machine) -> Session:
     from perfkit.trial import _result
 
     for label, t in trainers.items():
         sc, plan, agents, env_cfg = meta[label]
         tr = _result(sc, t.outcome(session.interrupted), plan, agents, env_cfg, device, cfg,
-                     warmup=session.warmup_rounds)
+                     warmup=session.warmup_rounds, machine=machine)
         tr.threads = threads
         tr.error = session.errors.get(label)
         session.trials[label] = tr
@@ -192,19 +197,13 @@ def _slug(label: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        print("usage: python -m perfkit.inprocess SPEC.json OUT.json", file=sys.stderr)
-        return 2
-    from perfkit.trial import stop_once
+    from perfkit.trial import child_args
 
-    signal.signal(signal.SIGINT, stop_once)
-    signal.signal(signal.SIGTERM, stop_once)
-    spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
-    out = Path(argv[1])
+    spec_path, out = child_args("perfkit.inprocess", argv)
+    spec = SessionSpec(**json.loads(spec_path.read_text()))
 
     def save(s: Session) -> None:
-        atomic_write_text(out, json.dumps({"kind": "session", **s.to_dict(), "machine": machine_info()}))
+        atomic_write_text(out, json.dumps({"kind": "session", **s.to_dict()}))
 
     last = [0.0]
 

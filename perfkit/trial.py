@@ -86,11 +86,11 @@ def run_trial(
         return TrialResult.failed(scenario.to_dict(), scenario.label(), describe_error(e))
     sentinel = Sentinel()
     sentinel.start()
-    per_window: list[dict | None] = []
+    others_by_window: list[float | None] = []
 
     def window_done(w) -> None:
         u = sentinel.mark()
-        per_window.append(u.to_dict() if u is not None else None)
+        others_by_window.append(u.others_cores if u is not None else None)
         if on_window is not None:
             on_window(w)
 
@@ -124,16 +124,16 @@ def run_trial(
     total = sentinel.total()
     result.sentinel = {**(total.to_dict() if total is not None else {}), "disturbed": disturbed(total)
                        if total is not None else None}
-    for w, u in zip(result.windows, per_window, strict=False):
-        w["others_cores"] = u["others_cores"] if u else None
+    for w, others in zip(result.windows, others_by_window, strict=False):
+        w["others_cores"] = others
     if session is not None:
         result.artifacts["torch"] = {"files": session.files, "config": torch_profile.to_dict(),
                                      "profiled_epochs": sorted(torch_profile.profiled_epochs())}
     return result
 
 
-def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg, warmup: int = WARMUP_WINDOWS
-            ) -> TrialResult:
+def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg, warmup: int = WARMUP_WINDOWS,
+            machine: dict | None = None) -> TrialResult:
     windows: list[Window] = outcome.windows
     sps, secs = steady_state(windows, warmup)
     steady = windows[warmup:] or windows
@@ -157,7 +157,7 @@ def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg, warmu
         checkpoints=outcome.checkpoints,
         evals=outcome.evals,
         interrupted=outcome.interrupted,
-        machine=machine_info(),
+        machine=machine if machine is not None else machine_info(),
         error=outcome.error or (None if windows or outcome.interrupted else
                                 "no training epoch finished within the budget: raise --seconds, or lower "
                                 "--ppo num_steps (a stalled or very slow env, or oversubscribed threads)"),
@@ -192,16 +192,22 @@ def stop_once(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def child_args(module: str, argv: list[str] | None) -> tuple[Path, Path]:
+    """(SPEC.json, OUT.json) for a measuring child process (`python -m perfkit.trial` or
+    `perfkit.inprocess`), with the stop-once signal handlers installed; exit 2 on bad usage."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m perfkit.trial SPEC.json OUT.json", file=sys.stderr)
-        return 2
+        print(f"usage: python -m {module} SPEC.json OUT.json", file=sys.stderr)
+        raise SystemExit(2)
     signal.signal(signal.SIGINT, stop_once)
     signal.signal(signal.SIGTERM, stop_once)
-    spec = json.loads(Path(argv[0]).read_text())
+    return Path(argv[0]), Path(argv[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    spec_path, out = child_args("perfkit.trial", argv)
+    spec = json.loads(spec_path.read_text())
     scenario = Scenario.from_dict(spec["scenario"])
-    out = Path(argv[1])
     progress = spec.get("progress", False)
 
     def on_window(w: Window) -> None:

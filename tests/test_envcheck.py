@@ -183,7 +183,8 @@ def test_an_explicit_wrapper_on_such_an_env_is_a_usage_error(pkg, values, varied
 
 
 def test_run_with_a_user_env_and_no_wrapper_option(pkg, tmp_path):
-    r = invoke("run", "--env", f"{pkg}.good:make", "--steps", "2048", "--out", str(tmp_path / "out"), "--format", "plain")
+    r = invoke("run", "--env", f"{pkg}.good:make", "--steps", "2048", "--out", str(tmp_path / "out"),
+               "--format", "plain")
     assert r.exit_code == 0, r.output
     assert "using wrapper=none (the curriculum wrapper needs it)" in r.stderr
     assert "agent-steps/s" in r.stdout

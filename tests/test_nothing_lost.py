@@ -39,7 +39,8 @@ def test_run_keeps_windows_measured_before_the_env_raised(tmp_path, user_env):
 
 
 def test_a_killed_trial_process_is_a_recorded_failure_and_the_plan_goes_on(tmp_path):
-    killer = SubprocessRunner(launcher=[sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    suicide = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    killer = SubprocessRunner(launcher=[sys.executable, "-c", suicide])
     good = FakeRunner({"wrapper=getattribute": [100.0, 101.0], "wrapper=getattr": [120.0, 121.0]})
 
     def runner(v, k, out):

@@ -31,8 +31,9 @@ def render_sps(result, fmt: str = "github") -> str:
     rows = []
     for row in result.rows():
         s = row.get("summary")
+        trials = _trials_cell(row, getattr(result, "mode", "process"))
         if s is None:
-            rows.append([row["variant"], _trials_cell(row, getattr(result, "mode", "process")), "no finished trial", "", "", "", ""])
+            rows.append([row["variant"], trials, "no finished trial", "", "", "", ""])
             continue
         env_sps = s["geomean"] / (row.get("agents_per_env") or 1)
         c = row.get("vs_first")
@@ -42,8 +43,7 @@ def render_sps(result, fmt: str = "github") -> str:
             ratio = f"{c['ratio']:.3f}"
             ci = "" if c["verdict"] == stats.TOO_FEW else f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
             verdict = stats.describe(stats.Comparison(**c))
-        rows.append([row["variant"], _trials_cell(row, getattr(result, "mode", "process")), f"{s['geomean']:,.0f}", _spread(s), f"{env_sps:,.0f}", ratio,
-                     ci, verdict])
+        rows.append([row["variant"], trials, f"{s['geomean']:,.0f}", _spread(s), f"{env_sps:,.0f}", ratio, ci, verdict])
     headers = ["variant", "trials", "agent-steps/s (geo-mean)", "spread (min–max, ±cv)", "env-steps/s",
                "ratio vs first (geo-mean, paired)", "95% CI", "verdict"]
     rows = [r if len(r) == len(headers) else r + [""] * (len(headers) - len(r)) for r in rows]
@@ -118,6 +118,7 @@ def warnings_for(result) -> list[str]:
 def sentinel_warnings(result) -> list[str]:
     """What else used the machine: trials (or, in one process, epochs) during which other processes
     took CPU, and windows that stalled. Flagged, never dropped: the raw numbers stay in sps.json."""
+    from perfkit.results import TrialResult
     from perfkit.sentinel import MAX_OTHER_CORES, slow_windows
 
     out = []
@@ -137,7 +138,7 @@ def sentinel_warnings(result) -> list[str]:
             worst = max((t["sentinel"].get("others_cores") or 0.0) for t in flagged)
             out.append(f"{label}: {len(flagged)} of {len(trials)} trials disturbed: other processes used up to "
                        f"{worst:.1f} core")
-        stalls = sum(len(slow_windows([w["sps"] for w in t["windows"][t.get("warmup_windows", 1):]]))
+        stalls = sum(len(slow_windows([w["sps"] for w in TrialResult.from_dict(t).steady_windows]))
                      for t in trials if t.get("windows"))
         if stalls:
             out.append(f"{label}: {stalls} windows ran below half their trial's median SPS (stalls)")

@@ -191,12 +191,13 @@ class Trainer:
         now = clock()
         self.checkpoint.start(now)
         self.evaluate.start(now)
-        self.windows.restart()  # set-up is not part of any window
 
     def run_epoch(self, deadline: float | None = None) -> Window | None:
-        """One rollout of `num_steps` plus one update; returns its SPS window. Returns None (and
-        records nothing) if the clock passes `deadline` during the rollout: a budget is honoured
-        even when a single step is slow."""
+        """One rollout of `num_steps` plus one update; returns its SPS window, which covers this
+        call alone (set-up, callbacks between epochs and other learners' epochs belong to no
+        window). Returns None (and records nothing) if the clock passes `deadline` during the
+        rollout: a budget is honoured even when a single step is slow."""
+        self.windows.restart()
         timer, buf, cuda = self.timer, self.buf, self.cuda
         policy, vecenv, gen, clock = self.policy, self.vecenv, self.gen, self.clock
         episode_infos: list[dict] = []
@@ -204,7 +205,6 @@ class Trainer:
         for step in range(self.cfg.num_steps):
             if deadline is not None and clock() >= deadline:
                 self.next_obs = next_obs
-                self.windows.restart()  # the partial epoch is left out of every window
                 return None
             timer.switch("copy")
             # Straight into the rollout buffer, which the forward pass then reads: one copy.
@@ -252,13 +252,6 @@ class Trainer:
         if self.profiler is not None:
             self.profiler.step()
         return window
-
-    def pause(self) -> None:
-        """Another learner runs next: time until `resume()` belongs to no window of this one."""
-        self.timer.switch("misc")
-
-    def resume(self) -> None:
-        self.windows.restart()
 
     def outcome(self, interrupted: bool = False, error: str | None = None) -> TrainOutcome:
         return TrainOutcome(self.windows.windows, self.agent_steps, self.epoch, self.checkpoints, self.evals,
