@@ -21,9 +21,10 @@ def main() -> None:
     """perfkit: find out why RL training got slower or stopped learning.
 
     Each suspect is an axis (wrapper dispatch, config timing, checkpoint cadence, workers, desync,
-    arena preset, device); a variant is one value per axis. perfkit runs the same PPO loop under
-    each variant, interleaving repeated trials in fresh processes, and reports agent-steps/s with
-    spread and a significance verdict, the per-phase time split and learning metrics.
+    arena preset, device, threads); a variant is one value per axis. perfkit runs the same PPO loop
+    under each variant, interleaved (epoch by epoch in one process, or trial by trial in fresh
+    processes for axes that change the process), and reports agent-steps/s with a paired ratio,
+    its 95% interval and a verdict, the per-phase time split and learning metrics.
     The axes are explained in docs/axes.md.
 
     \b

@@ -38,7 +38,7 @@ def render_sps(result, fmt: str = "github") -> str:
         env_sps = s["geomean"] / (row.get("agents_per_env") or 1)
         c = row.get("vs_first")
         if c is None:
-            ratio, ci, verdict = "1.00 (baseline)", "", ""
+            ratio, ci, verdict = "1.00 (reference)", "", ""
         else:
             ratio = f"{c['ratio']:.3f}"
             ci = "" if c["verdict"] == stats.TOO_FEW else f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
