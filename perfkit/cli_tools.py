@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 from tabulate import tabulate_formats
 
 from perfkit import cli_options as opts
@@ -139,8 +138,8 @@ def flamediff(a, b, top, out, force, focus, fmt) -> None:
 
 
 def _round_progress(r: int, n: int) -> None:
-    if r == n or r % 5 == 0:
-        click.echo(f"round {r}/{n}", err=True)
+    if r % 10 == 0:
+        click.echo(f"round {r}", err=True)
 
 
 @click.command()
@@ -156,90 +155,84 @@ def _round_progress(r: int, n: int) -> None:
                    "(atomically), then exit.")
 @click.option("--baseline-runs", type=click.IntRange(min=2), default=5, show_default=True,
               help="Processes measured for a baseline: their spread is what a baseline check allows for.")
-@click.option("--rounds", type=click.IntRange(min=2), default=20, show_default=True,
-              help="Rounds; each round times one block of every workload and the reference workload.")
+@click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=None, metavar="P",
+              help="Add rounds until every check's ratio, as this run measures it, is known to ±P "
+                   "(default 0.01; at least 6 rounds, at most --rounds or --max-minutes). Stops on the "
+                   "interval's width alone, so it does not make failures more or less likely.")
+@click.option("--max-minutes", type=click.FloatRange(min=0.05), default=None, metavar="M",
+              help="Stop adding rounds after M minutes of measuring (default 3; 1 with --quick).")
+@click.option("--rounds", type=click.IntRange(min=2), default=None,
+              help="The most rounds (default 1000 while adding rounds to a precision). Given without "
+                   "--precision: exactly this many rounds. Each round times one block of every workload "
+                   "and the reference workload.")
 @click.option("--block-steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="Rollout steps per timed block.")
-@click.option("--quick", is_flag=True, help="10 rounds of 60 steps (for CI after the tests).")
+@click.option("--quick", is_flag=True,
+              help="Blocks of 60 steps, precision ±2%, at most 1 minute (for CI after the tests).")
 @opts.out_options
 @click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
-def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, rounds, block_steps, quick, out,
-         force, fmt) -> None:
+def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, precision, max_minutes, rounds,
+         block_steps, quick, out, force, fmt) -> None:
     """CI gate: fail only on a statistically significant SPS regression beyond a check's threshold.
 
     Workloads (a scenario's env + wrapper + the policy's forward pass) are timed in short blocks
     rotating A B C, B C A, ... within this one process, so machine speed cancels out of relative
     checks; baseline checks divide SPS by a reference workload timed in the same rounds and allow
-    for the process-to-process spread seen when the baseline was measured. A check FAILs when the
-    whole 95% interval of its ratio is below the threshold; otherwise it says "ok" or "within
-    noise" with the interval. Exit 1 on failure, 2 on bad input.
+    for the process-to-process spread seen when the baseline was measured (the table says how
+    large a drop a baseline check can see). Rounds are added until every check is known to the
+    precision or the time budget ends. A check FAILs when the whole 95% interval of its ratio is
+    below the threshold; otherwise it says "ok" or "within noise" with the interval. Exit 1 on
+    failure, 2 on bad input.
+
+    Example: perfkit gate --check "sps(wrapper=getattr) >= 0.98 * sps(wrapper=none)"
     """
     from perfkit import gate as g
     from perfkit.render.table import render_gate
-    from perfkit.results import write_json
 
-    texts = list(checks)
-    if checks_file is not None:
-        try:
-            lines = checks_file.read_text().splitlines()
-        except OSError as e:
-            raise click.UsageError(f"--checks-file {str(checks_file)!r}: {e.strerror}") from None
-        except UnicodeDecodeError as e:
-            raise click.UsageError(f"--checks-file {str(checks_file)!r}: not a text file (byte {e.start} is not "
-                                   "UTF-8); expected one check per line") from None
-        texts += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
-    if not texts:
-        raise click.UsageError("no checks: give --check TEXT or --checks-file FILE")
+    if quick:
+        block_steps = 60
+    if rounds is not None and precision is None and max_minutes is None:
+        rule = g.GateRule(rounds=rounds)  # a fixed number of rounds, as asked
+    else:
+        rule = g.GateRule(rounds=rounds or 1000, precision=precision or (0.02 if quick else 0.01),
+                          max_seconds=60 * (max_minutes or (1 if quick else 3)))
     try:
-        parsed = [g.parse_check(t) for t in texts]
+        parsed = g.read_checks(checks, checks_file)
         baseline = None
         if any(c.against_baseline for c in parsed) and not update_baseline:
             # Checked against the checks now, not after minutes of measuring.
             baseline = g.load_baseline(baseline_path, [c.lhs for c in parsed if c.against_baseline])
-    except g.GateError as e:
+        if update_baseline and not any(c.against_baseline for c in parsed):
+            raise g.GateError("--update-baseline: none of the checks is against the baseline")
+    except (g.GateError, ScenarioError) as e:
         raise click.UsageError(str(e)) from None
     for label in g.labels_needed(parsed):
         # The gate would otherwise time CPU work and label it "cuda".
         opts.check_device(dict(g.scenario_for(label).values), f"check workload sps({label})")
     opts.check_scenarios(g.scenario_for(label) for label in g.labels_needed(parsed))
-    if quick:
-        rounds, block_steps = 10, 60
     if update_baseline:
-        if not any(c.against_baseline for c in parsed):
-            raise click.UsageError("--update-baseline: none of the checks is against the baseline")
-        # Same workloads as a gate run of these checks: a workload's speed depends on what else
-        # rotates through the caches with it.
-        runs = []
-        for k in range(baseline_runs):
-            click.echo(f"baseline run {k + 1}/{baseline_runs} (fresh process) ...", err=True)
-            runs.append(g.measure_in_subprocess(g.labels_needed(parsed), rounds, block_steps))
-        g.write_baseline(baseline_path, runs)
-        for label in runs[0].samples:
-            meds = [float(np.median(m.samples[label])) for m in runs]
-            click.echo(f"{label}: median {np.median(meds):,.0f} agent-steps/s; per process "
-                       f"{min(meds):,.0f}–{max(meds):,.0f}")
+        written = g.update_baseline(
+            baseline_path, parsed, baseline_runs, rule.rounds if rounds else 20, block_steps,
+            on_run=lambda k, n: click.echo(f"baseline run {k}/{n} (fresh process) ...", err=True))
+        click.echo("\n".join(g.baseline_summary(written)))
         click.echo(f"wrote {baseline_path}", err=True)
         return
     run_dir = opts.run_dir(out, "gate", force)
-    labels = g.labels_needed(parsed)
-    if not labels:
-        labels = [parsed[0].lhs]
-    m = g.measure(labels, rounds, block_steps, on_round=_round_progress)
+    until = f"until every check is known to ±{rule.precision:.1%} (at most {rule.max_seconds / 60:g} min)" \
+        if rule.precision else f"{rule.rounds} rounds"
+    click.echo(f"{len(g.labels_needed(parsed)) or 1} workloads in blocks of {block_steps} steps, {until} -> "
+               f"{run_dir}", err=True)
     try:
-        results = [g.evaluate(c, m.samples, m.reference, baseline) for c in parsed]
+        record = g.run(parsed, rule, block_steps, baseline, on_round=_round_progress)
     except g.GateError as e:
         raise click.UsageError(str(e)) from None
-    if baseline is not None and baseline.get("block_steps") != m.block_steps:
-        click.echo(f"warning: the baseline was timed in blocks of {baseline.get('block_steps')} steps, this run in "
-                   f"{m.block_steps}; use the same --block-steps/--quick for both", err=True)
-    rep = g.report(results, m)
-    write_json(run_dir / "gate.json", "gate", rep)
-    click.echo(render_gate(results, rep["medians"], fmt))
-    click.echo(f"\n{m.rounds} rounds x {m.block_steps} steps in {m.seconds:.1f} s; wrote {run_dir / 'gate.json'}",
-               err=True)
-    failures = [r.fails() for r in results if r.fails()]
-    if failures:
-        click.echo("\n".join(f"FAILED: {f}" for f in failures), err=True)
+    record.save(run_dir / "gate.json")
+    click.echo(render_gate(record, fmt))
+    for w in record.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"\n{record.stop_reason}: {record.measurement.seconds:.1f} s; wrote {run_dir / 'gate.json'}", err=True)
+    if record.failures:
+        click.echo("\n".join(f"FAILED: {f}" for f in record.failures), err=True)
         sys.exit(1)
 
 

@@ -12,7 +12,9 @@ The gate's workload is a *rollout*: the scenario's vector env stepped with actio
 Blocks next to each other see the same machine, which is what makes a 2-5% regression visible on a
 runner whose speed varies 10-30% between jobs. A check fails only when the upper end of the 95%
 interval of the ratio is below the threshold; otherwise it reports "ok" or "within noise" with the
-interval.
+interval. With a precision (`GateRule`), rounds are added until every check's measured ratio is
+known to +-P, within a time budget: the rule looks at the interval's width only, never at its side
+of the threshold, so stopping early does not make a failure more or less likely.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,8 +32,7 @@ from perfkit import stats
 from perfkit.results import ResultsError, machine_info, read_json, write_json
 from perfkit.scenario import Scenario, ScenarioError, parse_assignment
 
-BASELINE = "baseline"
-DEFAULT_BASELINE = Path("results/baseline/gate.json")
+BASELINE = "baseline"  # the right-hand side of a check against the stored baseline file
 _CHECK = re.compile(r"^\s*sps\(([^)]*)\)\s*>=\s*([0-9]*\.?[0-9]+)\s*\*\s*(?:sps\(([^)]*)\)|(baseline))\s*$")
 
 
@@ -43,9 +44,28 @@ def _side(text: str) -> tuple[str, Scenario]:
     """One side of a check: its canonical `axis=value,...` label for the axes it names (validated,
     in the axis table's order; `sps()` with no axes is "defaults") and the full scenario it
     resolves to."""
-    overrides = dict(parse_assignment(part) for part in text.split(",") if part.strip())
+    overrides = _with_env_defaults(dict(parse_assignment(part) for part in text.split(",") if part.strip()))
     sc = Scenario.build(overrides)
     return (sc.label([a for a, _ in sc.values if a in overrides]) if overrides else "defaults"), sc
+
+
+def _with_env_defaults(overrides: dict[str, str]) -> dict[str, str]:
+    """As `perfkit compare` does: a user's env without set_env_config/get_env_config (which the
+    curriculum wrapper calls) runs unwrapped unless the check names a wrapper; the label then says
+    wrapper=none. An env that cannot be built is a GateError naming it."""
+    if "env" not in overrides or "wrapper" in overrides:
+        return overrides
+    from envs.registry import EnvSpecError, check_env
+
+    try:
+        found = _ENV_CHECKS.get(overrides["env"]) or _ENV_CHECKS.setdefault(overrides["env"],
+                                                                           check_env(overrides["env"]))
+    except EnvSpecError as e:
+        raise ScenarioError(str(e)) from None
+    return overrides if found.has_set_env_config else {**overrides, "wrapper": "none"}
+
+
+_ENV_CHECKS: dict = {}  # env value -> EnvCheck: building a user's env once per process is enough
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,14 @@ def parse_check(text: str) -> Check:
     return Check(text.strip(), lhs, factor, rhs)
 
 
+def workload_label(text: str) -> str:
+    """The canonical label of `sps(TEXT)`, as checks and gate.json name the workload."""
+    try:
+        return _side(text)[0]
+    except ScenarioError as e:
+        raise GateError(f"sps({text}): {e}") from None
+
+
 def scenario_for(label: str, seed: int = 1) -> Scenario:
     overrides = {} if label == "defaults" else dict(parse_assignment(p) for p in label.split(","))
     return Scenario.build(overrides, seed=seed)
@@ -93,6 +121,9 @@ class CheckResult:
     ci_high: float
     threshold: float
     status: str  # "ok" | "within noise" | "FAIL"
+    # Baseline checks: the ratio below which this check can fail at all, given the spread between
+    # the baseline's processes (more rounds now cannot narrow that part). None for relative checks.
+    detectable_below: float | None = None
 
     def fails(self) -> str | None:
         """A message when the check fails, else None (pytest-benchmark's convention)."""
@@ -139,12 +170,13 @@ def evaluate(check: Check, samples: dict[str, list[float]], reference: list[floa
              baseline: dict | None = None) -> CheckResult:
     """Decide one check from per-round SPS samples (and the stored baseline for baseline checks)."""
     lhs = samples[check.lhs]
+    detectable = None
     if check.against_baseline:
         check_baseline(baseline, [check.lhs])
-        runs = baseline["runs"]
-        now = [s / r for s, r in zip(lhs, reference, strict=True)]
-        run_means = [float(np.exp(np.mean(np.log(run["scores"][check.lhs])))) for run in runs]
-        c = stats.compare_to_runs(run_means, now)
+        run_means = _run_means(baseline, check.lhs)
+        c = stats.compare_to_runs(run_means, _scores(lhs, reference))
+        spread = stats.compare_to_runs(run_means, [float(np.exp(np.mean(np.log(run_means))))] * 2)
+        detectable = check.factor / spread.ci_high if math.isfinite(spread.ci_high) else None
     else:
         c = stats.compare(samples[check.rhs], lhs, paired=True)
     # Last line of defence: NaN compares False both ways, so an undefined interval would fall
@@ -158,7 +190,29 @@ def evaluate(check: Check, samples: dict[str, list[float]], reference: list[floa
         status = "ok"
     else:
         status = "within noise"
-    return CheckResult(check.text, c.ratio, c.ci_low, c.ci_high, check.factor, status)
+    return CheckResult(check.text, c.ratio, c.ci_low, c.ci_high, check.factor, status, detectable)
+
+
+def _scores(sps: Sequence[float], reference: Sequence[float]) -> list[float]:
+    """SPS per unit of the reference workload timed in the same round."""
+    return [s / r for s, r in zip(sps, reference, strict=True)]
+
+
+def _run_means(baseline: dict, label: str) -> list[float]:
+    return [float(np.exp(np.mean(np.log(run["scores"][label])))) for run in baseline["runs"]]
+
+
+def own_half_width(check: Check, samples: dict[str, list[float]], reference: list[float]) -> float:
+    """How well this run alone knows the check's ratio: the relative half-width of the paired
+    interval (relative checks) or of the interval of this run's mean score (baseline checks, whose
+    other part, the spread between the baseline's processes, no number of rounds can narrow).
+    inf with fewer than 2 rounds."""
+    lhs = np.log(np.asarray(samples[check.lhs], float))
+    if check.against_baseline:
+        d = lhs - np.log(np.asarray(reference, float))
+    else:
+        d = lhs - np.log(np.asarray(samples[check.rhs], float))
+    return stats.half_width(stats.compare_log_ratios(list(d)))
 
 
 # -- measurement ------------------------------------------------------------------------------
@@ -217,6 +271,21 @@ class RolloutWorkload:
         self.vecenv.close()
 
 
+@dataclass(frozen=True)
+class GateRule:
+    """How many rounds a gate run measures: exactly `rounds` without a precision; with one, rounds
+    are added until every check's ratio, as this run measures it, is known to +-`precision` (at
+    least `min_rounds`, at most `rounds`), or until `max_seconds` have passed."""
+
+    rounds: int = 20
+    precision: float | None = None
+    max_seconds: float | None = None
+    min_rounds: int = stats.MIN_ROUNDS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class Measurement:
     samples: dict[str, list[float]]
@@ -225,12 +294,16 @@ class Measurement:
     block_steps: int
     seconds: float
     machine: dict = field(default_factory=machine_info)
+    stopped: str = "rounds"  # "rounds" | "precision" | "time"
 
 
 def measure(labels: list[str], rounds: int = 20, block_steps: int = 100, warmup_blocks: int = 2,
-            seed: int = 1, on_round=None) -> Measurement:
+            seed: int = 1, on_round=None, until: Callable[[dict[str, list[float]], list[float]], bool] | None = None,
+            max_seconds: float | None = None, clock: Callable[[], float] = time.perf_counter) -> Measurement:
     """Rotate through the workloads each round (A B C, B C A, ...) so no workload always follows
-    another; the reference workload runs in every round too."""
+    another; the reference workload runs in every round too. Stops after `rounds` rounds, or
+    earlier when `until(samples, reference)` says so after a round, or when `max_seconds` (from the
+    first timed round) have passed."""
     import torch
 
     # One thread: the workloads and the reference then feel a busy neighbour core alike (with two,
@@ -239,6 +312,7 @@ def measure(labels: list[str], rounds: int = 20, block_steps: int = 100, warmup_
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     workloads = {label: RolloutWorkload(scenario_for(label, seed)) for label in labels}
+    stopped = "rounds"
     try:
         for w in workloads.values():
             for _ in range(warmup_blocks):
@@ -246,6 +320,7 @@ def measure(labels: list[str], rounds: int = 20, block_steps: int = 100, warmup_
         reference_workload(5)
         samples: dict[str, list[float]] = {label: [] for label in labels}
         reference: list[float] = []
+        started = clock()
         for r in range(rounds):
             order = labels[r % len(labels):] + labels[: r % len(labels)]
             for label in order:
@@ -253,11 +328,27 @@ def measure(labels: list[str], rounds: int = 20, block_steps: int = 100, warmup_
             reference.append(reference_workload())
             if on_round is not None:
                 on_round(r + 1, rounds)
+            if until is not None and until(samples, reference):
+                stopped = "precision"
+                break
+            if max_seconds is not None and clock() - started >= max_seconds and r + 1 < rounds:
+                stopped = "time"
+                break
     finally:
         for w in workloads.values():
             w.close()
         torch.set_num_threads(threads)
-    return Measurement(samples, reference, rounds, block_steps, time.perf_counter() - t0)
+    return Measurement(samples, reference, len(reference), block_steps, time.perf_counter() - t0, stopped=stopped)
+
+
+def precision_reached(checks: Sequence[Check], rule: GateRule) -> Callable[[dict[str, list[float]], list[float]], bool]:
+    """The `until` of a gate run under `rule`: at least min_rounds, then every check's own
+    half-width (see `own_half_width`) within the precision. Width only, never the verdict."""
+    def until(samples: dict[str, list[float]], reference: list[float]) -> bool:
+        if rule.precision is None or len(reference) < rule.min_rounds:
+            return False
+        return all(own_half_width(c, samples, reference) <= rule.precision for c in checks)
+    return until
 
 
 def labels_needed(checks: list[Check]) -> list[str]:
@@ -283,8 +374,7 @@ def load_baseline(path: Path, labels: Sequence[str] = ()) -> dict:
 def write_baseline(path: Path, runs: list[Measurement]) -> dict:
     """One entry per process: SPS divided by the reference workload of the same round."""
     payload = {
-        "runs": [{"scores": {label: [s / r for s, r in zip(xs, m.reference, strict=True)]
-                             for label, xs in m.samples.items()},
+        "runs": [{"scores": {label: _scores(xs, m.reference) for label, xs in m.samples.items()},
                   "sps": m.samples, "reference": m.reference} for m in runs],
         "rounds": runs[0].rounds,
         "block_steps": runs[0].block_steps,
@@ -310,19 +400,126 @@ def measure_in_subprocess(labels: list[str], rounds: int, block_steps: int) -> M
         return Measurement(**json.loads(out.read_text()))
 
 
-def report(results: list[CheckResult], m: Measurement) -> dict:
-    return {
-        "checks": [asdict(r) for r in results],
-        "failed": [r.check for r in results if r.status == "FAIL"],
-        "samples": m.samples,
-        "reference": m.reference,
-        "rounds": m.rounds,
-        "block_steps": m.block_steps,
-        "seconds": m.seconds,
-        "machine": m.machine,
-        "medians": {k: float(np.median(v)) for k, v in m.samples.items()},
-        "cv": {k: float(np.std(v, ddof=1) / np.mean(v)) if len(v) > 1 else math.nan for k, v in m.samples.items()},
-    }
+@dataclass
+class GateRecord:
+    """What one gate run measured and decided (gate.json)."""
+
+    checks: list[CheckResult]
+    measurement: Measurement
+    rule: GateRule
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        """One message per failed check (pytest-benchmark's convention)."""
+        return [f for f in (r.fails() for r in self.checks) if f]
+
+    @property
+    def medians(self) -> dict[str, float]:
+        return {k: float(np.median(v)) for k, v in self.measurement.samples.items()}
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the run stopped, for people."""
+        m, rule = self.measurement, self.rule
+        if m.stopped == "precision":
+            return f"every check known to +-{rule.precision:.1%} after {m.rounds} rounds"
+        if m.stopped == "time":
+            return f"time budget ({rule.max_seconds / 60:g} min) reached after {m.rounds} rounds"
+        return (f"{m.rounds} rounds (the most allowed) before every check was known to +-{rule.precision:.1%}"
+                if rule.precision else f"{m.rounds} rounds")
+
+    def to_dict(self) -> dict:
+        m = self.measurement
+        return {
+            "checks": [asdict(r) for r in self.checks],
+            "failed": [r.check for r in self.checks if r.status == "FAIL"],
+            "samples": m.samples, "reference": m.reference, "rounds": m.rounds, "block_steps": m.block_steps,
+            "seconds": m.seconds, "machine": m.machine, "stopped": m.stopped, "rule": self.rule.to_dict(),
+            "warnings": self.warnings,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GateRecord:
+        m = Measurement(d["samples"], d["reference"], d["rounds"], d["block_steps"], d["seconds"],
+                        d.get("machine", {}), d.get("stopped", "rounds"))
+        rule = GateRule(**d["rule"]) if "rule" in d else GateRule(rounds=d["rounds"])
+        return cls([CheckResult(**c) for c in d["checks"]], m, rule, d.get("warnings", []))
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, "gate", self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> GateRecord:
+        return cls.from_dict(read_json(path, "gate"))
+
+
+def read_checks(texts: Sequence[str], checks_file: Path | None = None) -> list[Check]:
+    """Checks from --check texts and a file of one check per line ('#' starts a comment)."""
+    texts = list(texts)
+    if checks_file is not None:
+        try:
+            lines = Path(checks_file).read_text().splitlines()
+        except OSError as e:
+            raise GateError(f"--checks-file {str(checks_file)!r}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise GateError(f"--checks-file {str(checks_file)!r}: not a text file (byte {e.start} is not "
+                            "UTF-8); expected one check per line") from None
+        texts += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
+    if not texts:
+        raise GateError("no checks: give --check TEXT or --checks-file FILE")
+    return [parse_check(t) for t in texts]
+
+
+def run(checks: list[Check], rule: GateRule, block_steps: int, baseline: dict | None = None,
+        on_round=None) -> GateRecord:
+    """Measure the checks' workloads under `rule` and decide every check."""
+    labels = labels_needed(checks) or [checks[0].lhs]
+    m = measure(labels, rule.rounds, block_steps, on_round=on_round, until=precision_reached(checks, rule),
+                max_seconds=rule.max_seconds)
+    results = [evaluate(c, m.samples, m.reference, baseline) for c in checks]
+    return GateRecord(results, m, rule, warnings_for(results, m, rule, baseline))
+
+
+def warnings_for(results: list[CheckResult], m: Measurement, rule: GateRule, baseline: dict | None) -> list[str]:
+    out = []
+    if baseline is not None and baseline.get("block_steps") != m.block_steps:
+        out.append(f"the baseline was timed in blocks of {baseline.get('block_steps')} steps, this run in "
+                   f"{m.block_steps}; use the same --block-steps/--quick for both")
+    for r in results:
+        if r.detectable_below is not None and r.detectable_below < r.threshold * 0.95:
+            out.append(f"{r.check}: the baseline's processes differ enough that only a ratio below "
+                       f"{r.detectable_below:.3f} can fail this check, however many rounds run now; a relative "
+                       "check (both sides timed in this run) sees smaller changes")
+    if rule.precision is not None and m.stopped != "precision":
+        out.append(f"stopped before every check was known to +-{rule.precision:.1%} ({m.stopped} limit); "
+                   "verdicts stand, with the intervals shown")
+    return out
+
+
+def update_baseline(path: Path, checks: list[Check], runs: int, rounds: int, block_steps: int,
+                    on_run=None) -> dict:
+    """Measure the workloads of the checks in `runs` fresh processes and write the baseline. The
+    workloads are the same as a gate run of these checks times: a workload's speed depends on
+    what else rotates through the caches with it."""
+    if not any(c.against_baseline for c in checks):
+        raise GateError("--update-baseline: none of the checks is against the baseline")
+    measured = []
+    for k in range(runs):
+        if on_run is not None:
+            on_run(k + 1, runs)
+        measured.append(measure_in_subprocess(labels_needed(checks), rounds, block_steps))
+    return write_baseline(path, measured)
+
+
+def baseline_summary(baseline: dict) -> list[str]:
+    """One line per workload: median SPS over the baseline's processes, and their range."""
+    lines = []
+    for label in baseline["runs"][0]["sps"]:
+        meds = [float(np.median(run["sps"][label])) for run in baseline["runs"]]
+        lines.append(f"{label}: median {np.median(meds):,.0f} agent-steps/s; per process "
+                     f"{min(meds):,.0f}–{max(meds):,.0f}")
+    return lines
 
 
 if __name__ == "__main__":  # python -m perfkit.gate LABELS_JSON ROUNDS BLOCK_STEPS OUT_JSON

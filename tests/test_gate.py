@@ -4,7 +4,9 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.stats
 from click.testing import CliRunner
 
 from perfkit import gate as g
@@ -236,3 +238,113 @@ def test_cli_cuda_check_without_cuda_is_exit_2(tmp_path, monkeypatch):
                                   "--out", str(tmp_path / "out")])
     assert r.exit_code == 2
     assert "check workload sps(device=cuda): no CUDA device is available here; valid: auto, cpu" in r.output
+
+
+# -- the precision rule, the record, checks from files -------------------------------------------
+
+def _rounds(ratio, noise, n, seed=0):
+    """n rounds of a reference workload at 100 and another at `ratio` x it, with relative noise."""
+    rng = np.random.default_rng(seed)
+    base = 100 * np.exp(rng.normal(0, 0.05, n))  # the machine's speed drifts: cancels in the ratio
+    other = base * ratio * np.exp(rng.normal(0, noise, n))
+    return {"wrapper=none": list(base), "wrapper=getattr": list(other)}, [10.0] * n
+
+
+def test_precision_rule_looks_at_width_not_at_the_verdict():
+    check = g.parse_check("sps(wrapper=getattr) >= 0.98 * sps(wrapper=none)")
+    until = g.precision_reached([check], g.GateRule(precision=0.01, min_rounds=6))
+    for ratio in (0.90, 0.98, 1.05):  # far below, at and above the threshold: the same decision
+        quiet = _rounds(ratio, 0.002, 8)
+        assert until(*quiet) is True
+        assert until(*_rounds(ratio, 0.05, 8)) is False  # noisy rounds: not yet known to 1%
+        assert until({k: v[:5] for k, v in quiet[0].items()}, quiet[1][:5]) is False  # fewer than min_rounds
+    assert g.precision_reached([check], g.GateRule(rounds=20))(*_rounds(1.0, 0.0001, 8)) is False  # no precision
+
+
+def test_baseline_checks_count_only_this_runs_own_error_toward_the_precision():
+    check = g.parse_check("sps(wrapper=getattr) >= 0.9 * baseline")
+    samples = {"wrapper=getattr": [95.0, 95.5, 94.5, 95.0, 95.2, 94.8]}
+    reference = [10.0] * 6
+    hw = g.own_half_width(check, samples, reference)
+    logs = np.log(np.array(samples["wrapper=getattr"]) / 10)
+    expected = math.exp(scipy.stats.t.ppf(0.975, 5) * logs.std(ddof=1) / math.sqrt(6)) - 1
+    assert hw == pytest.approx(expected, rel=1e-9)
+
+
+class _FakeWorkload:
+    def __init__(self, scenario):
+        self.label = scenario.label()
+
+    def block(self, steps):
+        return 100.0 if "none" in self.label else 95.0
+
+    def close(self):
+        pass
+
+
+def test_measure_stops_at_the_precision_or_the_time_budget(monkeypatch):
+    monkeypatch.setattr(g, "RolloutWorkload", _FakeWorkload)
+    monkeypatch.setattr(g, "reference_workload", lambda repeats=40: 10.0)
+    labels = ["wrapper=getattr", "wrapper=none"]
+    m = g.measure(labels, rounds=50, until=lambda s, r: len(r) >= 7)
+    assert (m.rounds, m.stopped, len(m.samples["wrapper=none"])) == (7, "precision", 7)
+    ticks = iter(range(1000))  # a fake clock: one second per reading
+    m = g.measure(labels, rounds=50, max_seconds=4, clock=lambda: float(next(ticks)))
+    assert (m.rounds, m.stopped) == (4, "time")
+    assert (g.measure(labels, rounds=3).stopped, g.measure(labels, rounds=3).rounds) == ("rounds", 3)
+
+
+def test_gate_run_record_round_trips_and_renders(monkeypatch, tmp_path):
+    from perfkit.render.table import render_gate
+
+    monkeypatch.setattr(g, "RolloutWorkload", _FakeWorkload)
+    monkeypatch.setattr(g, "reference_workload", lambda repeats=40: 10.0)
+    checks = [g.parse_check("sps(wrapper=getattr) >= 0.98 * sps(wrapper=none)"),
+              g.parse_check("sps(wrapper=getattr) >= 0.9 * baseline")]
+    record = g.run(checks, g.GateRule(rounds=100, precision=0.01), 10, BASELINE)
+    assert record.measurement.stopped == "precision" and record.measurement.rounds == 6  # noiseless: min rounds
+    assert record.failures == ["sps(wrapper=getattr) >= 0.98 * sps(wrapper=none): ratio 0.950, "
+                               "95% CI [0.950, 0.950] entirely below 0.980"]
+    record.save(tmp_path / "gate.json")
+    back = g.GateRecord.load(tmp_path / "gate.json")
+    assert back.to_dict() == record.to_dict() and back.rule == record.rule
+    text = render_gate(back)
+    # the fixture baseline's runs agree exactly: no blind zone below the threshold
+    assert ("| sps(wrapper=getattr) >= 0.9 * baseline           | 0.950   | [0.950, 0.950] | 0.900       | ok        "
+            "| 0.900            |") in text
+    assert text.splitlines()[0].endswith("| can fail below   |")
+    assert "| wrapper=getattr                            | 95                       |" in text
+    assert record.stop_reason == "every check known to +-1.0% after 6 rounds"
+
+
+def test_detectable_ratio_of_a_baseline_check_follows_the_spread_between_processes():
+    # run means 12, 12.5, 11.5: the prediction interval alone spans t(2) x sd x sqrt(1 + 1/3) in log space
+    r = _eval("sps(inject-cost-us=0) >= 0.95 * baseline")
+    logs = np.log([12.0, 12.5, 11.5])
+    half = scipy.stats.t.ppf(0.975, 2) * logs.std(ddof=1) * math.sqrt(1 + 1 / 3)
+    assert r.detectable_below == pytest.approx(0.95 / math.exp(half), rel=1e-6)
+    assert _eval("sps(wrapper=getattr) >= 0.98 * sps(wrapper=none)").detectable_below is None
+
+
+def test_checks_come_from_texts_and_a_file(tmp_path):
+    f = tmp_path / "checks.txt"
+    f.write_text("# a comment\n\nsps(wrapper=none) >= 0.5 * baseline  # trailing comment\n")
+    got = g.read_checks(["sps(wrapper=getattr) >= 0.9 * sps(wrapper=none)"], f)
+    assert [c.text for c in got] == ["sps(wrapper=getattr) >= 0.9 * sps(wrapper=none)",
+                                     "sps(wrapper=none) >= 0.5 * baseline"]
+    with pytest.raises(g.GateError, match=f"--checks-file '{tmp_path / 'nope'}': No such file"):
+        g.read_checks([], tmp_path / "nope")
+    (tmp_path / "bin").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(g.GateError, match="not a text file"):
+        g.read_checks([], tmp_path / "bin")
+    with pytest.raises(g.GateError, match="no checks"):
+        g.read_checks([], None)
+
+
+def test_a_users_env_without_set_env_config_runs_unwrapped_as_in_compare(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench" / "userenvs"))
+    c = g.parse_check("sps(env=forage:make_twin) >= 0.98 * sps(env=forage:make)")
+    assert (c.lhs, c.rhs) == ("wrapper=none,env=forage:make_twin", "wrapper=none,env=forage:make")
+    assert g.scenario_for(c.lhs)["wrapper"] == "none"
+    with pytest.raises(g.GateError, match="no_such_module"):
+        g.parse_check("sps(env=no_such_module:make) >= 0.98 * sps(wrapper=none)")

@@ -2,7 +2,8 @@
 PYTHONPATH. Nothing here comes from perfkit's arena: 16 agents forage on a 16x16 torus, each sees a
 5x5 window, food regrows at random. `make_slow` is the same env with a hidden per-step cost in
 `_reconcile_ledger` (the cost, in microseconds per step, comes from PERFKIT_BENCH_COST_US so a
-benchmark can calibrate it); `make_twin` is the same code as `make` under another name.
+benchmark can calibrate it), `make_slower` the same with PERFKIT_BENCH_COST_US_2 (two costs side by
+side in one gate run); `make_twin` is the same code as `make` under another name.
 """
 
 from __future__ import annotations
@@ -85,3 +86,7 @@ def make_twin(buf=None, seed=0):
 
 def make_slow(buf=None, seed=0):
     return Forage(buf=buf, seed=seed, cost_us=float(os.environ.get("PERFKIT_BENCH_COST_US", "0")))
+
+
+def make_slower(buf=None, seed=0):
+    return Forage(buf=buf, seed=seed, cost_us=float(os.environ.get("PERFKIT_BENCH_COST_US_2", "0")))

@@ -195,12 +195,18 @@ def render_top_lines(top: list[dict], fmt: str = "github") -> str:
     return tabulate(rows, headers=["line", "CPU %", "python", "native", "code"], tablefmt=fmt, disable_numparse=True)
 
 
-def render_gate(results, medians: dict[str, float], fmt: str = "github") -> str:
+def render_gate(record, fmt: str = "github") -> str:
+    """The checks with their verdicts, then each workload's median SPS."""
     rows = [[r.check, f"{r.ratio:.3f}", f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", f"{r.threshold:.3f}", r.status]
-            for r in results]
-    checks = tabulate(rows, headers=["check", "ratio", "95% CI", "threshold", "verdict"], tablefmt=fmt,
-                      disable_numparse=True)
-    sps = tabulate([[k, f"{v:,.0f}"] for k, v in medians.items()],
+            for r in record.checks]
+    headers = ["check", "ratio", "95% CI", "threshold", "verdict"]
+    if any(r.detectable_below is not None for r in record.checks):
+        # a baseline check cannot fail above this ratio, however many rounds run now
+        headers.append("can fail below")
+        for row, r in zip(rows, record.checks, strict=True):
+            row.append("-" if r.detectable_below is None else f"{r.detectable_below:.3f}")
+    checks = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+    sps = tabulate([[k, f"{v:,.0f}"] for k, v in record.medians.items()],
                    headers=["workload (rollout: env + policy forward)", "agent-steps/s (median)"], tablefmt=fmt,
                    disable_numparse=True)
     return f"{checks}\n\n{sps}"
