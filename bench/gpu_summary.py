@@ -15,6 +15,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perfkit.profile import ProfileRecord  # noqa: E402
+
 
 def _trials(d: Path) -> list[tuple[str, dict]]:
     out = []
@@ -45,9 +48,9 @@ def best(d: Path) -> None:
 
 
 def trace(d: Path) -> None:
-    prof = json.loads((d / "profile.json").read_text())
-    run = prof["runs"]["torch"]
-    print(f"unprofiled {prof['unprofiled_sps']:,.0f} agent-steps/s; under torch.profiler {run['sps']:,.0f}; "
+    prof = ProfileRecord.load(d / "profile.json")
+    run = prof.artifacts["torch"]
+    print(f"unprofiled {prof.unprofiled_sps():,.0f} agent-steps/s; under torch.profiler {run['sps']:,.0f}; "
           f"outside profiled epochs {run.get('sps_outside_profiled_epochs') or 0:,.0f}")
     events = json.loads(gzip.open(d / "torch" / "torch-trace-0.json.gz").read())["traceEvents"]
     cats = Counter(e.get("cat") for e in events)

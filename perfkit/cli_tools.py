@@ -14,7 +14,10 @@ from perfkit.scenario import Scenario, ScenarioError
 
 @click.command()
 @click.option("--with", "tools", multiple=True, required=True, type=click.Choice(["pyspy", "torch", "scalene"]),
-              help="Profiler to run the trial under (repeatable: each gets its own trial).")
+              help="Profiler to run the trial under (repeatable: each gets its own trials).")
+@click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True,
+              help="Rounds of one unprofiled trial and one trial per profiler, in rotating order; the "
+                   "overhead is the geo-mean of the paired ratios, with a 95% interval from 2 rounds on.")
 @click.option("--rate", type=click.IntRange(min=1, max=10_000), default=100, show_default=True,
               help="py-spy samples per second.")
 @click.option("--native", is_flag=True, help="py-spy: include native (C/C++) frames (slower).")
@@ -24,21 +27,25 @@ from perfkit.scenario import Scenario, ScenarioError
 @click.option("--scalene-memory", is_flag=True, help="Scalene: also profile memory (~120x slower: not for SPS).")
 @opts.axis_options
 @opts.budget_options
-def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, force, seed, seconds,
-            steps, num_envs, ppo, fixes, **kwargs) -> None:
-    """Run one trial under each profiler, next to an unprofiled trial of the same scenario.
+def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, force, seed,
+            seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
+    """Run the scenario's trial under each profiler, next to unprofiled trials of the same scenario.
 
-    Writes under the results directory: py-spy folded stacks, SVG flamegraph and speedscope JSON;
-    torch.profiler Chrome trace (.json.gz), op table and stack flamegraph; Scalene JSON and its top
-    lines. Prints each profiler's SPS as a ratio to the unprofiled trial.
+    Rounds (--repeats) of one unprofiled trial and one trial per profiler run in rotating order;
+    each trial records how busy the rest of the machine was, and a trial disturbed by other
+    processes is kept in profile.json but left out of the overhead with its pair. Writes under the
+    results directory: py-spy folded stacks, SVG flamegraph and speedscope JSON; torch.profiler
+    Chrome trace (.json.gz), op table and stack flamegraph; Scalene JSON and its top lines (round
+    1 in <tool>/, later rounds in <tool>/round-K/). Prints each profiler's SPS as a paired ratio to
+    the unprofiled trials, with its interval. Exit 1 if a trial failed.
 
     Example: perfkit profile --with pyspy --with torch --seconds 15
     """
-    from perfkit.compare import SubprocessRunner, TrialFailed, Variant
+    from perfkit.compare import SubprocessRunner, Variant
+    from perfkit.profile import ProfileOptions, run_profile
     from perfkit.profilers import ProfilerUnavailable, pyspy, torchprof
     from perfkit.profilers import scalene as scalene_mod
     from perfkit.render.table import render_profiles, render_top_lines
-    from perfkit.results import write_json
 
     try:
         values = opts.overrides(kwargs, fixes)
@@ -48,8 +55,8 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
         raise click.UsageError(str(e)) from None
     try:
         sched = {k: int(v) for k, v in (item.split("=", 1) for item in torch_schedule.split(","))}
-        torch_cfg = torchprof.TorchProfileConfig(**sched)
-    except torchprof.ScheduleError as e:  # before the unprofiled trial, not after it
+        torchprof.TorchProfileConfig(**sched)
+    except torchprof.ScheduleError as e:  # before any trial, not after one
         raise click.BadParameter(str(e), param_hint="--torch-schedule") from None
     except (ValueError, TypeError):
         raise click.BadParameter(f"{torch_schedule!r}: expected skip_first=N,wait=N,warmup=N,active=N,repeat=N",
@@ -67,28 +74,32 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
         raise click.ClickException(str(e)) from None
     variant = Variant(scenario.label(), scenario)
     runner = SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
-    report: dict = {"scenario": scenario.to_dict(), "runs": {}}
-    try:
-        click.echo(f"unprofiled trial of {variant.label} ...", err=True)
-        base = runner(variant, 0, run_dir / "unprofiled" / "trial.json")
-        report["unprofiled_sps"] = base.sps
-        write_json(run_dir / "profile.json", "profile", report)
-        for tool in dict.fromkeys(tools):
-            click.echo(f"trial under {tool} ...", err=True)
-            if tool == "pyspy":
-                r = pyspy.profile(runner, variant, run_dir / "pyspy", rate, native, not no_subprocesses)
-            elif tool == "torch":
-                r = torchprof.profile(runner, variant, run_dir / "torch", torch_cfg)
-            else:
-                r = scalene_mod.profile(runner, variant, run_dir / "scalene", scalene_memory)
-            report["runs"][tool] = r
-            write_json(run_dir / "profile.json", "profile", report)
-    except (TrialFailed, ProfilerUnavailable, RuntimeError) as e:
-        raise click.ClickException(f"{e}\n(what finished is in {run_dir / 'profile.json'})") from None
-    click.echo(render_profiles(report["unprofiled_sps"], report["runs"], fmt))
-    if "scalene" in report["runs"]:
-        click.echo("\nScalene: top lines by CPU %\n" + render_top_lines(report["runs"]["scalene"]["top_lines"], fmt))
+    options = ProfileOptions(rate=rate, native=native, subprocesses=not no_subprocesses, torch_schedule=sched,
+                             scalene_memory=scalene_memory)
+    tools = list(dict.fromkeys(tools))
+    click.echo(f"{repeats} round(s) of {1 + len(tools)} trials ({', '.join(['unprofiled', *tools])}), "
+               f"{seconds:g} s each, rotating order -> {run_dir}" if seconds else
+               f"{repeats} round(s) of {1 + len(tools)} trials -> {run_dir}", err=True)
+
+    def on_trial(i: int, n: int, tool: str, t: dict) -> None:
+        name = "unprofiled" if tool == "none" else tool
+        if t["status"] == "failed":
+            click.echo(f"[{i}/{n}] {name}: FAILED ({t['error'].splitlines()[0]})", err=True)
+            return
+        busy = f", disturbed: others used {t['others_cores']:.2f} core" if t["disturbed"] else ""
+        click.echo(f"[{i}/{n}] {name}: {t['sps']:,.0f} agent-steps/s{busy}", err=True)
+
+    record = run_profile(runner, variant, tools, options, run_dir, repeats, on_trial)
+    click.echo(render_profiles(record, fmt))
+    if "scalene" in record.artifacts:
+        click.echo("\nScalene: top lines by CPU %\n" + render_top_lines(record.artifacts["scalene"]["top_lines"], fmt))
+    for w in record.warnings:
+        click.echo(f"warning: {w}", err=True)
     click.echo(f"\nwrote {run_dir / 'profile.json'}", err=True)
+    if record.interrupted:
+        sys.exit(130)
+    if any(t["status"] == "failed" for t in record.trials):
+        sys.exit(1)
 
 
 @click.command()

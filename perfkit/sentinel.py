@@ -37,6 +37,9 @@ MAX_STEAL = 0.05
 # Per-epoch SPS jitter is a few percent; half the median is a stall (neighbour, GC, swap, a
 # checkpoint) and not noise.
 SLOW_FACTOR = 0.5
+# Processes that start a trial as their child to sample it (`py-spy record -- python -m perfkit.trial`):
+# their CPU is part of the profiled trial's cost, not a neighbour's.
+PROFILER_PARENTS = ("py-spy",)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ def parse_proc_stat(text: str) -> tuple[dict[str, int], int]:
 
 
 def own_cpu_seconds() -> float:
-    """User+system CPU seconds of this process and all its descendants, dead or alive.
+    """User+system CPU seconds of this process and all its descendants, dead or alive, plus a
+    sampling profiler (PROFILER_PARENTS) that launched this process.
 
     Each live process in the tree contributes its own time plus `children_user/system`, which the
     kernel fills in for descendants it has already reaped (waited for). A child's time moves from
@@ -106,6 +110,13 @@ def own_cpu_seconds() -> float:
 
     me = psutil.Process()
     total = tree_part(me)
+    try:  # a sampling profiler that launched this trial works for it: its CPU is the overhead measured
+        parent = me.parent()
+        if parent is not None and parent.name() in PROFILER_PARENTS:
+            t = parent.cpu_times()
+            total += t.user + t.system
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
     for child in me.children(recursive=True):
         try:
             total += tree_part(child)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from perfkit.cli import main
 from perfkit.flame.folded import read_folded
+from perfkit.profile import ProfileRecord
 from perfkit.profilers import ProfilerUnavailable, pyspy, scalene
 
 FIX = Path(__file__).parent / "fixtures"
@@ -32,12 +33,16 @@ def test_profile_with_all_three_profilers(tmp_path):
     if shutil.which("scalene") is None:
         pytest.skip("scalene is not installed")
     r = CliRunner().invoke(main, ["profile", "--with", "pyspy", "--with", "torch", "--with", "scalene",
-                                  "--out", str(tmp_path), *SMALL], catch_exceptions=False)
+                                  "--repeats", "1", "--out", str(tmp_path), *SMALL], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert "ratio to unprofiled" in r.output and "outside profiled epochs" in r.output
+    assert "ratio to unprofiled (paired)" in r.output and "outside profiled epochs" in r.output
     assert "Scalene: top lines by CPU %" in r.output and "perfkit/train/ppo.py" in r.output
-    report = json.loads((tmp_path / "profile.json").read_text())
-    assert report["unprofiled_sps"] > 0 and set(report["runs"]) == {"pyspy", "torch", "scalene"}
+    record = ProfileRecord.load(tmp_path / "profile.json")
+    assert record.unprofiled_sps() > 0 and set(record.artifacts) == {"pyspy", "torch", "scalene"}
+    # every trial recorded with the sentinel's reading (py-spy's own CPU counts as the trial's)
+    assert sorted(t["tool"] for t in record.trials) == ["none", "pyspy", "scalene", "torch"]
+    assert all(t["sentinel"].get("others_cores") is not None for t in record.trials)
+    assert "no interval (use --repeats 3 or more)" in r.output
 
     # py-spy: perfkit's phase functions are in the stacks; svg and speedscope rendered from them
     frames = {f for s in read_folded(tmp_path / "pyspy" / "pyspy.folded").stacks for f in s}

@@ -73,6 +73,6 @@ def profile(runner, variant, out_dir: Path, rate: int = 100, native: bool = Fals
     atomic_write_text(svg, render_svg(prof, f"py-spy: {variant.label}"))
     speedscope = out_dir / "pyspy.speedscope.json"
     atomic_write_text(speedscope, json.dumps(to_speedscope(prof, variant.label)))
-    return {"sps": tr.sps, "samples": prof.total,
+    return {"sps": tr.sps, "samples": prof.total, "sentinel": tr.sentinel,
             "files": {"folded": str(folded), "svg": str(svg), "speedscope": str(speedscope)},
             "options": {"rate": rate, "native": native, "subprocesses": subprocesses}}

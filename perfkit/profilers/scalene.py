@@ -59,5 +59,5 @@ def profile(runner, variant, out_dir: Path, memory: bool = False) -> dict:
         raise ProfilerUnavailable(f"Scalene ran but wrote no readable profile at {out_json}: {e}") from None
     top = top_lines(data)
     atomic_write_text(out_dir / "scalene-top.json", json.dumps(top, indent=1))
-    return {"sps": tr.sps, "files": {"json": str(out_json)}, "top_lines": top,
+    return {"sps": tr.sps, "files": {"json": str(out_json)}, "top_lines": top, "sentinel": tr.sentinel,
             "options": {"memory": memory, "python": sys.version.split()[0]}}

@@ -141,5 +141,5 @@ def profile(runner, variant, out_dir: Path, cfg: TorchProfileConfig) -> dict:
     if not info.get("files"):
         raise RuntimeError(f"torch.profiler wrote nothing: the trial ran {tr.epochs} epochs, the schedule needs "
                            f"{max(profiled, default=0) + 1}; give it a longer budget")
-    return {"sps": tr.sps, "sps_outside_profiled_epochs": steps / secs if secs else None,
+    return {"sps": tr.sps, "sps_outside_profiled_epochs": steps / secs if secs else None, "sentinel": tr.sentinel,
             "files": files, "options": cfg.to_dict()}

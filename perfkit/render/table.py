@@ -177,17 +177,29 @@ def render_flamediff(rows, label_a: str, label_b: str, fmt: str = "github") -> s
     return tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
-def render_profiles(baseline_sps: float, runs: dict, fmt: str = "github") -> str:
-    """Profiler, SPS it measured, ratio to the unprofiled trial of the same command, artifacts."""
-    rows = [["none (unprofiled)", f"{baseline_sps:,.0f}", "1.000", ""]]
-    for name, r in runs.items():
-        note = ", ".join(sorted(r.get("files", {})))
-        ratio = f"{r['sps'] / baseline_sps:.3f}" if baseline_sps else "–"
-        if r.get("sps_outside_profiled_epochs"):
-            ratio += f" (outside profiled epochs: {r['sps_outside_profiled_epochs'] / baseline_sps:.3f})"
-        rows.append([name, f"{r['sps']:,.0f}", ratio, note])
-    return tabulate(rows, headers=["profiler", "agent-steps/s", "ratio to unprofiled", "artifacts"], tablefmt=fmt,
-                    disable_numparse=True)
+def render_profiles(record, fmt: str = "github") -> str:
+    """Per profiler: SPS, overhead as a paired ratio to the unprofiled trials with its interval,
+    trials (left out / failed), artifacts."""
+    def counts(tool: str) -> str:
+        c = record.counts(tool)
+        extra = [f"{c['disturbed']} left out (disturbed)"] * bool(c["disturbed"]) + [f"{c['failed']} failed"] * bool(
+            c["failed"])
+        return ", ".join([str(c["trials"]), *extra])
+
+    def sps(x: float) -> str:
+        return "–" if x != x else f"{x:,.0f}"
+
+    rows = [["none (unprofiled)", sps(record.unprofiled_sps()), "1.000 (reference)", "", counts("none"), ""]]
+    for tool in record.tools:
+        c = record.overhead(tool)
+        ratio = "–" if c.ratio != c.ratio else f"{c.ratio:.3f}"
+        ci = "–" if c.ci_low != c.ci_low else f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
+        art = record.artifacts.get(tool, {})
+        if art.get("sps_outside_profiled_epochs") and record.unprofiled_sps() == record.unprofiled_sps():
+            ratio += f" (outside profiled epochs: {art['sps_outside_profiled_epochs'] / record.unprofiled_sps():.3f})"
+        rows.append([tool, sps(record.sps(tool)), ratio, ci, counts(tool), ", ".join(sorted(art.get("files", {})))])
+    return tabulate(rows, headers=["profiler", "agent-steps/s (geo-mean)", "ratio to unprofiled (paired)", "95% CI",
+                                   "trials", "artifacts"], tablefmt=fmt, disable_numparse=True)
 
 
 def render_top_lines(top: list[dict], fmt: str = "github") -> str:
