@@ -220,7 +220,7 @@ class CompareResult:
         if not self.ok_trials(self.variants[0]):
             return None
         a, b = self.paired(label)
-        return stats.compare(a, b, paired=True)
+        return stats.compare_samples(a, b, paired=True)
 
     def rows(self) -> list[dict[str, Any]]:
         """Per variant: summary, comparison to the first variant, learning and phase means."""
