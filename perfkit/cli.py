@@ -1,7 +1,7 @@
 """perfkit's command line. Click only: parse, build scenarios, call the library, render.
 
 This module holds the group and the measuring commands (variants, run, compare); cli_tools.py the
-profiling, gate and diagnose commands; cli_options.py what they share.
+profiling, gate and diagnose commands, added to the group below it; cli_options.py what they share.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from perfkit import cli_options as opts
-from perfkit.scenario import AXES, Scenario, ScenarioError, parse_vary
+from perfkit.cli_tools import diagnose, flamediff, gate, profile
+from perfkit.scenario import AXES, ScenarioError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,6 +38,13 @@ def main() -> None:
     """
 
 
+# The profiling, gate and diagnose commands are defined in cli_tools.py; the others below.
+main.add_command(profile)
+main.add_command(flamediff)
+main.add_command(gate)
+main.add_command(diagnose)
+
+
 @main.command()
 def variants() -> None:
     """List the axes, their values and defaults (explained in docs/axes.md)."""
@@ -49,8 +57,10 @@ def variants() -> None:
 
 
 @main.command()
-@opts.axis_options
+@opts.scenario_options
 @opts.budget_options
+@opts.trainer_options
+@opts.output_options
 def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Run ONE trial and print its SPS, phase breakdown and learning stats.
 
@@ -63,14 +73,7 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
     from perfkit.render.table import render_trial
     from perfkit.trial import run_trial
 
-    try:
-        values = opts.overrides(kwargs, fixes)
-        values = opts.apply_env_defaults(values)
-        scenario = Scenario.build(values, seed=seed)
-    except ScenarioError as e:
-        raise click.UsageError(str(e)) from None
-    opts.check_device(values)
-    opts.check_env(values)
+    scenario, _ = opts.scenario_from_options(kwargs, fixes, seed)
     seconds, steps = opts.budget(seconds, steps)
     run_dir = opts.run_dir(out, "run", force)
     click.echo(f"running {scenario.label()} for {f'{seconds:g} s' if seconds else f'{steps:,} agent-steps'} ...",
@@ -113,8 +116,10 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
 @click.option("--stop-on-failure", is_flag=True,
               help="Stop at the first failed trial (default: record it and go on).")
 @click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
-@opts.axis_options
+@opts.scenario_options
 @opts.budget_options
+@opts.trainer_options
+@opts.output_options
 def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, flamegraph, fmt, out, force, seed,
             seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
@@ -131,26 +136,16 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.inprocess import PROCESS_AXES, shares_process
 
+    base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
     try:
-        values = opts.overrides(kwargs, fixes)
-        varied = [parse_vary(v) for v in vary]
-        names = [n for n, _ in varied]
-        if len(set(names)) != len(names):
-            raise ScenarioError(f"--vary names an axis twice: {', '.join(names)}")
-        clash = sorted(set(names) & set(values))
-        if clash:
-            raise ScenarioError(f"axis {clash[0]!r} is both varied and fixed; drop one")
-        values = opts.apply_env_defaults(values, varied)
-        base = Scenario.build(values, seed=seed)
         variant_list = plan_variants(base, varied)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
+    names = [n for n, _ in varied]
     if mode == "inprocess" and not shares_process(names):
         raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
                                "change the process; use --mode process (or auto)")
     inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variant_list) > 1)
-    opts.check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
-    opts.check_env(values, varied)
     seconds, steps = opts.budget(seconds, steps)
     rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
                     max_seconds=60 * max_minutes if max_minutes else None)
@@ -270,12 +265,3 @@ def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[
                             "(the first's)")
     return sections
 
-
-def _register() -> None:
-    from perfkit import cli_tools
-
-    for command in (cli_tools.profile, cli_tools.flamediff, cli_tools.gate, cli_tools.diagnose):
-        main.add_command(command)
-
-
-_register()
