@@ -1,4 +1,4 @@
-"""perfkit's command line. Click only: parse, build scenarios, call the library, render.
+"""perfkit's command line. Click only: parse, build scenarios, call the library, render, write.
 
 This module holds the group and the measuring commands (variants, run, compare); cli_tools.py the
 profiling, gate and diagnose commands, added to the group below it; cli_options.py what they share.
@@ -135,6 +135,7 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     """
     from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.inprocess import PROCESS_AXES, shares_process
+    from perfkit.render.report import render_compare
 
     base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
     try:
@@ -179,20 +180,20 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
             result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs)
         else:
             result = run_compare(variant_list, rule, runner, run_dir, on_trial, stop_on_failure=stop_on_failure)
-        diffs: list[str] = []
         if flamegraph and not result.interrupted:
+            from perfkit import flamegraphs
+
             try:
-                diffs = _flamegraphs(result, variant_list, runner, run_dir, fmt)
+                flamegraphs.profile_variants(result, variant_list, runner, run_dir,
+                                             on_progress=lambda message: click.echo(message, err=True))
             except KeyboardInterrupt:  # every trial finished: keep them, and say the profiles are partial
                 result.interrupted = True
                 result.stopping["flamegraphs"] = "interrupted"
                 click.echo("interrupted while profiling: writing the table of the finished trials", err=True)
     result.save(run_dir / "sps.json")
-    text = report_markdown(result, run_dir, fmt, diffs)
-    from perfkit.results import atomic_write_text
-
-    atomic_write_text(run_dir / "sps.md", text)
-    click.echo(text)
+    rendered = render_compare(result, fmt)
+    _write(run_dir, rendered.files)
+    click.echo(rendered.text)
     click.echo(f"wrote {run_dir / 'sps.json'}, {run_dir / 'sps.md'} and plots (sps.png, learning.png, "
                "phases.png)", err=True)
     failed = sum(len(result.failed(v)) for v in result.variants)
@@ -204,64 +205,8 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         sys.exit(1)
 
 
-def report_markdown(result, run_dir: Path, fmt: str, diffs: list[str]) -> str:
-    """sps.md: tables, warnings, flamegraph links, plots (written next to it)."""
-    from perfkit.render.plots import PLOTS
-    from perfkit.render.table import render_learning, render_phases, render_sps, warnings_for
-    from perfkit.results import atomic_write_bytes
+def _write(run_dir: Path, files: dict[str, str | bytes]) -> None:
+    from perfkit.records.store import atomic_write_bytes
 
-    tables = [
-        "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
-        "## Where the time goes", render_phases(result, fmt),
-        "## Learning (per episode, last windows of each trial)", render_learning(result, fmt),
-    ]
-    warn = warnings_for(result)
-    if warn:
-        tables += ["## Warnings", "\n".join(f"- {w}" for w in warn)]
-    if result.profiles:
-        tables += ["## Flamegraphs (py-spy)", "\n".join(
-            f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
-            f"{p['overhead_ratio']:.3f}x the unprofiled median)" for label, p in result.profiles.items()), *diffs]
-    for name, render in PLOTS.items():
-        atomic_write_bytes(run_dir / name, render(result))
-    tables += ["## Plots", "![throughput](sps.png)\n\n![learning curves](learning.png)\n\n![phases](phases.png)"]
-    return "\n\n".join(tables) + "\n"
-
-
-def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[str]:
-    """Profile each variant once with py-spy; diff every variant against the first. Returns
-    markdown sections for sps.md."""
-    from perfkit.compare import TrialFailed
-    from perfkit.flame.folded import read_folded
-    from perfkit.flame.report import write_flamediff
-    from perfkit.profilers import pyspy
-    from perfkit.render.table import render_flamediff
-    from perfkit.stats import summarize
-
-    sections = []
-    for v in variant_list:
-        click.echo(f"profiling {v.label} with py-spy ...", err=True)
-        try:
-            r = pyspy.profile(runner, v, run_dir / "profiles" / v.slug)
-        except TrialFailed as e:
-            click.echo(f"py-spy run failed for {v.label}: {e}", err=True)
-            continue
-        base = result.sps(v.label)
-        r["overhead_ratio"] = r["sps"] / summarize(base).median if base else float("nan")
-        result.profiles[v.label] = r
-        result.save(run_dir / "sps.json")
-    first = variant_list[0].label
-    if first in result.profiles:
-        a = read_folded(result.profiles[first]["files"]["folded"]).focus(opts.TRAIN_LOOP)
-        for v in variant_list[1:]:
-            if v.label not in result.profiles:
-                continue
-            b = read_folded(result.profiles[v.label]["files"]["folded"]).focus(opts.TRAIN_LOOP)
-            files, rows = write_flamediff(a, b, run_dir, first, v.label, stem=f"flamediff-{v.slug}")
-            result.profiles[v.label]["flamediff"] = files
-            sections.append(f"### {v.label} vs {first} (samples inside the training loop)\n\n"
-                            f"{render_flamediff(rows, 'first', 'this', fmt)}\n\n"
-                            f"differential flamegraphs: {files['on_b']} (this variant's shape), {files['on_a']} "
-                            "(the first's)")
-    return sections
-
+    for name, data in files.items():
+        atomic_write_bytes(run_dir / name, data.encode() if isinstance(data, str) else data)

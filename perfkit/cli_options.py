@@ -13,7 +13,6 @@ from tabulate import tabulate_formats
 from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary
 
 DEFAULT_SECONDS = 10.0
-TRAIN_LOOP = "train (perfkit/train/ppo.py)"  # frame that differential flamegraphs focus on
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy's seeding accepts; outside it numpy raises mid-trial
 
 

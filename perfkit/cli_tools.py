@@ -10,6 +10,7 @@ import numpy as np
 from tabulate import tabulate_formats
 
 from perfkit import cli_options as opts
+from perfkit.flame.folded import TRAIN_LOOP
 
 
 @click.command()
@@ -91,7 +92,7 @@ def profile(tools, rate, native, no_subprocesses, torch_schedule, scalene_memory
 @click.argument("b", type=click.Path(exists=True, path_type=Path))
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows in the frame table.")
 @click.option("--focus", default=None, metavar="TEXT",
-              help=f"Keep only samples through a frame containing TEXT, e.g. '{opts.TRAIN_LOOP}' (leaves out start-up).")
+              help=f"Keep only samples through a frame containing TEXT, e.g. '{TRAIN_LOOP}' (leaves out start-up).")
 @opts.output_options
 def flamediff(a, b, top, out, force, focus, fmt) -> None:
     """Where does B spend the time that A does not? A and B: folded-stack files, or run directories
@@ -249,8 +250,8 @@ def diagnose(max_unreachable, out, force, fmt, seed, fixes, **kwargs) -> None:
     Example: perfkit diagnose --preset make_arena --desync early-reset --desync-rng shared
     """
     from perfkit import diagnose as d
+    from perfkit.records.diagnose import DiagnoseResult
     from perfkit.render.table import render_diagnose
-    from perfkit.results import write_json
 
     scenario, _ = opts.scenario_from_options(kwargs, fixes, seed, check_envs=False)
     if scenario["env"] != "arena":
@@ -258,8 +259,9 @@ def diagnose(max_unreachable, out, force, fmt, seed, fixes, **kwargs) -> None:
     run_dir = opts.run_dir(out, "diagnose", force)
     outcomes = d.diagnose(scenario, max_unreachable,
                           on_check=lambda o: click.echo(f"{o.name}: {o.verdict}", err=True))
-    write_json(run_dir / "diagnose.json", "diagnose", {"scenario": scenario.to_dict(), **d.to_dict(outcomes)})
-    click.echo(render_diagnose(outcomes, fmt))
+    record = DiagnoseResult(scenario.to_dict(), outcomes)
+    record.save(run_dir / "diagnose.json")
+    click.echo(render_diagnose(record.checks, fmt))
     click.echo(f"\nwrote {run_dir / 'diagnose.json'}", err=True)
-    if any(o.verdict == d.FAIL for o in outcomes):
+    if record.failed:
         sys.exit(1)

@@ -6,7 +6,6 @@ Each check returns data plus a verdict: ok, FAIL, or n/a. Nothing here renders t
 from __future__ import annotations
 
 import multiprocessing as mp
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -15,17 +14,8 @@ from envs.arena.env import DESYNC_MODES, ArenaEnv
 from envs.arena.scripted import scripted_episode_stats
 from envs.curriculum import CONFIG_TIMINGS, DISPATCH_STYLES
 from envs.registry import make_creator
+from perfkit.records.diagnose import FAIL, NA, OK, CheckOutcome
 from perfkit.scenario import Scenario
-
-OK, FAIL, NA = "ok", "FAIL", "n/a"
-
-
-@dataclass
-class CheckOutcome:
-    name: str
-    verdict: str
-    detail: str
-    data: dict = field(default_factory=dict)
 
 
 def earliest_heart_step(cfg: ArenaConfig) -> int:
@@ -200,6 +190,3 @@ def diagnose(scenario: Scenario, max_unreachable: float = 0.10, on_check=None) -
             on_check(out[-1])
     return out
 
-
-def to_dict(outcomes: list[CheckOutcome]) -> dict:
-    return {"checks": [asdict(o) for o in outcomes], "failed": [o.name for o in outcomes if o.verdict == FAIL]}

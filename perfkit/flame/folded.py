@@ -20,6 +20,7 @@ _LINE = re.compile(r":\d+\)$")  # py-spy: `name (file.py:12)`
 _TORCH_LINE = re.compile(r"\(\d+\):")  # torch.profiler: `file.py(12):_name`
 _ADDRESS = re.compile(r"_at_0x[0-9a-f]+")  # object addresses differ run to run
 _PROCESS = re.compile(r"^process (\d+):")
+TRAIN_LOOP = "train (perfkit/train/ppo.py)"  # the frame differential flamegraphs focus on (leaves out start-up)
 
 
 class FoldedError(ValueError):

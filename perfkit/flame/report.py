@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perfkit.results import atomic_write_text
+from perfkit.records.store import atomic_write_text
 
 from .folded import FrameDelta, Profile, diff_frames
 from .svg import render_diff_svg

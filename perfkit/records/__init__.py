@@ -1,0 +1,11 @@
+"""One versioned record per command's output (DESIGN: "records").
+
+  store.py     the versioned JSON form (schema_version + kind, history), atomic writes, machine metadata
+  trial.py     TrialResult: one trial (`perfkit run`'s trial.json; each trial of a compare)
+  compare.py   CompareResult: `perfkit compare`'s sps.json, and every number derived from it
+  diagnose.py  DiagnoseResult: `perfkit diagnose`'s diagnose.json
+
+Each record is a dataclass with `save(path)` / `load(path)`; numbers derived from it are computed
+here once, and perfkit/render/ only formats them. `perfkit report DIR` re-renders any of them
+(perfkit/render/report.py: REPORTS).
+"""

@@ -1,0 +1,71 @@
+"""A record -> what a command prints and writes.
+
+`render_compare` turns a CompareResult into sps.md (tables, warnings, flamegraph links,
+differential flamegraph tables, plot links) and the plots next to it. Renderers return text and
+file contents; the CLI writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from perfkit.records.compare import CompareResult
+from perfkit.records.diagnose import DiagnoseResult
+from perfkit.records.trial import TrialResult
+from perfkit.render.table import (
+    render_diagnose,
+    render_flamediff,
+    render_learning,
+    render_phases,
+    render_sps,
+    render_trial,
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str  # for stdout
+    files: dict[str, str | bytes] = field(default_factory=dict)  # file name -> contents, for the results directory
+
+
+def compare_markdown(result: CompareResult, fmt: str = "github") -> str:
+    """sps.md: tables, warnings, flamegraph links and differential flamegraph tables, plot links."""
+    parts = [
+        "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
+        "## Where the time goes", render_phases(result, fmt),
+        "## Learning (per episode, last windows of each trial)", render_learning(result, fmt),
+    ]
+    warnings = result.warnings()
+    if warnings:
+        parts += ["## Warnings", "\n".join(f"- {w}" for w in warnings)]
+    if result.profiles:
+        parts += ["## Flamegraphs (py-spy)", "\n".join(
+            f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
+            f"{result.profile_overhead(label):.3f}x the unprofiled median)" for label, p in result.profiles.items())]
+        parts += [_flamediff_section(result, label, fmt) for label in result.variants[1:]
+                  if "flamediff" in result.profiles.get(label, {})]
+    parts += ["## Plots", "![throughput](sps.png)\n\n![learning curves](learning.png)\n\n![phases](phases.png)"]
+    return "\n\n".join(parts) + "\n"
+
+
+def _flamediff_section(result: CompareResult, label: str, fmt: str) -> str:
+    files, frames, first = result.profiles[label]["flamediff"], result.flamediff_frames(label), result.variants[0]
+    table = render_flamediff(frames, "first", "this", fmt) if frames is not None else \
+        "(this record is older than the frame tables: open the differential flamegraphs)"
+    return (f"### {label} vs {first} (samples inside the training loop)\n\n{table}\n\n"
+            f"differential flamegraphs: {files['on_b']} (this variant's shape), {files['on_a']} (the first's)")
+
+
+def render_compare(result: CompareResult, fmt: str = "github") -> Rendered:
+    from perfkit.render.plots import PLOTS
+
+    text = compare_markdown(result, fmt)
+    return Rendered(text, {"sps.md": text, **{name: plot(result) for name, plot in PLOTS.items()}})
+
+
+def render_trial_record(trial: TrialResult, fmt: str = "github") -> Rendered:
+    return Rendered(render_trial(trial, fmt))
+
+
+def render_diagnose_record(record: DiagnoseResult, fmt: str = "github") -> Rendered:
+    return Rendered(render_diagnose(record.checks, fmt))
