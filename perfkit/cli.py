@@ -1,7 +1,8 @@
 """perfkit's command line. Click only: parse, build scenarios, call the library, render, write.
 
-This module holds the group and the measuring commands (variants, run, compare); cli_tools.py the
-profiling, gate and diagnose commands, added to the group below it; cli_options.py what they share.
+This module holds the group, the measuring commands (variants, run, compare) and `report`;
+cli_tools.py the profiling, gate and diagnose commands, added to the group below it;
+cli_options.py what they share.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit profile --with pyspy --with torch         where the time goes
       perfkit gate --checks-file bench/gate_checks.txt  the CI gate
+      perfkit report results/DIR                        re-render a past run's tables and plots
     """
 
 
@@ -203,6 +205,34 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         click.echo(f"{failed} trial(s) failed: their errors are in {run_dir / 'sps.json'} and under Warnings",
                    err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("results_dir", metavar="RESULTS_DIR", type=click.Path(path_type=Path))
+@opts.format_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the re-rendered files (a compare's sps.md and plots) here instead of into RESULTS_DIR.")
+def report(results_dir, fmt, out) -> None:
+    """Re-render a past run from its record, without running anything.
+
+    RESULTS_DIR is a results directory of `perfkit compare` (sps.json: prints its tables and
+    rewrites sps.md and the plots), `perfkit run` (trial.json: prints the run table) or `perfkit
+    diagnose` (diagnose.json: prints the diagnose table), or one of those files.
+
+    Example: perfkit report results/20261127-compare --format plain
+    """
+    from perfkit.records.store import ResultsError
+    from perfkit.render.report import rerender
+
+    try:
+        rendered = rerender(results_dir, fmt)
+    except ResultsError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(rendered.text)
+    if rendered.files:
+        where = out or (results_dir if results_dir.is_dir() else results_dir.parent)
+        _write(where, rendered.files)
+        click.echo(f"wrote {', '.join(str(where / name) for name in rendered.files)}", err=True)
 
 
 def _write(run_dir: Path, files: dict[str, str | bytes]) -> None:

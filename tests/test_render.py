@@ -1,18 +1,21 @@
-"""Renderers on committed records (tests/fixtures/records/: real runs of
+"""Renderers and `perfkit report` on committed records (tests/fixtures/records/: real runs of
 `perfkit compare`, `run` and `diagnose` with tiny budgets, per-window detail trimmed)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from perfkit.cli import main
 from perfkit.records.compare import CompareResult
 from perfkit.records.diagnose import DiagnoseResult
 from perfkit.records.store import SCHEMA_VERSION
 from perfkit.records.trial import TrialResult
 from perfkit.render.plots import PLOTS, render_sps_png
-from perfkit.render.report import compare_markdown
+from perfkit.render.report import REPORTS, compare_markdown
 
 RECORDS = Path(__file__).parent / "fixtures" / "records"
 
@@ -117,3 +120,54 @@ def test_records_round_trip_and_older_versions_are_converted(tmp_path, compare_p
     assert TrialResult.load(tmp_path / "trial.json") == trial
     diag = DiagnoseResult.load(RECORDS / "diagnose" / "diagnose.json")
     assert diag.failed == [] and [c.verdict for c in diag.checks] == ["ok", "ok", "n/a", "ok", "ok"]
+
+
+def test_every_report_kind_names_its_record_class():
+    for kind, entry in REPORTS.items():
+        assert entry.record.kind == kind
+
+
+def test_report_rewrites_sps_md_and_plots_from_a_compare_record(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RECORDS / "compare-process", run)
+    r = CliRunner().invoke(main, ["report", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "| wrapper=none    | 2        | 50,702  " in r.output
+    assert (run / "sps.md").read_text() == compare_markdown(CompareResult.load(run / "sps.json"))
+    assert sorted(p.name for p in run.iterdir()) == ["learning.png", "phases.png", "sps.json", "sps.md", "sps.png"]
+
+
+def test_report_writes_elsewhere_with_out(tmp_path):
+    r = CliRunner().invoke(main, ["report", str(RECORDS / "compare-inprocess"), "--out", str(tmp_path / "o"),
+                                  "--format", "plain"])
+    assert r.exit_code == 0, r.output
+    assert "wrapper=getattr  15 epochs  50,415   " in r.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["learning.png", "phases.png", "sps.md", "sps.png"]
+
+
+def test_report_prints_a_run_table():
+    r = CliRunner().invoke(main, ["report", str(RECORDS / "run")])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "| steady-state                   | 47,489 agent-steps/s | 1,979 env-steps/s |" in lines
+    assert "| learn      | 14.07                   | 66.8%   |" in lines
+    assert "| hearts/ep                  | 0.594  |" in lines
+
+
+def test_report_prints_a_diagnose_table():
+    r = CliRunner().invoke(main, ["report", str(RECORDS / "diagnose" / "diagnose.json")])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "First episodes ending before the earliest heart (step 90):" in lines
+    assert "| basic_easy_shaped | 4.83            | 6.36            | 0.77            | 1.81            |" in lines
+
+
+def test_report_without_a_record_is_a_usage_error_naming_what_it_looked_for(tmp_path):
+    r = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert r.exit_code == 2
+    assert f"{tmp_path}: no perfkit record here (looked for sps.json, trial.json, diagnose.json)" in r.output
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and f"{tmp_path / 'missing'}: no such results directory" in r.output
+    (tmp_path / "sps.json").write_text(json.dumps({"schema_version": 99, "kind": "compare"}))
+    r = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert r.exit_code == 2 and "schema_version 99 is not supported" in r.output

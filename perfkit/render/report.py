@@ -1,16 +1,24 @@
-"""A record -> what a command prints and writes.
+"""A record -> what a command prints and writes, and the registry `perfkit report` reads.
 
 `render_compare` turns a CompareResult into sps.md (tables, warnings, flamegraph links,
-differential flamegraph tables, plot links) and the plots next to it. Renderers return text and
-file contents; the CLI writes them.
+differential flamegraph tables, plot links) and the plots next to it; `perfkit compare` and
+`perfkit report` both call it, so a past run re-renders exactly as it first did. Renderers return
+text and file contents; the CLI writes them.
+
+`REPORTS` maps each record kind to the file a results directory holds it in, its record class
+(anything with `load(path)`) and its renderer `(record, fmt) -> Rendered`; a new kind is one line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from perfkit.records.compare import CompareResult
 from perfkit.records.diagnose import DiagnoseResult
+from perfkit.records.store import ResultsError
 from perfkit.records.trial import TrialResult
 from perfkit.render.table import (
     render_diagnose,
@@ -69,3 +77,40 @@ def render_trial_record(trial: TrialResult, fmt: str = "github") -> Rendered:
 
 def render_diagnose_record(record: DiagnoseResult, fmt: str = "github") -> Rendered:
     return Rendered(render_diagnose(record.checks, fmt))
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    filename: str  # what the record is called in a results directory
+    record: Any  # the record class: `record.load(path)` reads it (ResultsError when it cannot)
+    render: Callable[[Any, str], Rendered]  # (record, table format) -> what to print and write
+
+
+REPORTS: dict[str, RecordKind] = {
+    "compare": RecordKind("sps.json", CompareResult, render_compare),
+    "trial": RecordKind("trial.json", TrialResult, render_trial_record),
+    "diagnose": RecordKind("diagnose.json", DiagnoseResult, render_diagnose_record),
+}
+
+
+def find_record(path: Path) -> tuple[RecordKind, Path]:
+    """The record in a results directory (the first of REPORTS' files it holds), or a record file
+    named like one of them. ResultsError naming the path and the files looked for."""
+    names = [k.filename for k in REPORTS.values()]
+    if path.is_file():
+        kind = next((k for k in REPORTS.values() if k.filename == path.name), None)
+        if kind is None:
+            raise ResultsError(f"{path}: not a perfkit record file (expected one named {', '.join(names)})")
+        return kind, path
+    if not path.is_dir():
+        raise ResultsError(f"{path}: no such results directory")
+    for kind in REPORTS.values():
+        if (path / kind.filename).is_file():
+            return kind, path / kind.filename
+    raise ResultsError(f"{path}: no perfkit record here (looked for {', '.join(names)})")
+
+
+def rerender(path: Path, fmt: str = "github") -> Rendered:
+    """Load the record found at `path` and render it, measuring nothing."""
+    kind, file = find_record(path)
+    return kind.render(kind.record.load(file), fmt)
