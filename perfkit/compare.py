@@ -1,5 +1,5 @@
-"""Plan variants, run their trials interleaved (A B C A B C ...), and turn the TrialResults into
-per-variant statistics.
+"""Plan variants, run their trials interleaved (A B C A B C ...), and collect the TrialResults in
+a CompareResult (perfkit/records/compare.py, which derives the per-variant statistics).
 
 Interleaving spreads slow drifts of a shared machine (thermal, neighbours) over every variant
 instead of charging them to whichever ran last. Round k runs every variant once; the paired

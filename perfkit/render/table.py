@@ -1,5 +1,5 @@
-"""Tables (tabulate) for trials and comparisons: `render_*(record, fmt) -> str`. Every number comes
-from the record (perfkit/records/); nothing is computed here but its format."""
+"""Tables (tabulate) for trials and comparisons: `render_*(record, fmt) -> str`. The numbers of a
+trial, a compare and a diagnose come from their records (perfkit/records/); here they are formatted."""
 
 from __future__ import annotations
 
