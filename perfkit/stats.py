@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats
@@ -43,9 +43,6 @@ class Summary:
     def unstable(self) -> bool:
         return self.n >= 2 and self.cv >= UNSTABLE_CV
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "cv": self.cv, "unstable": self.unstable}
-
 
 def summarize(xs: list[float]) -> Summary:
     if not xs:
@@ -70,9 +67,6 @@ class Comparison:
     ci_high: float
     confidence: float
     verdict: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def compare_samples(base: list[float], other: list[float], confidence: float = 0.95,
