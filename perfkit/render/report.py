@@ -6,7 +6,8 @@ differential flamegraph tables, plot links) and the plots next to it; `perfkit c
 text and file contents; the CLI writes them.
 
 `REPORTS` maps each record kind to the file a results directory holds it in, its record class
-(anything with `load(path)`) and its renderer `(record, fmt) -> Rendered`; a new kind is one line.
+(anything with `load(path)`) and its renderer `(record, fmt) -> str | Rendered` (a str is printed
+only); a new kind is one line, e.g. `"gate": RecordKind("gate.json", GateRecord, render_gate)`.
 """
 
 from __future__ import annotations
@@ -71,24 +72,20 @@ def render_compare(result: CompareResult, fmt: str = "github") -> Rendered:
     return Rendered(text, {"sps.md": text, **{name: plot(result) for name, plot in PLOTS.items()}})
 
 
-def render_trial_record(trial: TrialResult, fmt: str = "github") -> Rendered:
-    return Rendered(render_trial(trial, fmt))
-
-
-def render_diagnose_record(record: DiagnoseResult, fmt: str = "github") -> Rendered:
-    return Rendered(render_diagnose(record.checks, fmt))
+def render_diagnose_record(record: DiagnoseResult, fmt: str = "github") -> str:
+    return render_diagnose(record.checks, fmt)
 
 
 @dataclass(frozen=True)
 class RecordKind:
     filename: str  # what the record is called in a results directory
     record: Any  # the record class: `record.load(path)` reads it (ResultsError when it cannot)
-    render: Callable[[Any, str], Rendered]  # (record, table format) -> what to print and write
+    render: Callable[[Any, str], str | Rendered]  # (record, table format) -> what to print (and write)
 
 
 REPORTS: dict[str, RecordKind] = {
     "compare": RecordKind("sps.json", CompareResult, render_compare),
-    "trial": RecordKind("trial.json", TrialResult, render_trial_record),
+    "trial": RecordKind("trial.json", TrialResult, render_trial),
     "diagnose": RecordKind("diagnose.json", DiagnoseResult, render_diagnose_record),
 }
 
@@ -113,4 +110,5 @@ def find_record(path: Path) -> tuple[RecordKind, Path]:
 def rerender(path: Path, fmt: str = "github") -> Rendered:
     """Load the record found at `path` and render it, measuring nothing."""
     kind, file = find_record(path)
-    return kind.render(kind.record.load(file), fmt)
+    out = kind.render(kind.record.load(file), fmt)
+    return out if isinstance(out, Rendered) else Rendered(out)
