@@ -165,7 +165,9 @@ def test_report_prints_a_diagnose_table():
 def test_report_without_a_record_is_a_usage_error_naming_what_it_looked_for(tmp_path):
     r = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert r.exit_code == 2
-    assert f"{tmp_path}: no perfkit record here (looked for sps.json, trial.json, diagnose.json)" in r.output
+    looked_for = ", ".join(k.filename for k in REPORTS.values())  # sps.json, trial.json, diagnose.json, ...
+    assert looked_for.startswith("sps.json, trial.json, diagnose.json")
+    assert f"{tmp_path}: no perfkit record here (looked for {looked_for})" in r.output
     r = CliRunner().invoke(main, ["report", str(tmp_path / "missing")])
     assert r.exit_code == 2 and f"{tmp_path / 'missing'}: no such results directory" in r.output
     (tmp_path / "sps.json").write_text(json.dumps({"schema_version": 99, "kind": "compare"}))
