@@ -27,6 +27,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from perfkit.records.compare import CompareResult  # noqa: E402
+
 USERENVS = ROOT / "bench" / "userenvs"
 AGENTS_PER_STEP = 4 * 16  # 4 envs x 16 agents per vector step
 CALIBRATION_COST_US = 100.0
@@ -51,14 +55,14 @@ def compare(other: str, cost_us: float, args, out: Path, busy: bool = False, sec
             spinner.kill()
             spinner.wait()
     minutes = (time.monotonic() - t0) / 60
-    data = json.loads((out / "sps.json").read_text())
-    row = data["rows"][1]
-    c = row.get("vs_first") or {}
+    result = CompareResult.load(out / "sps.json")
+    ref, other = result.summaries()[:2]
+    c = other.vs_reference
     flagged = sum(1 for w in _sentinel_lines(proc.stdout) if w)
-    return {"ratio": c.get("ratio"), "ci_low": c.get("ci_low"), "ci_high": c.get("ci_high"),
-            "verdict": c.get("verdict"), "minutes": minutes, "stop": data["stopping"].get("reason"),
-            "flag_lines": flagged, "exit": proc.returncode, "mode": data.get("mode"),
-            "first_sps": (data["rows"][0].get("summary") or {}).get("geomean")}
+    return {"ratio": c.ratio if c else None, "ci_low": c.ci_low if c else None, "ci_high": c.ci_high if c else None,
+            "verdict": c.verdict if c else None, "minutes": minutes, "stop": result.stopping.get("reason"),
+            "flag_lines": flagged, "exit": proc.returncode, "mode": result.mode,
+            "first_sps": ref.sps.geomean if ref.sps else None}
 
 
 def _sentinel_lines(stdout: str) -> list[str]:

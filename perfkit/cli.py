@@ -1,7 +1,8 @@
-"""perfkit's command line. Click only: parse, build scenarios, call the library, render.
+"""perfkit's command line. Click only: parse, build scenarios, call the library, render, write.
 
-This module holds the group and the measuring commands (variants, run, compare); cli_tools.py the
-profiling, gate and diagnose commands; cli_options.py what they share.
+This module holds the group, the measuring commands (variants, run, compare) and `report`;
+cli_tools.py the profiling, gate and diagnose commands, added to the group below it;
+cli_options.py what they share.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 import click
 
 from perfkit import cli_options as opts
-from perfkit.scenario import AXES, Scenario, ScenarioError, parse_vary
+from perfkit.cli_tools import diagnose, flamediff, gate, profile
+from perfkit.scenario import AXES, ScenarioError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,7 +36,15 @@ def main() -> None:
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit profile --with pyspy --with torch         where the time goes
       perfkit gate --checks-file bench/gate_checks.txt  the CI gate
+      perfkit report results/DIR                        re-render a past run's tables and plots
     """
+
+
+# The profiling, gate and diagnose commands are defined in cli_tools.py; the others below.
+main.add_command(profile)
+main.add_command(flamediff)
+main.add_command(gate)
+main.add_command(diagnose)
 
 
 @main.command()
@@ -49,8 +59,10 @@ def variants() -> None:
 
 
 @main.command()
-@opts.axis_options
+@opts.scenario_options
 @opts.budget_options
+@opts.trainer_options
+@opts.output_options
 def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Run ONE trial and print its SPS, phase breakdown and learning stats.
 
@@ -63,14 +75,7 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
     from perfkit.render.table import render_trial
     from perfkit.trial import run_trial
 
-    try:
-        values = opts.overrides(kwargs, fixes)
-        values = opts.apply_env_defaults(values)
-        scenario = Scenario.build(values, seed=seed)
-    except ScenarioError as e:
-        raise click.UsageError(str(e)) from None
-    opts.check_device(values)
-    opts.check_env(values)
+    scenario, _ = opts.scenario_from_options(kwargs, fixes, seed)
     seconds, steps = opts.budget(seconds, steps)
     run_dir = opts.run_dir(out, "run", force)
     click.echo(f"running {scenario.label()} for {f'{seconds:g} s' if seconds else f'{steps:,} agent-steps'} ...",
@@ -113,8 +118,10 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
 @click.option("--stop-on-failure", is_flag=True,
               help="Stop at the first failed trial (default: record it and go on).")
 @click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
-@opts.axis_options
+@opts.scenario_options
 @opts.budget_options
+@opts.trainer_options
+@opts.output_options
 def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, flamegraph, fmt, out, force, seed,
             seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
@@ -130,27 +137,18 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     """
     from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.inprocess import PROCESS_AXES, shares_process
+    from perfkit.render.report import render_compare
 
+    base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
     try:
-        values = opts.overrides(kwargs, fixes)
-        varied = [parse_vary(v) for v in vary]
-        names = [n for n, _ in varied]
-        if len(set(names)) != len(names):
-            raise ScenarioError(f"--vary names an axis twice: {', '.join(names)}")
-        clash = sorted(set(names) & set(values))
-        if clash:
-            raise ScenarioError(f"axis {clash[0]!r} is both varied and fixed; drop one")
-        values = opts.apply_env_defaults(values, varied)
-        base = Scenario.build(values, seed=seed)
         variant_list = plan_variants(base, varied)
     except ScenarioError as e:
         raise click.UsageError(str(e)) from None
+    names = [n for n, _ in varied]
     if mode == "inprocess" and not shares_process(names):
         raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
                                "change the process; use --mode process (or auto)")
     inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variant_list) > 1)
-    opts.check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
-    opts.check_env(values, varied)
     seconds, steps = opts.budget(seconds, steps)
     rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
                     max_seconds=60 * max_minutes if max_minutes else None)
@@ -184,20 +182,20 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
             result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs)
         else:
             result = run_compare(variant_list, rule, runner, run_dir, on_trial, stop_on_failure=stop_on_failure)
-        diffs: list[str] = []
         if flamegraph and not result.interrupted:
+            from perfkit import flamegraphs
+
             try:
-                diffs = _flamegraphs(result, variant_list, runner, run_dir, fmt)
+                flamegraphs.profile_variants(result, variant_list, runner, run_dir,
+                                             on_progress=lambda message: click.echo(message, err=True))
             except KeyboardInterrupt:  # every trial finished: keep them, and say the profiles are partial
                 result.interrupted = True
                 result.stopping["flamegraphs"] = "interrupted"
                 click.echo("interrupted while profiling: writing the table of the finished trials", err=True)
     result.save(run_dir / "sps.json")
-    text = report_markdown(result, run_dir, fmt, diffs)
-    from perfkit.results import atomic_write_text
-
-    atomic_write_text(run_dir / "sps.md", text)
-    click.echo(text)
+    rendered = render_compare(result, fmt)
+    _write(run_dir, rendered.files)
+    click.echo(rendered.text)
     click.echo(f"wrote {run_dir / 'sps.json'}, {run_dir / 'sps.md'} and plots (sps.png, learning.png, "
                "phases.png)", err=True)
     failed = sum(len(result.failed(v)) for v in result.variants)
@@ -209,73 +207,36 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         sys.exit(1)
 
 
-def report_markdown(result, run_dir: Path, fmt: str, diffs: list[str]) -> str:
-    """sps.md: tables, warnings, flamegraph links, plots (written next to it)."""
-    from perfkit.render.plots import PLOTS
-    from perfkit.render.table import render_learning, render_phases, render_sps, warnings_for
-    from perfkit.results import atomic_write_bytes
+@main.command()
+@click.argument("results_dir", metavar="RESULTS_DIR", type=click.Path(path_type=Path))
+@opts.format_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the re-rendered files (a compare's sps.md and plots) here instead of into RESULTS_DIR.")
+def report(results_dir, fmt, out) -> None:
+    """Re-render a past run from its record, without running anything.
 
-    tables = [
-        "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
-        "## Where the time goes", render_phases(result, fmt),
-        "## Learning (per episode, last windows of each trial)", render_learning(result, fmt),
-    ]
-    warn = warnings_for(result)
-    if warn:
-        tables += ["## Warnings", "\n".join(f"- {w}" for w in warn)]
-    if result.profiles:
-        tables += ["## Flamegraphs (py-spy)", "\n".join(
-            f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
-            f"{p['overhead_ratio']:.3f}x the unprofiled median)" for label, p in result.profiles.items()), *diffs]
-    for name, render in PLOTS.items():
-        atomic_write_bytes(run_dir / name, render(result))
-    tables += ["## Plots", "![throughput](sps.png)\n\n![learning curves](learning.png)\n\n![phases](phases.png)"]
-    return "\n\n".join(tables) + "\n"
+    RESULTS_DIR is a results directory of `perfkit compare` (sps.json: prints its tables and
+    rewrites sps.md and the plots), `perfkit run` (trial.json: prints the run table) or `perfkit
+    diagnose` (diagnose.json: prints the diagnose table), or one of those files.
 
+    Example: perfkit report results/20261127-compare --format plain
+    """
+    from perfkit.records.store import ResultsError
+    from perfkit.render.report import rerender
 
-def _flamegraphs(result, variant_list, runner, run_dir: Path, fmt: str) -> list[str]:
-    """Profile each variant once with py-spy; diff every variant against the first. Returns
-    markdown sections for sps.md."""
-    from perfkit.compare import TrialFailed
-    from perfkit.flame.folded import read_folded
-    from perfkit.flame.report import write_flamediff
-    from perfkit.profilers import pyspy
-    from perfkit.render.table import render_flamediff
-    from perfkit.stats import summarize
-
-    sections = []
-    for v in variant_list:
-        click.echo(f"profiling {v.label} with py-spy ...", err=True)
-        try:
-            r = pyspy.profile(runner, v, run_dir / "profiles" / v.slug)
-        except TrialFailed as e:
-            click.echo(f"py-spy run failed for {v.label}: {e}", err=True)
-            continue
-        base = result.sps(v.label)
-        r["overhead_ratio"] = r["sps"] / summarize(base).median if base else float("nan")
-        result.profiles[v.label] = r
-        result.save(run_dir / "sps.json")
-    first = variant_list[0].label
-    if first in result.profiles:
-        a = read_folded(result.profiles[first]["files"]["folded"]).focus(opts.TRAIN_LOOP)
-        for v in variant_list[1:]:
-            if v.label not in result.profiles:
-                continue
-            b = read_folded(result.profiles[v.label]["files"]["folded"]).focus(opts.TRAIN_LOOP)
-            files, rows = write_flamediff(a, b, run_dir, first, v.label, stem=f"flamediff-{v.slug}")
-            result.profiles[v.label]["flamediff"] = files
-            sections.append(f"### {v.label} vs {first} (samples inside the training loop)\n\n"
-                            f"{render_flamediff(rows, 'first', 'this', fmt)}\n\n"
-                            f"differential flamegraphs: {files['on_b']} (this variant's shape), {files['on_a']} "
-                            "(the first's)")
-    return sections
+    try:
+        rendered = rerender(results_dir, fmt)
+    except ResultsError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(rendered.text)
+    if rendered.files:
+        where = out or (results_dir if results_dir.is_dir() else results_dir.parent)
+        _write(where, rendered.files)
+        click.echo(f"wrote {', '.join(str(where / name) for name in rendered.files)}", err=True)
 
 
-def _register() -> None:
-    from perfkit import cli_tools
+def _write(run_dir: Path, files: dict[str, str | bytes]) -> None:
+    from perfkit.records.store import atomic_write_bytes
 
-    for command in (cli_tools.profile, cli_tools.flamediff, cli_tools.gate, cli_tools.diagnose):
-        main.add_command(command)
-
-
-_register()
+    for name, data in files.items():
+        atomic_write_bytes(run_dir / name, data.encode() if isinstance(data, str) else data)

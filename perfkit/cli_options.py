@@ -1,5 +1,6 @@
-"""Options and checks shared by perfkit's commands: one `--<axis>` option per axis, budgets,
-results directories, and the up-front checks that turn bad input into usage errors (exit 2)."""
+"""Options and checks shared by perfkit's commands: option groups (the scenario, the budget, the
+trainer's size, the output), results directories, and the up-front checks that turn bad input
+into usage errors (exit 2)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from pathlib import Path
 import click
 from tabulate import tabulate_formats
 
-from perfkit.scenario import AXES, parse_assignment
+from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary
 
 DEFAULT_SECONDS = 10.0
-TRAIN_LOOP = "train (perfkit/train/ppo.py)"  # frame that differential flamegraphs focus on
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy's seeding accepts; outside it numpy raises mid-trial
 
 
@@ -23,6 +23,24 @@ def axis_options(f):
             f"--{a.name}", f"axis_{a.name.replace('-', '_')}", default=None, metavar="VALUE",
             help=f"{a.help}. Values: {a.values_text}. Default: {a.default}.",
         )(f)
+    return f
+
+
+def scenario_options(f):
+    """What one scenario is: `--<axis>` per axis, `--fix AXIS=VALUE` and `--seed` (parameters
+    `axis_*`, `fixes`, `seed`; see `scenario_from_options`)."""
+    f = click.option("--seed", type=SEED, default=1, show_default=True, help="Seed for envs, policy and sampling.")(f)
+    f = click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE",
+                     help="Set an axis by name, like the --<axis> options (repeatable).")(f)
+    return axis_options(f)
+
+
+def budget_options(f):
+    """How long each trial trains: `--seconds` or `--steps` (see `budget`)."""
+    f = click.option("--steps", type=click.IntRange(min=1), default=None,
+                     help="Budget per trial in agent-steps (instead of --seconds).")(f)
+    f = click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
+                     help=f"Budget per trial in seconds of training (default {DEFAULT_SECONDS:g}).")(f)
     return f
 
 
@@ -49,22 +67,26 @@ def parse_ppo(ctx, param, values: tuple[str, ...]) -> dict:
     return out
 
 
-def budget_options(f):
-    f = click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE",
-                     help="Set an axis by name, like the --<axis> options (repeatable).")(f)
+def trainer_options(f):
+    """The trainer's size: `--num-envs` and `--ppo KEY=VALUE` (parameters `num_envs`, `ppo`)."""
     f = click.option("--ppo", "ppo", multiple=True, metavar="KEY=VALUE", callback=parse_ppo,
                      help="Override a PPO setting, e.g. --ppo minibatch_size=16384 (repeatable).")(f)
     f = click.option("--num-envs", type=click.IntRange(min=1), default=None,
                      help="Arenas per trial (24 agents each; default 4 = 96 agents). Rounded up to a "
                           "multiple of the worker count.")(f)
-    f = click.option("--steps", type=click.IntRange(min=1), default=None,
-                     help="Budget per trial in agent-steps (instead of --seconds).")(f)
-    f = click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
-                     help=f"Budget per trial in seconds of training (default {DEFAULT_SECONDS:g}).")(f)
-    f = click.option("--seed", type=SEED, default=1, show_default=True, help="Seed for envs, policy and sampling.")(f)
-    f = click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True,
-                     help="Table format (any tabulate format).")(f)
-    return out_options(f)
+    return f
+
+
+def format_option(f):
+    """`--format` (parameter `fmt`): the tables' tabulate format."""
+    return click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True,
+                        help="Table format (any tabulate format).")(f)
+
+
+def output_options(f):
+    """`--format`, `--out DIR` and `--force`: for every command that prints tables and writes a
+    results directory."""
+    return format_option(out_options(f))
 
 
 def out_options(f):
@@ -86,6 +108,33 @@ def overrides(kwargs: dict, fixes: tuple[str, ...] = ()) -> dict[str, str]:
         if v is not None:
             values[a.name] = a.validate(v)
     return values
+
+
+def scenario_from_options(kwargs: dict, fixes: tuple[str, ...], seed: int, vary: tuple[str, ...] = (),
+                          check_envs: bool = True) -> tuple[Scenario, list[tuple[str, list[str]]]]:
+    """The checks every measuring command makes before it measures anything, as usage errors
+    (exit 2): the axis options (`kwargs`, emptied of them) and `--fix`, the `--vary` axes (none
+    twice, none also fixed), the env defaults (`apply_env_defaults`), the scenario, CUDA where
+    asked for, and (with `check_envs`) that every env to run can be built. Returns the base
+    scenario and the varied axes."""
+    try:
+        values = overrides(kwargs, fixes)
+        varied = [parse_vary(v) for v in vary]
+        names = [n for n, _ in varied]
+        if len(set(names)) != len(names):
+            raise ScenarioError(f"--vary names an axis twice: {', '.join(names)}")
+        clash = sorted(set(names) & set(values))
+        if clash:
+            raise ScenarioError(f"axis {clash[0]!r} is both varied and fixed; drop one")
+        if check_envs:
+            values = apply_env_defaults(values, varied)
+        scenario = Scenario.build(values, seed=seed)
+    except ScenarioError as e:
+        raise click.UsageError(str(e)) from None
+    check_device({**values, **{n: "cuda" for n, vs in varied if "cuda" in vs}})
+    if check_envs:
+        check_env(values, varied)
+    return scenario, varied
 
 
 def budget(seconds, steps):

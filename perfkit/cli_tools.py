@@ -9,7 +9,8 @@ import click
 from tabulate import tabulate_formats
 
 from perfkit import cli_options as opts
-from perfkit.scenario import Scenario, ScenarioError
+from perfkit.flame.folded import TRAIN_LOOP
+from perfkit.scenario import ScenarioError
 
 
 @click.command()
@@ -25,8 +26,10 @@ from perfkit.scenario import Scenario, ScenarioError
 @click.option("--torch-schedule", default="skip_first=2,wait=1,warmup=1,active=2,repeat=1", show_default=True,
               metavar="K=V,...", help="torch.profiler schedule, in training epochs.")
 @click.option("--scalene-memory", is_flag=True, help="Scalene: also profile memory (~120x slower: not for SPS).")
-@opts.axis_options
+@opts.scenario_options
 @opts.budget_options
+@opts.trainer_options
+@opts.output_options
 def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, force, seed,
             seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Run the scenario's trial under each profiler, next to unprofiled trials of the same scenario.
@@ -45,14 +48,9 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
     from perfkit.profile import ProfileOptions, run_profile
     from perfkit.profilers import ProfilerUnavailable, pyspy, torchprof
     from perfkit.profilers import scalene as scalene_mod
-    from perfkit.render.table import render_profiles, render_top_lines
+    from perfkit.render.report import render_profile_record
 
-    try:
-        values = opts.overrides(kwargs, fixes)
-        values = opts.apply_env_defaults(values)
-        scenario = Scenario.build(values, seed=seed)
-    except ScenarioError as e:
-        raise click.UsageError(str(e)) from None
+    scenario, _ = opts.scenario_from_options(kwargs, fixes, seed)
     try:
         sched = {k: int(v) for k, v in (item.split("=", 1) for item in torch_schedule.split(","))}
         torchprof.TorchProfileConfig(**sched)
@@ -61,8 +59,6 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
     except (ValueError, TypeError):
         raise click.BadParameter(f"{torch_schedule!r}: expected skip_first=N,wait=N,warmup=N,active=N,repeat=N",
                                  param_hint="--torch-schedule") from None
-    opts.check_device(values)
-    opts.check_env(values)
     seconds, steps = opts.budget(seconds, steps)
     run_dir = opts.run_dir(out, "profile", force)
     try:
@@ -90,11 +86,7 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
         click.echo(f"[{i}/{n}] {name}: {t['sps']:,.0f} agent-steps/s{busy}", err=True)
 
     record = run_profile(runner, variant, tools, options, run_dir, repeats, on_trial)
-    click.echo(render_profiles(record, fmt))
-    if "scalene" in record.artifacts:
-        click.echo("\nScalene: top lines by CPU %\n" + render_top_lines(record.artifacts["scalene"]["top_lines"], fmt))
-    for w in record.warnings:
-        click.echo(f"warning: {w}", err=True)
+    click.echo(render_profile_record(record, fmt))
     click.echo(f"\nwrote {run_dir / 'profile.json'}", err=True)
     if record.interrupted:
         sys.exit(130)
@@ -106,10 +98,9 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
 @click.argument("a", type=click.Path(exists=True, path_type=Path))
 @click.argument("b", type=click.Path(exists=True, path_type=Path))
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows in the frame table.")
-@opts.out_options
 @click.option("--focus", default=None, metavar="TEXT",
-              help=f"Keep only samples through a frame containing TEXT, e.g. '{opts.TRAIN_LOOP}' (leaves out start-up).")
-@click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
+              help=f"Keep only samples through a frame containing TEXT, e.g. '{TRAIN_LOOP}' (leaves out start-up).")
+@opts.output_options
 def flamediff(a, b, top, out, force, focus, fmt) -> None:
     """Where does B spend the time that A does not? A and B: folded-stack files, or run directories
     of `perfkit profile` (their pyspy/pyspy.folded is used).
@@ -250,11 +241,8 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, pre
 @click.command()
 @click.option("--max-unreachable", type=click.FloatRange(0, 1), default=0.10, show_default=True,
               help="Fail when more than this fraction of first episodes end before a heart is possible.")
-@opts.out_options
-@click.option("--format", "fmt", type=click.Choice(tabulate_formats), default="github", show_default=True)
-@click.option("--seed", type=opts.SEED, default=1, show_default=True)
-@click.option("--fix", "fixes", multiple=True, metavar="AXIS=VALUE", help="Set an axis by name (repeatable).")
-@opts.axis_options
+@opts.scenario_options
+@opts.output_options
 def diagnose(max_unreachable, out, force, fmt, seed, fixes, **kwargs) -> None:
     """Check the training signal without training: is the recipe used, can a heart be reached,
     do workers desync, what do scripted policies score, are observations sane and identical
@@ -263,22 +251,18 @@ def diagnose(max_unreachable, out, force, fmt, seed, fixes, **kwargs) -> None:
     Example: perfkit diagnose --preset make_arena --desync early-reset --desync-rng shared
     """
     from perfkit import diagnose as d
+    from perfkit.records.diagnose import DiagnoseResult
     from perfkit.render.table import render_diagnose
-    from perfkit.results import write_json
 
-    try:
-        values = opts.overrides(kwargs, fixes)
-        scenario = Scenario.build(values, seed=seed)
-    except ScenarioError as e:
-        raise click.UsageError(str(e)) from None
+    scenario, _ = opts.scenario_from_options(kwargs, fixes, seed, check_envs=False)
     if scenario["env"] != "arena":
         raise click.UsageError(f"diagnose knows the reference arena only; got --env {scenario['env']}")
-    opts.check_device(values)
     run_dir = opts.run_dir(out, "diagnose", force)
     outcomes = d.diagnose(scenario, max_unreachable,
                           on_check=lambda o: click.echo(f"{o.name}: {o.verdict}", err=True))
-    write_json(run_dir / "diagnose.json", "diagnose", {"scenario": scenario.to_dict(), **d.to_dict(outcomes)})
-    click.echo(render_diagnose(outcomes, fmt))
+    record = DiagnoseResult(scenario.to_dict(), outcomes)
+    record.save(run_dir / "diagnose.json")
+    click.echo(render_diagnose(record.checks, fmt))
     click.echo(f"\nwrote {run_dir / 'diagnose.json'}", err=True)
-    if any(o.verdict == d.FAIL for o in outcomes):
+    if record.failed:
         sys.exit(1)

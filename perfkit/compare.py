@@ -1,5 +1,5 @@
-"""Plan variants, run their trials interleaved (A B C A B C ...), and turn the TrialResults into
-per-variant statistics.
+"""Plan variants, run their trials interleaved (A B C A B C ...), and collect the TrialResults in
+a CompareResult (perfkit/records/compare.py, which derives the per-variant statistics).
 
 Interleaving spreads slow drifts of a shared machine (thermal, neighbours) over every variant
 instead of charging them to whichever ran last. Round k runs every variant once; the paired
@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from perfkit import stats
-from perfkit.results import TrialResult, atomic_write_text, machine_info, read_json, write_json
+from perfkit.records.compare import CompareResult
+from perfkit.records.store import atomic_write_text, machine_info
+from perfkit.records.trial import TrialResult
 from perfkit.scenario import Scenario
 
 STDERR_TAIL = 15  # lines of a failed trial's stderr kept in its record
@@ -84,7 +86,6 @@ class SubprocessRunner:
     steps: int | None = None
     ppo: dict[str, Any] | None = None
     num_envs: int | None = None
-    progress: bool = False
     prefix: list[str] = field(default_factory=list)  # e.g. `py-spy record ... --`
     launcher: list[str] | None = None  # replaces `python -m perfkit.trial` (Scalene runs a script path)
     extra: dict[str, Any] = field(default_factory=dict)  # more spec keys, e.g. torch_profiler
@@ -92,7 +93,7 @@ class SubprocessRunner:
 
     def spec(self, variant: Variant) -> dict:
         spec: dict[str, Any] = {"scenario": variant.scenario.to_dict(), "seconds": self.seconds,
-                                "steps": self.steps, "progress": self.progress}
+                                "steps": self.steps}
         if self.ppo:
             spec["ppo"] = self.ppo
         if self.num_envs:
@@ -105,7 +106,7 @@ class SubprocessRunner:
         atomic_write_text(spec_path, json.dumps(self.spec(variant), indent=1))
         launcher = self.launcher or [sys.executable, "-m", "perfkit.trial"]
         cmd = [*self.prefix, *launcher, str(spec_path), str(out)]
-        code, err = run_child(cmd, self.progress, self.grace_seconds)
+        code, err = run_child(cmd, grace_seconds=self.grace_seconds)
         if out.exists():
             result = TrialResult.load(out)
             if code not in (0, 130) and not result.error:
@@ -174,111 +175,6 @@ class stop_on_sigterm:
         return False
 
 
-@dataclass
-class CompareResult:
-    variants: list[str]
-    scenarios: dict[str, dict]
-    trials: dict[str, list[dict]]  # label -> TrialResult dicts (with "round"), in run order
-    trials_planned: int  # rounds planned (the most rounds, when stopping at a precision)
-    interrupted: bool = False
-    machine: dict[str, Any] = field(default_factory=dict)
-    profiles: dict[str, dict] = field(default_factory=dict)  # label -> profiler artifacts
-    stopping: dict[str, Any] = field(default_factory=dict)  # the rule, and why the run stopped
-    mode: str = "process"  # "process": a fresh process per trial; "inprocess": variants share one
-    blocks: list[dict] = field(default_factory=list)  # inprocess: one epoch of every variant per round
-    warmup_rounds: int = 0  # inprocess: rounds left out of the statistics
-
-    def ok_trials(self, label: str) -> list[dict]:
-        """Trials whose numbers count. In one shared process an interrupted session still counts:
-        its blocks are paired round by round."""
-        keep = ("ok", "interrupted") if self.mode == "inprocess" else ("ok",)
-        return [t for t in self.trials.get(label, []) if t.get("status", _status(t)) in keep]
-
-    def sps(self, label: str) -> list[float]:
-        """The samples behind the summary: per trial, or per block (epoch) when variants share a process."""
-        if self.mode == "inprocess":
-            return [b["sps"][label] for b in self.blocks[self.warmup_rounds:] if b["sps"].get(label, 0) > 0]
-        return [t["sps"] for t in self.ok_trials(label)]
-
-    def failed(self, label: str) -> list[dict]:
-        return [t for t in self.trials.get(label, []) if t.get("status", _status(t)) == "failed"]
-
-    def paired(self, label: str) -> tuple[list[float], list[float]]:
-        """(first variant's SPS, this variant's SPS) over rounds in which both finished."""
-        first = {t.get("round", i): t["sps"] for i, t in enumerate(self.ok_trials(self.variants[0]))}
-        this = {t.get("round", i): t["sps"] for i, t in enumerate(self.ok_trials(label))}
-        rounds = sorted(set(first) & set(this))
-        return [first[k] for k in rounds], [this[k] for k in rounds]
-
-    def comparison(self, label: str) -> stats.Comparison | None:
-        if label == self.variants[0]:
-            return None
-        if self.mode == "inprocess":
-            from perfkit.inprocess import block_comparisons
-
-            return block_comparisons(self.blocks, self.variants, self.warmup_rounds)[label][1] if self.blocks else None
-        if not self.ok_trials(self.variants[0]):
-            return None
-        a, b = self.paired(label)
-        return stats.compare(a, b, paired=True)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Per variant: summary, comparison to the first variant, learning and phase means."""
-        out = []
-        for label in self.variants:
-            xs = self.sps(label)
-            row: dict[str, Any] = {"variant": label, "n": len(xs), "failed": len(self.failed(label))}
-            if xs:
-                row["summary"] = stats.summarize(xs).to_dict()
-                c = self.comparison(label)
-                if c is not None:
-                    row["vs_first"] = c.to_dict()
-            done = self.ok_trials(label)
-            if done:
-                row["phases_ms_per_1k"] = _phase_ms_per_1k(done)
-                row["learning"] = _mean_dicts([t["learning"] for t in done])
-                row["env_config_hash"] = done[0].get("env_config_hash")
-                row["agents_per_env"] = done[0]["vec"].get("agents_per_env")
-            out.append(row)
-        return out
-
-    def to_dict(self) -> dict:
-        return {
-            "variants": self.variants, "scenarios": self.scenarios, "trials": self.trials,
-            "trials_planned": self.trials_planned, "interrupted": self.interrupted, "machine": self.machine,
-            "profiles": self.profiles, "stopping": self.stopping, "mode": self.mode, "blocks": self.blocks,
-            "warmup_rounds": self.warmup_rounds, "rows": self.rows(),
-        }
-
-    def save(self, path: str | os.PathLike) -> None:
-        write_json(path, "compare", self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CompareResult:
-        d = read_json(path, "compare")
-        return cls(d["variants"], d["scenarios"], d["trials"], d["trials_planned"], d.get("interrupted", False),
-                   d.get("machine", {}), d.get("profiles", {}), d.get("stopping", {}), d.get("mode", "process"),
-                   d.get("blocks", []), d.get("warmup_rounds", 0))
-
-
-def _status(t: dict) -> str:
-    return "failed" if t.get("error") else "interrupted" if t.get("interrupted") else "ok"
-
-
-def _phase_ms_per_1k(trials: list[dict]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for t in trials:
-        steady_steps = TrialResult.from_dict(t).steady_agent_steps or t["agent_steps"]
-        for k, secs in t["phases"].items():
-            out[k] = out.get(k, 0.0) + 1000 * 1000 * secs / steady_steps / len(trials)
-    return out
-
-
-def _mean_dicts(ds: list[dict[str, float]]) -> dict[str, float]:
-    keys = {k for d in ds for k in d}
-    return {k: sum(d[k] for d in ds if k in d) / sum(1 for d in ds if k in d) for k in sorted(keys)}
-
-
 @dataclass(frozen=True)
 class StopRule:
     """When a compare stops: after `rounds` rounds, or once every ratio's 95% interval is within
@@ -297,11 +193,11 @@ class StopRule:
 
 
 def precision_reached(result: CompareResult, precision: float, min_rounds: int) -> bool:
-    comps = [result.comparison(label) for label in result.variants[1:]]
-    if not comps or any(c is None for c in comps):
+    comps = result.comparisons()
+    if not comps or len(comps) < len(result.variants) - 1:
         return False
     n = min(len(result.paired(label)[0]) for label in result.variants[1:])
-    return stats.precision_reached([c for c in comps if c is not None], precision, n, min_rounds)
+    return stats.precision_reached(list(comps.values()), precision, n, min_rounds)
 
 
 def run_compare(
@@ -341,9 +237,11 @@ def run_compare(
                     # starting up has nothing to save, and is recorded as interrupted all the same.
                     tr = TrialResult.load(out) if out.exists() else TrialResult.failed(
                         v.scenario.to_dict(), v.label, error=None, interrupted=True)
-                    result.trials[v.label].append({**tr.to_dict(), "round": k})
+                    tr.round = k
+                    result.trials[v.label].append(tr)
                     raise
-                result.trials[v.label].append({**tr.to_dict(), "round": k})
+                tr.round = k
+                result.trials[v.label].append(tr)
                 result.save(sps_json)
                 i += 1
                 if on_trial is not None:
@@ -365,8 +263,7 @@ def run_compare(
 
 
 def _finish(result: CompareResult, sps_json: Path) -> CompareResult:
-    result.stopping["rounds_run"] = max((t.get("round", 0) + 1 for ts in result.trials.values() for t in ts),
-                                        default=0)
+    result.stopping["rounds_run"] = max((t.round + 1 for ts in result.trials.values() for t in ts), default=0)
     result.save(sps_json)
     return result
 
@@ -421,14 +318,15 @@ def run_inprocess(
     if out.exists():
         data = json.loads(out.read_text())
         result.blocks, result.warmup_rounds = data["blocks"], data["warmup_rounds"]
-        result.trials = {k: [{**t, "round": 0}] for k, t in data["trials"].items()}
+        result.trials = {k: [TrialResult.from_dict({**t, "round": 0})] for k, t in data["trials"].items()}
         result.stopping["reason"] = data["stop_reason"]
         result.interrupted = result.interrupted or data["interrupted"]
     elif code != 0:
         error = _exit_text(code, err) if code != 130 else None
         for v in variants:
-            result.trials[v.label].append({**TrialResult.failed(v.scenario.to_dict(), v.label, error,
-                                                                code, interrupted=code == 130).to_dict(), "round": 0})
+            tr = TrialResult.failed(v.scenario.to_dict(), v.label, error, code, interrupted=code == 130)
+            tr.round = 0
+            result.trials[v.label].append(tr)
     result.stopping["rounds_run"] = len(result.blocks)
     result.save(run_dir / "sps.json")
     return result

@@ -6,7 +6,6 @@ Each check returns data plus a verdict: ok, FAIL, or n/a. Nothing here renders t
 from __future__ import annotations
 
 import multiprocessing as mp
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -15,17 +14,8 @@ from envs.arena.env import DESYNC_MODES, ArenaEnv
 from envs.arena.scripted import scripted_episode_stats
 from envs.curriculum import CONFIG_TIMINGS, DISPATCH_STYLES
 from envs.registry import make_creator
+from perfkit.records.diagnose import FAIL, NA, OK, CheckOutcome
 from perfkit.scenario import Scenario
-
-OK, FAIL, NA = "ok", "FAIL", "n/a"
-
-
-@dataclass
-class CheckOutcome:
-    name: str
-    verdict: str
-    detail: str
-    data: dict = field(default_factory=dict)
 
 
 def earliest_heart_step(cfg: ArenaConfig) -> int:
@@ -111,7 +101,8 @@ def check_shared_rng(scenario: Scenario, workers: int = 4) -> CheckOutcome:
         p.join(10)
     same = len(set(draws)) == 1
     detail = (f"desync-rng={values['desync-rng']}: {workers} workers drew {sorted(draws)}"
-              + (" — all the same step: every env truncates in lock-step (forked workers share the global RNG)" if same else ""))
+              + (" — all the same step: every env truncates in lock-step (forked workers share the global RNG)"
+                 if same else ""))
     return CheckOutcome("desync draws differ across workers", FAIL if same else OK, detail, {"draws": draws})
 
 
@@ -200,6 +191,3 @@ def diagnose(scenario: Scenario, max_unreachable: float = 0.10, on_check=None) -
             on_check(out[-1])
     return out
 
-
-def to_dict(outcomes: list[CheckOutcome]) -> dict:
-    return {"checks": [asdict(o) for o in outcomes], "failed": [o.name for o in outcomes if o.verdict == FAIL]}

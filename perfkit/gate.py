@@ -23,13 +23,14 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from perfkit import stats
-from perfkit.results import ResultsError, machine_info, read_json, write_json
+from perfkit.records.gate import CheckResult, GateRecord, GateRule, Measurement
+from perfkit.results import ResultsError, read_json, write_json
 from perfkit.scenario import Scenario, ScenarioError, parse_assignment
 
 BASELINE = "baseline"  # the right-hand side of a check against the stored baseline file
@@ -113,26 +114,6 @@ def scenario_for(label: str, seed: int = 1) -> Scenario:
     return Scenario.build(overrides, seed=seed)
 
 
-@dataclass
-class CheckResult:
-    check: str
-    ratio: float
-    ci_low: float
-    ci_high: float
-    threshold: float
-    status: str  # "ok" | "within noise" | "FAIL"
-    # Baseline checks: the ratio below which this check can fail at all, given the spread between
-    # the baseline's processes (more rounds now cannot narrow that part). None for relative checks.
-    detectable_below: float | None = None
-
-    def fails(self) -> str | None:
-        """A message when the check fails, else None (pytest-benchmark's convention)."""
-        if self.status != "FAIL":
-            return None
-        return (f"{self.check}: ratio {self.ratio:.3f}, 95% CI [{self.ci_low:.3f}, {self.ci_high:.3f}] "
-                f"entirely below {self.threshold:.3f}")
-
-
 MIN_BASELINE_RUNS = 2  # the prediction interval has K-1 degrees of freedom: one run gives no interval
 
 
@@ -178,7 +159,7 @@ def evaluate(check: Check, samples: dict[str, list[float]], reference: list[floa
         spread = stats.compare_to_runs(run_means, [float(np.exp(np.mean(np.log(run_means))))] * 2)
         detectable = check.factor / spread.ci_high if math.isfinite(spread.ci_high) else None
     else:
-        c = stats.compare(samples[check.rhs], lhs, paired=True)
+        c = stats.compare_samples(samples[check.rhs], lhs, paired=True)
     # Last line of defence: NaN compares False both ways, so an undefined interval would fall
     # through to "within noise" and pass the gate. A check that cannot be decided is an error.
     if not all(math.isfinite(v) for v in (c.ratio, c.ci_low, c.ci_high)):
@@ -269,32 +250,6 @@ class RolloutWorkload:
 
     def close(self) -> None:
         self.vecenv.close()
-
-
-@dataclass(frozen=True)
-class GateRule:
-    """How many rounds a gate run measures: exactly `rounds` without a precision; with one, rounds
-    are added until every check's ratio, as this run measures it, is known to +-`precision` (at
-    least `min_rounds`, at most `rounds`), or until `max_seconds` have passed."""
-
-    rounds: int = 20
-    precision: float | None = None
-    max_seconds: float | None = None
-    min_rounds: int = stats.MIN_ROUNDS
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Measurement:
-    samples: dict[str, list[float]]
-    reference: list[float]
-    rounds: int
-    block_steps: int
-    seconds: float
-    machine: dict = field(default_factory=machine_info)
-    stopped: str = "rounds"  # "rounds" | "precision" | "time"
 
 
 def measure(labels: list[str], rounds: int = 20, block_steps: int = 100, warmup_blocks: int = 2,
@@ -398,60 +353,6 @@ def measure_in_subprocess(labels: list[str], rounds: int, block_steps: int) -> M
         if proc.returncode != 0:
             raise RuntimeError(f"baseline measurement failed: {proc.stderr.strip()[-2000:]}")
         return Measurement(**json.loads(out.read_text()))
-
-
-@dataclass
-class GateRecord:
-    """What one gate run measured and decided (gate.json)."""
-
-    checks: list[CheckResult]
-    measurement: Measurement
-    rule: GateRule
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[str]:
-        """One message per failed check (pytest-benchmark's convention)."""
-        return [f for f in (r.fails() for r in self.checks) if f]
-
-    @property
-    def medians(self) -> dict[str, float]:
-        return {k: float(np.median(v)) for k, v in self.measurement.samples.items()}
-
-    @property
-    def stop_reason(self) -> str:
-        """Why the run stopped, for people."""
-        m, rule = self.measurement, self.rule
-        if m.stopped == "precision":
-            return f"every check known to +-{rule.precision:.1%} after {m.rounds} rounds"
-        if m.stopped == "time":
-            return f"time budget ({rule.max_seconds / 60:g} min) reached after {m.rounds} rounds"
-        return (f"{m.rounds} rounds (the most allowed) before every check was known to +-{rule.precision:.1%}"
-                if rule.precision else f"{m.rounds} rounds")
-
-    def to_dict(self) -> dict:
-        m = self.measurement
-        return {
-            "checks": [asdict(r) for r in self.checks],
-            "failed": [r.check for r in self.checks if r.status == "FAIL"],
-            "samples": m.samples, "reference": m.reference, "rounds": m.rounds, "block_steps": m.block_steps,
-            "seconds": m.seconds, "machine": m.machine, "stopped": m.stopped, "rule": self.rule.to_dict(),
-            "warnings": self.warnings,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GateRecord:
-        m = Measurement(d["samples"], d["reference"], d["rounds"], d["block_steps"], d["seconds"],
-                        d.get("machine", {}), d.get("stopped", "rounds"))
-        rule = GateRule(**d["rule"]) if "rule" in d else GateRule(rounds=d["rounds"])
-        return cls([CheckResult(**c) for c in d["checks"]], m, rule, d.get("warnings", []))
-
-    def save(self, path: str | Path) -> None:
-        write_json(path, "gate", self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> GateRecord:
-        return cls.from_dict(read_json(path, "gate"))
 
 
 def read_checks(texts: Sequence[str], checks_file: Path | None = None) -> list[Check]:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from perfkit import stats
-from perfkit.results import TrialResult, atomic_write_text, machine_info
+from perfkit.records.store import atomic_write_text, machine_info
+from perfkit.records.trial import TrialResult
 
 # Axes whose values change the process itself (worker processes, the device, torch's thread pool):
 # variants that differ in one of these must run in separate processes.
@@ -141,7 +142,7 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
             for label in order:
                 try:
                     w = trainers[label].run_epoch()
-                except Exception as e:  # this variant failed: record it, the others go on
+                except Exception as e:  # noqa: BLE001 -- this variant failed: record it, the others go on
                     session.errors[label] = describe_error(e)
                     active.remove(label)
                     w = None
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         session = run_session(spec, out.parent, on_round, save)
-    except Exception as e:  # building a variant failed: say which, as a failed session
+    except Exception as e:  # noqa: BLE001 -- building a variant failed: say which, as a failed session
         from perfkit.train.ppo import describe_error
 
         print(f"session failed: {describe_error(e)}", file=sys.stderr)

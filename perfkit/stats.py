@@ -1,4 +1,5 @@
-"""Statistics for SPS samples: summaries, a ratio with its confidence interval, and a verdict.
+"""Statistics for SPS samples: summaries, a ratio with its confidence interval, and a verdict;
+and the one rule for averaging learning stats.
 
 Pure functions over lists of floats; no I/O, no rendering; the same samples always give the same
 interval and verdict.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats
@@ -42,9 +43,6 @@ class Summary:
     def unstable(self) -> bool:
         return self.n >= 2 and self.cv >= UNSTABLE_CV
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "cv": self.cv, "unstable": self.unstable}
-
 
 def summarize(xs: list[float]) -> Summary:
     if not xs:
@@ -70,15 +68,9 @@ class Comparison:
     confidence: float
     verdict: str
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @property
-    def significant(self) -> bool:
-        return self.verdict in (FASTER, SLOWER)
-
-
-def compare(base: list[float], other: list[float], confidence: float = 0.95, paired: bool | None = None) -> Comparison:
+def compare_samples(base: list[float], other: list[float], confidence: float = 0.95,
+                    paired: bool | None = None) -> Comparison:
     """`other` vs `base` as a ratio of geometric means with a t-interval on log SPS.
 
     When both lists have the same length they are taken as *paired* by round (trial k of each
@@ -103,8 +95,8 @@ def compare(base: list[float], other: list[float], confidence: float = 0.95, pai
 
 
 def compare_log_ratios(d: list[float], confidence: float = 0.95) -> Comparison:
-    """Paired t-interval from per-round log ratios log(other/base) directly (what `compare` does
-    with paired samples), for callers whose rounds are blocks or batch means."""
+    """Paired t-interval from per-round log ratios log(other/base) directly (what `compare_samples`
+    does with paired samples), for callers whose rounds are blocks or batch means."""
     d = np.asarray(d, float)
     if len(d) < MIN_TRIALS:
         ratio = math.exp(float(d.mean())) if len(d) else float("nan")
@@ -117,6 +109,19 @@ def _t_interval(center: float, se: float, df: float, confidence: float) -> Compa
     lo, hi = math.exp(center - half), math.exp(center + half)
     verdict = FASTER if lo > 1.0 else SLOWER if hi < 1.0 else SAME
     return Comparison(math.exp(center), lo, hi, confidence, verdict)
+
+
+
+def geomean_interval(xs: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """t-interval of the geometric mean (`Summary.geomean`, the headline): the mean of log SPS
+    +- t * its standard error, exponentiated. (geomean, geomean) with fewer than two samples."""
+    logs = np.log(np.asarray(xs, float))
+    centre = float(logs.mean())
+    if len(logs) < 2:
+        return math.exp(centre), math.exp(centre)
+    t = float(scipy.stats.t.ppf(0.5 + confidence / 2, len(logs) - 1))
+    half = t * float(logs.std(ddof=1)) / math.sqrt(len(logs))
+    return math.exp(centre - half), math.exp(centre + half)
 
 
 def describe(c: Comparison) -> str:
@@ -177,3 +182,18 @@ def batch_means(log_ratios: list[float], batch: int) -> list[float]:
         raise ValueError(f"batch {batch} must be >= 1")
     k = len(log_ratios) // batch
     return [float(np.mean(log_ratios[i * batch:(i + 1) * batch])) for i in range(k)]
+
+
+COUNTER_PREFIX = "curriculum."  # cumulative counts (tasks completed, configs applied): the latest is the largest
+
+
+def mean_learning(ds: list[dict[str, float]]) -> dict[str, float]:
+    """Average each learning stat over the dicts that report it; cumulative counters
+    (`curriculum.*`) keep their max instead, since the last report holds the count. The one rule
+    for episodes within a window, windows within a trial and trials within a variant."""
+    keys = sorted({k for d in ds for k in d})
+    out = {}
+    for k in keys:
+        vals = [d[k] for d in ds if k in d]
+        out[k] = max(vals) if k.startswith(COUNTER_PREFIX) else sum(vals) / len(vals)
+    return out

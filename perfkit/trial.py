@@ -38,9 +38,9 @@ def resolve_device(spec: str):
 def apply_thread_policy(values: dict[str, str], workers: int = 0) -> dict:
     """Set torch's intra-op (and inter-op) threads from the `threads` axis; returns what was set and
     why, for the trial's record. `auto` never oversubscribes the cores this process may use."""
-    from perfkit.threads import apply_threads, available_cores, choose_threads
-
     import torch
+
+    from perfkit.threads import apply_threads, available_cores, choose_threads
 
     spec = values.get("threads", "auto")
     cores = available_cores()
@@ -68,9 +68,9 @@ def run_trial(
     import torch
 
     from envs.registry import make_creator
+    from perfkit.sentinel import Sentinel, disturbed
     from perfkit.train import vecenv as vec
     from perfkit.train.cadence import Cadence
-    from perfkit.sentinel import Sentinel, disturbed
     from perfkit.train.ppo import Budget, PPOConfig, describe_error, train
 
     values = dict(scenario.values)

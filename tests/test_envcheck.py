@@ -138,7 +138,14 @@ def test_compare_checks_every_varied_env_before_any_trial(pkg, tmp_path, monkeyp
 def test_gate_checks_the_env_of_every_scenario_it_names(pkg, tmp_path):
     r = invoke("gate", "--check", "sps(env=nosuchmod:f) >= 0.9 * sps(wrapper=none)", "--out", str(tmp_path))
     assert r.exit_code == 2 and "--env nosuchmod:f: cannot load the factory" in r.output
-    r = invoke("gate", "--check", f"sps(wrapper=none) >= 0.9 * sps(env={pkg}.good:make)", "--out", str(tmp_path))
+    # as in compare, an env without set_env_config runs unwrapped unless the check names a wrapper ...
+    from perfkit import gate as g
+
+    c = g.parse_check(f"sps(wrapper=none,preset=make_arena) >= 0.9 * sps(env={pkg}.good:make)")
+    assert c.rhs == f"wrapper=none,env={pkg}.good:make"
+    # ... and naming one that cannot drive it is an error with the fix
+    r = invoke("gate", "--check", f"sps(wrapper=none) >= 0.9 * sps(env={pkg}.good:make,wrapper=getattr)",
+               "--out", str(tmp_path))
     assert r.exit_code == 2
     assert "wrapper=getattr (the default) cannot drive it" in r.output
     assert f"sps(env={pkg}.good:make,wrapper=none)" in r.output

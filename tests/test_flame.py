@@ -59,7 +59,10 @@ def test_round_trips_and_speedscope(tmp_path):
     assert prof["type"] == "sampled" and sum(prof["weights"]) == 100
     names = [f["name"] for f in doc["shared"]["frames"]]
     assert {names[i] for s in prof["samples"] for i in s} == {"process main", TRAIN, ENV, UPDATE}
-    json.dumps(doc)
+    # every stack comes back from the file with its weight, through JSON
+    back = json.loads(json.dumps(doc))["profiles"][0]
+    stacks = {tuple(names[i] for i in s): w for s, w in zip(back["samples"], back["weights"], strict=True)}
+    assert stacks == a.stacks
 
 
 def test_svgs_carry_frames_and_tooltips(tmp_path):

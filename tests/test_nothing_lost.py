@@ -13,11 +13,12 @@ from click.testing import CliRunner
 
 from perfkit import cli_options as opts
 from perfkit.cli import main
-from perfkit.compare import CompareResult, SubprocessRunner, plan_variants, run_compare
-from perfkit.results import TrialResult
+from perfkit.compare import SubprocessRunner, plan_variants, run_compare
+from perfkit.records.compare import CompareResult
+from perfkit.records.trial import TrialResult
 from perfkit.scenario import Scenario
 from perfkit.train.ppo import Budget, PPOConfig, train
-from tests.test_results import FakeRunner, fake_trial
+from tests.fakes import FakeRunner, fake_trial
 
 USERENV = str(Path(__file__).parent / "fixtures" / "userenv")
 TINY = ["--ppo", "num_steps=16", "--ppo", "minibatch_size=512"]
@@ -49,7 +50,7 @@ def test_a_killed_trial_process_is_a_recorded_failure_and_the_plan_goes_on(tmp_p
     variants = plan_variants(Scenario.build(), [("wrapper", ["getattribute", "getattr"])])
     result = run_compare(variants, 2, runner, tmp_path)
     failed = result.failed("wrapper=getattr")
-    assert len(failed) == 1 and failed[0]["exit_status"] == -9 and "SIGKILL" in failed[0]["error"]
+    assert len(failed) == 1 and failed[0].exit_status == -9 and "SIGKILL" in failed[0].error
     assert result.sps("wrapper=getattr") == [121.0] and result.paired("wrapper=getattr") == ([101.0], [121.0])
     on_disk = json.loads((tmp_path / "sps.json").read_text())
     assert [t["status"] for t in on_disk["trials"]["wrapper=getattr"]] == ["failed", "ok"]
@@ -68,7 +69,7 @@ def test_compare_records_a_failing_env_and_prints_the_table(tmp_path, user_env):
 
 
 def _children_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True, check=False).stdout
     return [int(ln.split()[0]) for ln in out.splitlines()[1:] if "perfkit.trial" in ln and str(pid) in ln.split()[1:3]]
 
 
@@ -90,16 +91,16 @@ def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_
     result = CompareResult.load(out / "sps.json")
     assert result.interrupted
     partial = result.trials["wrapper=getattr"]
-    assert len(partial) == 1 and partial[0]["status"] == "interrupted"  # saved by the trial itself
+    assert len(partial) == 1 and partial[0].status == "interrupted"  # saved by the trial itself
     assert result.trials["wrapper=none"] == []  # the plan stopped
     time.sleep(0.5)
-    assert not [ln for ln in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+    assert not [ln for ln in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout.splitlines()
                 if "perfkit.trial" in ln and str(out) in ln]  # no orphaned trial
 
 
 def test_ctrl_c_while_profiling_still_writes_the_table(tmp_path, monkeypatch):
-    import perfkit.cli as cli
     import perfkit.compare as compare_mod
+    from perfkit import flamegraphs
     from perfkit.profilers import pyspy
 
     fake = FakeRunner({"wrapper=getattr": [100.0, 101.0], "wrapper=none": [110.0, 111.0]})
@@ -109,7 +110,7 @@ def test_ctrl_c_while_profiling_still_writes_the_table(tmp_path, monkeypatch):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_flamegraphs", interrupted)
+    monkeypatch.setattr(flamegraphs, "profile_variants", interrupted)
     r = CliRunner().invoke(main, ["compare", "--vary", "wrapper=getattr,none", "--trials", "2", "--flamegraph",
                                   "--mode", "process", "--out", str(tmp_path / "c")])
     assert r.exit_code == 130
@@ -180,8 +181,8 @@ def test_a_time_budget_is_honoured_inside_a_slow_rollout():
     vec = _SlowVec(clock)
     out = train(vec, PPOConfig(num_steps=1000, minibatch_size=64), torch.device("cpu"), Budget(seconds=5), clock=clock)
     assert vec.calls <= 6 and out.windows == [] and not out.error  # stopped mid-rollout, not after 1000 steps
-    from perfkit.trial import _result
     from perfkit.train.vecenv import VecPlan
+    from perfkit.trial import _result
 
     tr = _result(Scenario.build(), out, VecPlan("serial", 0, 1), 2, None, torch.device("cpu"), PPOConfig())
     assert tr.status == "failed" and "no training epoch finished within the budget" in tr.error
@@ -191,8 +192,8 @@ def test_ctrl_c_in_the_first_rollout_returns_an_empty_interrupted_trial(tmp_path
     import torch
 
     from perfkit.render.table import render_trial
-    from perfkit.trial import _result
     from perfkit.train.vecenv import VecPlan
+    from perfkit.trial import _result
 
     clock = _Clock()
     out = train(_SlowVec(clock, interrupt_at=3), PPOConfig(num_steps=100, minibatch_size=64), torch.device("cpu"),

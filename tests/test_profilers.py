@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from perfkit.cli import main
 from perfkit.flame.folded import read_folded
-from perfkit.profile import ProfileRecord
+from perfkit.records.profile import ProfileRecord
 from perfkit.profilers import ProfilerUnavailable, pyspy, scalene
 
 FIX = Path(__file__).parent / "fixtures"

@@ -14,7 +14,7 @@ def test_summary_and_instability_warning():
 
 
 def test_clear_speedup_is_faster_with_a_paired_interval():
-    c = stats.compare([100.0, 102.0, 98.0], [120.0, 123.0, 117.0])
+    c = stats.compare_samples([100.0, 102.0, 98.0], [120.0, 123.0, 117.0])
     assert c.verdict == stats.FASTER
     assert c.ratio == pytest.approx(1.2, rel=1e-3)
     assert 1.0 < c.ci_low < 1.2 < c.ci_high
@@ -22,29 +22,43 @@ def test_clear_speedup_is_faster_with_a_paired_interval():
 
 
 def test_clear_slowdown_is_slower():
-    c = stats.compare([100.0, 102.0, 98.0], [80.0, 81.0, 79.0])
+    c = stats.compare_samples([100.0, 102.0, 98.0], [80.0, 81.0, 79.0])
     assert c.verdict == stats.SLOWER and stats.describe(c) == f"{1 / c.ratio:.2f}x slower"
 
 
 def test_noise_is_no_significant_difference():
-    c = stats.compare([100.0, 104.0, 96.0, 101.0], [103.0, 97.0, 100.0, 99.0])
+    c = stats.compare_samples([100.0, 104.0, 96.0, 101.0], [103.0, 97.0, 100.0, 99.0])
     assert c.verdict == stats.SAME and c.ci_low < 1.0 < c.ci_high
 
 
 def test_two_trials_give_a_wide_interval():
     # 3 of 3 rounds faster by ~8% looks convincing; with 2 rounds the t-interval stays wide.
-    c = stats.compare([77000.0, 75000.0], [83000.0, 82000.0])
+    c = stats.compare_samples([77000.0, 75000.0], [83000.0, 82000.0])
     assert c.verdict == stats.SAME and c.ci_high - c.ci_low > 0.15
 
 
 def test_unequal_counts_fall_back_to_welch():
-    c = stats.compare([100.0, 101.0, 99.0, 100.0], [150.0, 151.0, 149.0])
+    c = stats.compare_samples([100.0, 101.0, 99.0, 100.0], [150.0, 151.0, 149.0])
     assert c.verdict == stats.FASTER and c.ratio == pytest.approx(1.5, rel=1e-2)
 
 
 def test_one_trial_gives_no_verdict():
-    c = stats.compare([100.0], [150.0])
+    c = stats.compare_samples([100.0], [150.0])
     assert c.verdict == stats.TOO_FEW and math.isnan(c.ci_low) and c.ratio == 1.5
+
+
+def test_geomean_interval_is_centred_on_the_headline():
+    xs = [100.0, 121.0, 110.0]
+    lo, hi = stats.geomean_interval(xs)
+    assert math.sqrt(lo * hi) == pytest.approx(stats.summarize(xs).geomean)  # symmetric in log space
+    assert lo < stats.summarize(xs).geomean < hi
+    assert stats.geomean_interval([50.0]) == pytest.approx((50.0, 50.0))
+
+
+def test_learning_means_keep_counters_at_their_max():
+    out = stats.mean_learning([{"heart.get": 1.0, "curriculum.tasks_completed": 3.0},
+                               {"heart.get": 2.0, "curriculum.tasks_completed": 5.0, "entropy": 1.5}])
+    assert out == {"curriculum.tasks_completed": 5.0, "entropy": 1.5, "heart.get": 1.5}
 
 
 # --- fixed-precision stopping ---------------------------------------------------------------
@@ -52,8 +66,8 @@ def test_one_trial_gives_no_verdict():
 def test_compare_log_ratios_is_the_paired_compare():
     base, other = [100.0, 102.0, 98.0, 101.0], [120.0, 123.0, 117.0, 119.0]
     d = list(np.log(other) - np.log(base))  # what compare pairs, to the last bit
-    assert stats.compare_log_ratios(d) == stats.compare(base, other)
-    assert stats.compare_log_ratios(d, confidence=0.9) == stats.compare(base, other, confidence=0.9)
+    assert stats.compare_log_ratios(d) == stats.compare_samples(base, other)
+    assert stats.compare_log_ratios(d, confidence=0.9) == stats.compare_samples(base, other, confidence=0.9)
 
 
 def test_compare_log_ratios_with_one_round_is_too_few():

@@ -20,6 +20,7 @@ _LINE = re.compile(r":\d+\)$")  # py-spy: `name (file.py:12)`
 _TORCH_LINE = re.compile(r"\(\d+\):")  # torch.profiler: `file.py(12):_name`
 _ADDRESS = re.compile(r"_at_0x[0-9a-f]+")  # object addresses differ run to run
 _PROCESS = re.compile(r"^process (\d+):")
+TRAIN_LOOP = "train (perfkit/train/ppo.py)"  # the frame differential flamegraphs focus on (leaves out start-up)
 
 
 class FoldedError(ValueError):
@@ -75,12 +76,12 @@ def _normalise(d: dict, total: float) -> dict:
     return {k: v / total for k, v in d.items()} if total else {}
 
 
-def normalise_frame(frame: str, keep_lines: bool = False) -> str:
+def normalise_frame(frame: str) -> str:
     frame = _ADDRESS.sub("", frame.strip())
-    return frame if keep_lines else _TORCH_LINE.sub(":", _LINE.sub(")", frame))
+    return _TORCH_LINE.sub(":", _LINE.sub(")", frame))
 
 
-def parse_folded(text: str, source: str = "<text>", keep_lines: bool = False) -> Profile:
+def parse_folded(text: str, source: str = "<text>") -> Profile:
     raw: dict[tuple[str, ...], float] = defaultdict(float)
     for i, line in enumerate(text.splitlines(), 1):
         line = line.rstrip()
@@ -95,7 +96,7 @@ def parse_folded(text: str, source: str = "<text>", keep_lines: bool = False) ->
             raise FoldedError(f"{source}:{i}: sample count {count!r} must be a finite number >= 0")
         if not stack:
             raise FoldedError(f"{source}:{i}: no frames before the count")
-        raw[tuple(normalise_frame(f, keep_lines) for f in stack.split(";"))] += n
+        raw[tuple(normalise_frame(f) for f in stack.split(";"))] += n
     return Profile(_name_processes(raw))
 
 
@@ -121,7 +122,7 @@ def _name_processes(raw: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], 
     return dict(out)
 
 
-def read_folded(path: str | Path, keep_lines: bool = False) -> Profile:
+def read_folded(path: str | Path) -> Profile:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -131,7 +132,7 @@ def read_folded(path: str | Path, keep_lines: bool = False) -> Profile:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise FoldedError(f"{path}:{line}: not a text folded-stack file (byte {e.start} is not UTF-8)") from None
-    return parse_folded(text, str(path), keep_lines)
+    return parse_folded(text, str(path))
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,9 @@ def _svg(title: str, subtitle: str, nodes: list[tuple[tuple[str, ...], float, fl
     height = (depth + 3) * ROW + 2 * PAD
     inner = WIDTH - 2 * PAD
     parts = [
-        f'<?xml version="1.0" standalone="no"?>\n<svg version="1.1" xmlns="http://www.w3.org/2000/svg" '
-        f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="monospace" '
-        f'font-size="{FONT}">',
+        (f'<?xml version="1.0" standalone="no"?>\n<svg version="1.1" xmlns="http://www.w3.org/2000/svg" '
+         f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="monospace" '
+         f'font-size="{FONT}">'),
         f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#fdfdfd"/>',
         f'<text x="{WIDTH / 2}" y="{PAD + FONT}" text-anchor="middle" font-size="{FONT + 3}">{escape(title)}</text>',
         f'<text x="{WIDTH / 2}" y="{PAD + 2 * FONT + 4}" text-anchor="middle" fill="#555">{escape(subtitle)}</text>',

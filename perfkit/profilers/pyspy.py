@@ -6,17 +6,14 @@ them, so all three describe the same samples.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from perfkit.compare import require_ok
-from perfkit.flame.folded import read_folded, to_speedscope
-from perfkit.flame.svg import render_svg
+from perfkit.flame.folded import read_folded
 from perfkit.profilers import ProfilerUnavailable, find_tool
-from perfkit.results import atomic_write_text
 
 HOW_TO_FIX = (
     "py-spy reads the trial's memory with ptrace-like calls: run perfkit as the same user as the trial "
@@ -63,16 +60,12 @@ def prefix(out: Path, rate: int = 100, native: bool = False, subprocesses: bool 
 
 def profile(runner, variant, out_dir: Path, rate: int = 100, native: bool = False,
             subprocesses: bool = True) -> dict:
-    """Run one trial of `variant` under py-spy; write pyspy.folded, pyspy.svg, pyspy.speedscope.json."""
+    """Run one trial of `variant` under py-spy, writing its folded stacks (pyspy.folded); drawing
+    them is `perfkit.flame.report.draw_flamegraphs`' job."""
     out_dir.mkdir(parents=True, exist_ok=True)
     folded = out_dir / "pyspy.folded"
     run = replace(runner, prefix=prefix(folded, rate, native, subprocesses))
     tr = require_ok(run(variant, 0, out_dir / "pyspy-trial.json"))
-    prof = read_folded(folded)
-    svg = out_dir / "pyspy.svg"
-    atomic_write_text(svg, render_svg(prof, f"py-spy: {variant.label}"))
-    speedscope = out_dir / "pyspy.speedscope.json"
-    atomic_write_text(speedscope, json.dumps(to_speedscope(prof, variant.label)))
-    return {"sps": tr.sps, "samples": prof.total, "sentinel": tr.sentinel,
-            "files": {"folded": str(folded), "svg": str(svg), "speedscope": str(speedscope)},
+    return {"sps": tr.sps, "samples": read_folded(folded).total, "sentinel": tr.sentinel,
+            "files": {"folded": str(folded)},
             "options": {"rate": rate, "native": native, "subprocesses": subprocesses}}

@@ -120,10 +120,6 @@ def profile(runner, variant, out_dir: Path, cfg: TorchProfileConfig) -> dict:
     (the schedule should cost nothing there)."""
     from dataclasses import replace
 
-    from perfkit.flame.folded import read_folded
-    from perfkit.flame.svg import render_svg
-    from perfkit.results import atomic_write_text
-
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = {**cfg.to_dict(), "out_dir": str(out_dir)}
     tr = require_ok(replace(runner, extra={"torch_profiler": spec})(variant, 0, out_dir / "torch-trial.json"))
@@ -134,10 +130,6 @@ def profile(runner, variant, out_dir: Path, cfg: TorchProfileConfig) -> dict:
     files = {"trial": str(out_dir / "torch-trial.json")}
     for f in info.get("files", []):
         files[Path(f).name] = f
-        if f.endswith(".folded") and Path(f).stat().st_size > 0:
-            svg = Path(f).with_suffix(".svg")
-            atomic_write_text(svg, render_svg(read_folded(f), f"torch.profiler stacks (self CPU): {variant.label}"))
-            files[svg.name] = str(svg)
     if not info.get("files"):
         raise RuntimeError(f"torch.profiler wrote nothing: the trial ran {tr.epochs} epochs, the schedule needs "
                            f"{max(profiled, default=0) + 1}; give it a longer budget")

@@ -1,16 +1,17 @@
 """PNG plots of a comparison (matplotlib's object API: no pyplot, no global backend switch).
 
-render_*(result) -> PNG bytes.
+render_*(result) -> PNG bytes. The numbers come from the record (CompareResult.summaries): the
+throughput plot shows the same geometric mean as the table's headline.
 """
 
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
-import scipy.stats
 
+from perfkit import stats
+from perfkit.records.compare import CompareResult
 from perfkit.timing import PHASES
 
 
@@ -30,35 +31,35 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def render_sps_png(result) -> bytes:
-    """Mean agent-steps/s per variant with a 95% t-interval over its trials, trials as dots."""
+def render_sps_png(result: CompareResult) -> bytes:
+    """Geometric-mean agent-steps/s per variant (the table's headline) with its 95% t-interval,
+    every sample as a dot."""
     fig = _figure(max(6, 1.6 * len(result.variants) + 2), 4.5)
     ax = fig.add_subplot()
-    for i, label in enumerate(result.variants):
-        xs = result.sps(label)
-        if not xs:
+    for i, v in enumerate(result.summaries()):
+        if v.sps is None:
             continue
-        mean = float(np.mean(xs))
-        half = (float(scipy.stats.t.ppf(0.975, len(xs) - 1)) * float(np.std(xs, ddof=1)) / math.sqrt(len(xs))
-                if len(xs) > 1 else 0.0)
-        ax.bar(i, mean, color="#4c72b0", alpha=0.8)
-        ax.errorbar(i, mean, yerr=half, color="black", capsize=6)
+        xs = result.sps(v.label)
+        lo, hi = stats.geomean_interval(xs)
+        ax.bar(i, v.sps.geomean, color="#4c72b0", alpha=0.8)
+        ax.errorbar(i, v.sps.geomean, yerr=[[v.sps.geomean - lo], [hi - v.sps.geomean]], color="black", capsize=6)
         ax.scatter([i] * len(xs), xs, color="#dd8452", zorder=3, s=14)
     ax.set_xticks(range(len(result.variants)), [v.replace(",", "\n") for v in result.variants], fontsize=8)
-    ax.set_ylabel("agent-steps/s (steady state)")
-    ax.set_title("Throughput per variant: mean with 95% CI, trials as dots")
+    ax.set_ylabel("agent-steps/s (steady state, geo-mean)")
+    samples = "epochs" if result.mode == "inprocess" else "trials"
+    ax.set_title(f"Throughput per variant: geometric mean with 95% CI, {samples} as dots")
     return _png(fig)
 
 
-def render_learning_png(result) -> bytes:
+def render_learning_png(result: CompareResult) -> bytes:
     """Hearts per episode and episode return against agent-steps, one line per trial."""
     fig = _figure(10, 4.2)
     axes = fig.subplots(1, 2)
     colours = [f"C{i}" for i in range(10)]
     for i, label in enumerate(result.variants):
-        for k, t in enumerate(tr for tr in result.trials.get(label, []) if not tr.get("interrupted")):
+        for k, t in enumerate(tr for tr in result.trials.get(label, []) if not tr.interrupted):
             steps, hearts, returns = 0, [], []
-            for w in t["windows"]:
+            for w in t.windows:
                 steps += w["agent_steps"]
                 if "heart.get" in w["learning"]:
                     hearts.append((steps, w["learning"]["heart.get"]))
@@ -80,17 +81,17 @@ def render_learning_png(result) -> bytes:
     return _png(fig)
 
 
-def render_phases_png(result) -> bytes:
+def render_phases_png(result: CompareResult) -> bytes:
     """Stacked bars: milliseconds per 1,000 agent-steps in each phase."""
-    rows = [r for r in result.rows() if r.get("phases_ms_per_1k")]
+    rows = [v for v in result.summaries() if v.phases_ms_per_1k]
     fig = _figure(max(6, 1.6 * len(rows) + 2), 4.5)
     ax = fig.add_subplot()
     bottom = np.zeros(len(rows))
     for j, phase in enumerate(PHASES):
-        vals = np.array([r["phases_ms_per_1k"].get(phase, 0.0) for r in rows])
+        vals = np.array([v.phases_ms_per_1k.get(phase, 0.0) for v in rows])
         ax.bar(range(len(rows)), vals, bottom=bottom, label=phase, color=f"C{j}")
         bottom += vals
-    ax.set_xticks(range(len(rows)), [r["variant"].replace(",", "\n") for r in rows], fontsize=8)
+    ax.set_xticks(range(len(rows)), [v.label.replace(",", "\n") for v in rows], fontsize=8)
     ax.set_ylabel("ms per 1,000 agent-steps")
     ax.set_title("Where the time goes")
     ax.legend(fontsize=8, ncols=4)

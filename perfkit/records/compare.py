@@ -1,0 +1,209 @@
+"""CompareResult: what `perfkit compare` measured (sps.json), and every number derived from it.
+
+The record holds measurements only: the trials (TrialResults, with the round each ran in), the
+blocks of a shared-process run, profiles and how the run stopped. What the tables, plots and
+warnings show (per-variant summary, ratio to the reference, phase times, learning means,
+profiler overhead) is computed here, once, from those; renderers only format it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfkit import stats
+from perfkit.flame.folded import FrameDelta
+from perfkit.inprocess import block_comparisons
+from perfkit.records.store import Record
+from perfkit.records.trial import TrialResult
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    """One variant's row in the tables and plots."""
+
+    label: str
+    n: int  # samples behind `sps`: trials, or epochs when the variants shared one process
+    failed: int  # failed trials
+    sps: stats.Summary | None  # None when nothing finished; `sps.geomean` is the headline
+    vs_reference: stats.Comparison | None  # paired ratio to the first variant; None for the first itself
+    phases_ms_per_1k: dict[str, float] | None  # None when no trial finished
+    learning: dict[str, float] | None  # means over the finished trials (stats.mean_learning)
+    env_config_hash: str | None
+    agents_per_env: int | None
+
+    @property
+    def env_sps(self) -> float:
+        """The headline in env-steps/s (one env step moves every agent of the env)."""
+        return self.sps.geomean / (self.agents_per_env or 1) if self.sps else 0.0
+
+
+@dataclass
+class CompareResult(Record):
+    kind = "compare"
+
+    variants: list[str]  # the first is the reference of every ratio
+    scenarios: dict[str, dict]
+    trials: dict[str, list[TrialResult]]  # label -> trials, in run order
+    trials_planned: int  # rounds planned (the most rounds, when stopping at a precision)
+    interrupted: bool = False
+    machine: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, dict] = field(default_factory=dict)  # label -> profiler artifacts (+ flamediff)
+    stopping: dict[str, Any] = field(default_factory=dict)  # the rule, and why the run stopped
+    mode: str = "process"  # "process": a fresh process per trial; "inprocess": variants share one
+    blocks: list[dict] = field(default_factory=list)  # inprocess: one epoch of every variant per round
+    warmup_rounds: int = 0  # inprocess: rounds left out of the statistics (inprocess.WARMUP_ROUNDS)
+
+    def ok_trials(self, label: str) -> list[TrialResult]:
+        """Trials whose numbers count. In one shared process an interrupted session still counts:
+        its blocks are paired round by round."""
+        keep = ("ok", "interrupted") if self.mode == "inprocess" else ("ok",)
+        return [t for t in self.trials.get(label, []) if t.status in keep]
+
+    def failed(self, label: str) -> list[TrialResult]:
+        return [t for t in self.trials.get(label, []) if t.status == "failed"]
+
+    def sps(self, label: str) -> list[float]:
+        """The samples behind the summary: per trial, or per block (epoch) when variants share a process."""
+        if self.mode == "inprocess":
+            return [b["sps"][label] for b in self.blocks[self.warmup_rounds:] if b["sps"].get(label, 0) > 0]
+        return [t.sps for t in self.ok_trials(label)]
+
+    def paired(self, label: str) -> tuple[list[float], list[float]]:
+        """(reference SPS, this variant's SPS) over rounds in which both finished."""
+        def by_round(ts: list[TrialResult]) -> dict[int, float]:
+            return {t.round if t.round is not None else i: t.sps for i, t in enumerate(ts)}
+
+        first, this = by_round(self.ok_trials(self.variants[0])), by_round(self.ok_trials(label))
+        rounds = sorted(set(first) & set(this))
+        return [first[k] for k in rounds], [this[k] for k in rounds]
+
+    def comparisons(self) -> dict[str, stats.Comparison]:
+        """Every variant after the first against the first (the reference): paired by round, or
+        by batches of blocks when the variants shared a process."""
+        if self.mode == "inprocess":
+            if not self.blocks:
+                return {}
+            return {k: c for k, (_, c) in block_comparisons(self.blocks, self.variants, self.warmup_rounds).items()}
+        if not self.ok_trials(self.variants[0]):
+            return {}
+        return {label: stats.compare_samples(*self.paired(label), paired=True) for label in self.variants[1:]}
+
+    def comparison(self, label: str) -> stats.Comparison | None:
+        return self.comparisons().get(label)
+
+    def summaries(self) -> list[VariantSummary]:
+        """Per variant, in order: summary, ratio to the reference, phase times, learning means."""
+        comparisons = self.comparisons()
+        out = []
+        for label in self.variants:
+            xs, done = self.sps(label), self.ok_trials(label)
+            phases = None
+            if done:
+                phases = {}
+                for t in done:
+                    for k, ms in t.phases_ms_per_1k.items():
+                        phases[k] = phases.get(k, 0.0) + ms / len(done)
+            out.append(VariantSummary(
+                label=label, n=len(xs), failed=len(self.failed(label)),
+                sps=stats.summarize(xs) if xs else None, vs_reference=comparisons.get(label) if xs else None,
+                phases_ms_per_1k=phases, learning=stats.mean_learning([t.learning for t in done]) if done else None,
+                env_config_hash=done[0].env_config_hash if done else None,
+                agents_per_env=done[0].vec.get("agents_per_env") if done else None,
+            ))
+        return out
+
+    def profile_overhead(self, label: str) -> float:
+        """The profiled run's SPS as a fraction of the unprofiled median (1.0: no overhead)."""
+        xs = self.sps(label)
+        return self.profiles[label]["sps"] / stats.summarize(xs).median if xs else float("nan")
+
+    def flamediff_frames(self, label: str) -> list[FrameDelta] | None:
+        """The frames whose share changed most against the reference; None when not recorded."""
+        frames = self.profiles.get(label, {}).get("flamediff_frames")
+        return None if frames is None else [FrameDelta(**f) for f in frames]
+
+    def warnings(self) -> list[str]:
+        """Things a careful reader should know before trusting the table."""
+        out = []
+        summaries = self.summaries()
+        for s in summaries:
+            if s.sps and s.sps.unstable:
+                out.append(f"{s.label}: unstable measurement, spread ±{100 * s.sps.cv:.1f}% of the mean "
+                           f"(>= {100 * stats.UNSTABLE_CV:.0f}%); add trials or quiet the machine")
+            if s.vs_reference and s.vs_reference.verdict == stats.TOO_FEW:
+                out.append(f"{s.label}: fewer than {stats.MIN_TRIALS} trials per variant, no verdict")
+            lr = s.learning or {}
+            if lr.get("curriculum.tasks_completed", 0) >= 2 and lr.get("curriculum.configs_applied", 1) == 0:
+                out.append(f"{s.label}: the curriculum completed tasks but never applied a new config "
+                           "(deferred config + __getattribute__ wrapper: the wrapper's reset never runs)")
+        for label in self.variants:
+            for t in self.failed(label):
+                first = t.error.splitlines()[0] if t.error else "failed"
+                round_ = "?" if t.round is None else t.round
+                out.append(f"{label}: trial in round {round_} failed: {first} (details in sps.json)")
+        if self.interrupted:
+            done = sum(len(self.ok_trials(v)) for v in self.variants)
+            planned = self.trials_planned * len(self.variants)
+            what = " while profiling" if self.stopping.get("flamegraphs") == "interrupted" else ""
+            out.append(f"interrupted{what}: {done} of {planned} trials finished")
+        out += self.sentinel_warnings()
+        rule = self.stopping.get("rule") or {}
+        if rule.get("precision") and self.stopping.get("reason") != "precision":
+            out.append(f"precision ±{rule['precision']:.1%} not reached: stopped by {self.stopping.get('reason')} "
+                       f"after {self.stopping.get('rounds_run')} rounds")
+        hashes = {s.env_config_hash for s in summaries if s.env_config_hash}
+        if len(hashes) > 1 and not any("preset" in v for v in self.variants):
+            out.append("variants ran different env configs (config hash differs): their SPS is not like for like")
+        return out
+
+    def sentinel_warnings(self) -> list[str]:
+        """What else used the machine: trials (or, in one process, epochs) during which other
+        processes took CPU, and windows that stalled. Flagged, never dropped: the raw numbers stay
+        in sps.json."""
+        from perfkit.sentinel import MAX_OTHER_CORES, slow_windows
+
+        out = []
+        if self.mode == "inprocess":
+            for label in self.variants:
+                others = [b["others_cores"].get(label) for b in self.blocks[self.warmup_rounds:]
+                          if b.get("others_cores", {}).get(label) is not None]
+                busy = [x for x in others if x >= MAX_OTHER_CORES]
+                if busy:
+                    out.append(f"{label}: {len(busy)} of {len(others)} epochs ran while other processes used "
+                               f"{sum(busy) / len(busy):.1f} core on average (paired epochs share the disturbance)")
+            return out
+        for label in self.variants:
+            trials = self.trials.get(label, [])
+            flagged = [t for t in trials if t.sentinel.get("disturbed")]
+            if flagged:
+                worst = max((t.sentinel.get("others_cores") or 0.0) for t in flagged)
+                out.append(f"{label}: {len(flagged)} of {len(trials)} trials disturbed: other processes used up "
+                           f"to {worst:.1f} core")
+            stalls = sum(len(slow_windows([w["sps"] for w in t.steady_windows])) for t in trials if t.windows)
+            if stalls:
+                out.append(f"{label}: {stalls} windows ran below half their trial's median SPS (stalls)")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variants": self.variants, "scenarios": self.scenarios,
+            "trials": {label: [t.to_dict() for t in ts] for label, ts in self.trials.items()},
+            "trials_planned": self.trials_planned, "interrupted": self.interrupted, "machine": self.machine,
+            "profiles": self.profiles, "stopping": self.stopping, "mode": self.mode, "blocks": self.blocks,
+            "warmup_rounds": self.warmup_rounds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompareResult:
+        """Any readable version: versions 1 and 2 also wrote `rows` and each profile's
+        `overhead_ratio`, both derived, and are ignored here."""
+        return cls(
+            data["variants"], data["scenarios"],
+            {label: [TrialResult.from_dict(t) for t in ts] for label, ts in data["trials"].items()},
+            data["trials_planned"], data.get("interrupted", False), data.get("machine", {}),
+            {label: {k: v for k, v in p.items() if k != "overhead_ratio"}
+             for label, p in data.get("profiles", {}).items()},
+            data.get("stopping", {}), data.get("mode", "process"), data.get("blocks", []), data.get("warmup_rounds", 0),
+        )
+

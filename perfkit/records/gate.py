@@ -1,0 +1,106 @@
+"""GateRecord: `perfkit gate`'s gate.json (what one gate run measured and decided)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from perfkit import stats
+from perfkit.records.store import Record, machine_info
+
+
+@dataclass
+class CheckResult:
+    check: str
+    ratio: float
+    ci_low: float
+    ci_high: float
+    threshold: float
+    status: str  # "ok" | "within noise" | "FAIL"
+    # Baseline checks: the ratio below which this check can fail at all, given the spread between
+    # the baseline's processes (more rounds now cannot narrow that part). None for relative checks.
+    detectable_below: float | None = None
+
+    def fails(self) -> str | None:
+        """A message when the check fails, else None (pytest-benchmark's convention)."""
+        if self.status != "FAIL":
+            return None
+        return (f"{self.check}: ratio {self.ratio:.3f}, 95% CI [{self.ci_low:.3f}, {self.ci_high:.3f}] "
+                f"entirely below {self.threshold:.3f}")
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """How many rounds a gate run measures: exactly `rounds` without a precision; with one, rounds
+    are added until every check's ratio, as this run measures it, is known to +-`precision` (at
+    least `min_rounds`, at most `rounds`), or until `max_seconds` have passed."""
+
+    rounds: int = 20
+    precision: float | None = None
+    max_seconds: float | None = None
+    min_rounds: int = stats.MIN_ROUNDS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Measurement:
+    samples: dict[str, list[float]]
+    reference: list[float]
+    rounds: int
+    block_steps: int
+    seconds: float
+    machine: dict = field(default_factory=machine_info)
+    stopped: str = "rounds"  # "rounds" | "precision" | "time"
+
+
+@dataclass
+class GateRecord(Record):
+    """What one gate run measured and decided (gate.json)."""
+
+    kind = "gate"
+
+    checks: list[CheckResult]
+    measurement: Measurement
+    rule: GateRule
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        """One message per failed check (pytest-benchmark's convention)."""
+        return [f for f in (r.fails() for r in self.checks) if f]
+
+    @property
+    def medians(self) -> dict[str, float]:
+        return {k: float(np.median(v)) for k, v in self.measurement.samples.items()}
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the run stopped, for people."""
+        m, rule = self.measurement, self.rule
+        if m.stopped == "precision":
+            return f"every check known to +-{rule.precision:.1%} after {m.rounds} rounds"
+        if m.stopped == "time":
+            return f"time budget ({rule.max_seconds / 60:g} min) reached after {m.rounds} rounds"
+        return (f"{m.rounds} rounds (the most allowed) before every check was known to +-{rule.precision:.1%}"
+                if rule.precision else f"{m.rounds} rounds")
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.measurement
+        return {
+            "checks": [asdict(r) for r in self.checks],
+            "failed": [r.check for r in self.checks if r.status == "FAIL"],
+            "samples": m.samples, "reference": m.reference, "rounds": m.rounds, "block_steps": m.block_steps,
+            "seconds": m.seconds, "machine": m.machine, "stopped": m.stopped, "rule": self.rule.to_dict(),
+            "warnings": self.warnings,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateRecord:
+        m = Measurement(d["samples"], d["reference"], d["rounds"], d["block_steps"], d["seconds"],
+                        d.get("machine", {}), d.get("stopped", "rounds"))
+        rule = GateRule(**d["rule"]) if "rule" in d else GateRule(rounds=d["rounds"])
+        return cls([CheckResult(**c) for c in d["checks"]], m, rule, d.get("warnings", []))

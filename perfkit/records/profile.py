@@ -1,0 +1,86 @@
+"""ProfileRecord: `perfkit profile`'s profile.json: every trial (unprofiled and under each
+profiler, round by round, with the sentinel's reading) and the overhead derived from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from perfkit import stats
+from perfkit.records.store import Record, machine_info
+
+UNPROFILED = "none"  # the tool name of unprofiled trials
+
+
+@dataclass
+class ProfileRecord(Record):
+    """Every trial of a `perfkit profile` run (profile.json)."""
+
+    kind = "profile"
+
+    scenario: dict[str, Any]
+    tools: list[str]
+    repeats: int
+    trials: list[dict[str, Any]] = field(default_factory=list)  # round, tool, sps, status, error, sentinel
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool -> round 1's files and extras
+    interrupted: bool = False
+    machine: dict[str, Any] = field(default_factory=machine_info)
+
+    def clean_pairs(self, tool: str) -> tuple[list[float], list[float]]:
+        """(unprofiled SPS, this tool's SPS) over rounds where both finished and neither was disturbed."""
+        def by_round(name: str) -> dict[int, float]:
+            return {t["round"]: t["sps"] for t in self.trials
+                    if t["tool"] == name and t["status"] == "ok" and not t["disturbed"]}
+        none, this = by_round(UNPROFILED), by_round(tool)
+        rounds = sorted(set(none) & set(this))
+        return [none[k] for k in rounds], [this[k] for k in rounds]
+
+    def overhead(self, tool: str) -> stats.Comparison:
+        """This tool's SPS over the unprofiled SPS of the same rounds: geo-mean of paired ratios."""
+        a, b = self.clean_pairs(tool)
+        return stats.compare_samples(a, b, paired=True) if a else stats.Comparison(math.nan, math.nan, math.nan, 0.95,
+                                                                           stats.TOO_FEW)
+
+    def unprofiled_sps(self) -> float:
+        """Geometric mean of the undisturbed unprofiled trials (nan if none)."""
+        xs = [t["sps"] for t in self.trials if t["tool"] == UNPROFILED and t["status"] == "ok" and not t["disturbed"]]
+        return stats.summarize(xs).geomean if xs else math.nan
+
+    def sps(self, tool: str) -> float:
+        xs = [t["sps"] for t in self.trials if t["tool"] == tool and t["status"] == "ok" and not t["disturbed"]]
+        return stats.summarize(xs).geomean if xs else math.nan
+
+    def counts(self, tool: str) -> dict[str, int]:
+        ts = [t for t in self.trials if t["tool"] == tool]
+        return {"trials": len(ts), "failed": sum(t["status"] == "failed" for t in ts),
+                "disturbed": sum(t["status"] == "ok" and t["disturbed"] for t in ts)}
+
+    @property
+    def warnings(self) -> list[str]:
+        out = []
+        for tool in [UNPROFILED, *self.tools]:
+            c = self.counts(tool)
+            name = "unprofiled" if tool == UNPROFILED else tool
+            if c["disturbed"]:
+                others = [t["others_cores"] for t in self.trials if t["tool"] == tool and t["disturbed"]
+                          and t["others_cores"] is not None]
+                used = f" (others used up to {max(others):.2f} core)" if others else ""
+                out.append(f"{c['disturbed']} of {c['trials']} {name} trials left out of the overhead: other "
+                           f"processes were busy during them{used}")
+            if c["failed"]:
+                errors = [t["error"].splitlines()[0] for t in self.trials if t["tool"] == tool and t["error"]]
+                out.append(f"{c['failed']} of {c['trials']} {name} trials failed: {errors[0]}")
+        for tool in self.tools:
+            n = len(self.clean_pairs(tool)[0])
+            if n < 2:
+                out.append(f"{tool}: {n} clean pair(s) with an unprofiled trial: no interval (use --repeats 3 or more)")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProfileRecord:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,91 @@
+"""TrialResult: what one trial measured (`perfkit run`'s trial.json, one trial of a compare)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from perfkit.records.store import Record, machine_info
+
+
+@dataclass
+class TrialResult(Record):
+    """Everything one trial measured. `windows` are per-epoch SPS windows; the first
+    `warmup_windows` of them are warm-up, left out of `sps` and `phases`."""
+
+    kind = "trial"
+
+    scenario: dict[str, Any]
+    label: str
+    sps: float  # steady-state agent-steps/s, warm-up windows excluded
+    first_window_sps: float
+    agent_steps: int
+    seconds: float
+    epochs: int
+    phases: dict[str, float]  # seconds per phase over the steady-state windows
+    windows: list[dict[str, Any]]
+    learning: dict[str, float]  # last episodes' means (hearts, ore, batteries, return, ...)
+    env_config: dict[str, Any] | None
+    env_config_hash: str | None
+    vec: dict[str, Any]
+    device: str
+    ppo: dict[str, Any]
+    checkpoints: int = 0
+    evals: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+    machine: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)  # profiler outputs written by the trial
+    error: str | None = None  # why the trial failed (exception or exit status + stderr tail); windows kept
+    exit_status: int | None = None  # of the trial process, when it ran in one and failed
+    threads: dict[str, Any] = field(default_factory=dict)  # torch intra-op / inter-op threads and why
+    sentinel: dict[str, Any] = field(default_factory=dict)  # other processes' CPU use during the trial
+    warmup_windows: int = 1  # windows left out of `sps` and `phases` (start-up, lazy imports, caches)
+    round: int | None = None  # the compare round this trial ran in; None outside a compare
+
+    @property
+    def steady_windows(self) -> list[dict[str, Any]]:
+        return self.windows[self.warmup_windows:] or self.windows
+
+    @property
+    def steady_agent_steps(self) -> int:
+        return sum(w["agent_steps"] for w in self.steady_windows)
+
+    @property
+    def status(self) -> str:
+        """"ok", "failed" or "interrupted": only "ok" trials enter statistics."""
+        return "failed" if self.error else "interrupted" if self.interrupted else "ok"
+
+    @property
+    def env_steps_per_second(self) -> float:
+        agents = self.vec.get("agents_per_env") or 1
+        return self.sps / agents
+
+    @property
+    def phases_ms_per_1k(self) -> dict[str, float]:
+        """Milliseconds per 1,000 agent-steps in each phase, over the steady-state windows; {}
+        when no agent-step was measured."""
+        steps = self.steady_agent_steps or self.agent_steps
+        return {k: 1e6 * secs / steps for k, secs in self.phases.items()} if steps else {}
+
+    @property
+    def phase_shares(self) -> dict[str, float]:
+        """Each phase's fraction of the steady-state time."""
+        total = sum(self.phases.values()) or 1.0
+        return {k: secs / total for k, secs in self.phases.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status}  # status: for readers of the JSON; derived on load
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def failed(cls, scenario: dict[str, Any], label: str, error: str | None, exit_status: int | None = None,
+               interrupted: bool = False) -> TrialResult:
+        """A trial that measured nothing: still a record, so the table can count it."""
+        return cls(scenario=scenario, label=label, sps=0.0, first_window_sps=0.0, agent_steps=0, seconds=0.0,
+                   epochs=0, phases={}, windows=[], learning={}, env_config=None, env_config_hash=None, vec={},
+                   device="", ppo={}, error=error, exit_status=exit_status, interrupted=interrupted,
+                   machine=machine_info())
