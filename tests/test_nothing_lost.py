@@ -94,8 +94,8 @@ def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_
     assert len(partial) == 1 and partial[0].status == "interrupted"  # saved by the trial itself
     assert result.trials["wrapper=none"] == []  # the plan stopped
     time.sleep(0.5)
-    assert not [ln for ln in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout.splitlines()
-                if "perfkit.trial" in ln and str(out) in ln]  # no orphaned trial
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
+    assert not [ln for ln in ps.splitlines() if "perfkit.trial" in ln and str(out) in ln]  # no orphaned trial
 
 
 def test_ctrl_c_while_profiling_still_writes_the_table(tmp_path, monkeypatch):

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from perfkit.cli import main
 from perfkit.flame.folded import read_folded
-from perfkit.records.profile import ProfileRecord
 from perfkit.profilers import ProfilerUnavailable, pyspy, scalene
+from perfkit.records.profile import ProfileRecord
 
 FIX = Path(__file__).parent / "fixtures"
 SMALL = ["--ppo", "num_steps=16", "--ppo", "minibatch_size=512", "--steps", str(96 * 16 * 8)]
