@@ -117,13 +117,17 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
                    "inprocess when it can, else process.")
 @click.option("--stop-on-failure", is_flag=True,
               help="Stop at the first failed trial (default: record it and go on).")
+@click.option("--reruns", type=click.IntRange(min=0, max=5), default=1, show_default=True,
+              help="Fresh processes: run a round again when other processes took the machine during it "
+                   "(the sentinel's reading, never the SPS, decides), at most this many times per round; "
+                   "the disturbed trials stay in sps.json, marked replaced.")
 @click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
 @opts.scenario_options
 @opts.budget_options
 @opts.trainer_options
 @opts.output_options
-def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, flamegraph, fmt, out, force, seed,
-            seconds, steps, num_envs, ppo, **kwargs) -> None:
+def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, reruns, flamegraph, fmt, out, force,
+            seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
     Every combination of the --vary values runs in rounds, interleaved, each trial in a fresh
@@ -151,7 +155,7 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variant_list) > 1)
     seconds, steps = opts.budget(seconds, steps)
     rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
-                    max_seconds=60 * max_minutes if max_minutes else None)
+                    max_seconds=60 * max_minutes if max_minutes else None, reruns=reruns)
     run_dir = opts.run_dir(out, "compare", force)
     if flamegraph:
         from perfkit.profilers import ProfilerUnavailable, pyspy

@@ -186,10 +186,11 @@ class StopRule:
     precision: float | None = None
     max_seconds: float | None = None
     min_rounds: int = stats.MIN_ROUNDS
+    reruns: int = 1  # fresh processes: times a round disturbed by other processes is run again
 
     def to_dict(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "precision": self.precision, "max_seconds": self.max_seconds,
-                "min_rounds": self.min_rounds}
+                "min_rounds": self.min_rounds, "reruns": self.reruns}
 
 
 def precision_reached(result: CompareResult, precision: float, min_rounds: int) -> bool:
@@ -227,28 +228,41 @@ def run_compare(
     i = 0
     try:
         for k in range(rule.rounds):
-            for v in variants:
-                out = run_dir / "trials" / v.slug / f"trial-{k}.json"
-                try:
-                    tr = runner(v, k, out)
-                except KeyboardInterrupt:
-                    result.interrupted = True
-                    # The trial saved what it measured before it stopped; one stopped while still
-                    # starting up has nothing to save, and is recorded as interrupted all the same.
-                    tr = TrialResult.load(out) if out.exists() else TrialResult.failed(
-                        v.scenario.to_dict(), v.label, error=None, interrupted=True)
+            for attempt in range(rule.reruns + 1):
+                this_round = []
+                for v in variants:
+                    suffix = f"-rerun{attempt}" if attempt else ""
+                    out = run_dir / "trials" / v.slug / f"trial-{k}{suffix}.json"
+                    try:
+                        tr = runner(v, k, out)
+                    except KeyboardInterrupt:
+                        result.interrupted = True
+                        # The trial saved what it measured before it stopped; one stopped while still
+                        # starting up has nothing to save, and is recorded as interrupted all the same.
+                        tr = TrialResult.load(out) if out.exists() else TrialResult.failed(
+                            v.scenario.to_dict(), v.label, error=None, interrupted=True)
+                        tr.round = k
+                        result.trials[v.label].append(tr)
+                        raise
                     tr.round = k
                     result.trials[v.label].append(tr)
-                    raise
-                tr.round = k
-                result.trials[v.label].append(tr)
+                    this_round.append(tr)
+                    result.save(sps_json)
+                    i += 1
+                    if on_trial is not None:
+                        on_trial(i, n_total, v, tr)
+                    if tr.status == "failed" and stop_on_failure:
+                        result.stopping["reason"] = f"a trial of {v.label} failed (--stop-on-failure)"
+                        return _finish(result, sps_json)
+                # A round in which other processes took the machine says little about the code:
+                # re-run it whole (the pairs stay pairs), at most `reruns` times; the disturbed
+                # trials stay in the record, marked replaced.
+                if attempt == rule.reruns or not any(t.sentinel.get("disturbed") for t in this_round):
+                    break
+                for t in this_round:
+                    t.replaced = True
                 result.save(sps_json)
-                i += 1
-                if on_trial is not None:
-                    on_trial(i, n_total, v, tr)
-                if tr.status == "failed" and stop_on_failure:
-                    result.stopping["reason"] = f"a trial of {v.label} failed (--stop-on-failure)"
-                    return _finish(result, sps_json)
+                n_total += len(variants)
             if rule.precision is not None and k + 1 >= rule.min_rounds and \
                     precision_reached(result, rule.precision, rule.min_rounds):
                 result.stopping["reason"] = "precision"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from perfkit.compare import plan_variants, run_compare
+from perfkit.compare import StopRule, plan_variants, run_compare
 from perfkit.records.compare import CompareResult
 from perfkit.records.store import SCHEMA_VERSION, ResultsError, atomic_write_text, read_json
 from perfkit.records.trial import TrialResult
@@ -72,3 +72,45 @@ def test_quirk_warning_when_configs_are_never_applied():
     result = CompareResult(["a"], {}, {"a": [fake_trial("a", 1.0, **{"curriculum.tasks_completed": 5.0,
                                                                         "curriculum.configs_applied": 0.0})]}, 1)
     assert any("never applied a new config" in w for w in result.warnings())
+
+
+class _BusyRunner(FakeRunner):
+    """Trials of round 1 are disturbed (a neighbour) the first `busy_times` times they run, and slow."""
+
+    def __init__(self, busy_times: int):
+        super().__init__({})
+        self.busy_times, self.runs = busy_times, {}
+
+    def __call__(self, variant, trial, out):
+        n = self.runs[(variant.label, trial)] = self.runs.get((variant.label, trial), 0) + 1
+        self.calls.append((variant.label, trial))
+        busy = trial == 1 and n <= self.busy_times
+        base = 100.0 if variant.label.endswith("getattribute") else 120.0
+        tr = fake_trial(variant.label, base / 10 if busy else base + trial)
+        tr.sentinel = {"disturbed": busy, "others_cores": 0.9 if busy else 0.01}
+        tr.save(out)
+        return tr
+
+
+def test_a_disturbed_round_is_run_again_and_the_first_run_kept_as_replaced(tmp_path):
+    result = run_compare(_variants(), StopRule(3, reruns=1), _BusyRunner(busy_times=1), tmp_path)
+    getattr_trials = result.trials["wrapper=getattr"]
+    assert [(t.round, t.status) for t in getattr_trials] == [(0, "ok"), (1, "replaced"), (1, "ok"), (2, "ok")]
+    assert result.sps("wrapper=getattr") == [120.0, 121.0, 122.0]  # the disturbed 12.0 is not counted
+    assert len([p for p in (tmp_path / "trials").rglob("trial-1-rerun1.json")]) == 2  # both variants' re-runs
+    loaded = CompareResult.load(tmp_path / "sps.json")
+    assert [t.status for t in loaded.trials["wrapper=getattr"]] == ["ok", "replaced", "ok", "ok"]
+    assert ("wrapper=getattr: 1 of 4 trials re-run (their round was disturbed: other processes used up to 0.9 "
+            "core); the re-runs count, the first runs are kept in sps.json") in loaded.sentinel_warnings()
+    assert "| 3 (+1 re-run) |" in render_sps(loaded, "github").replace("  ", " ").replace("  ", " ")
+
+
+def test_reruns_are_bounded_and_a_still_disturbed_round_is_flagged(tmp_path):
+    runner = _BusyRunner(busy_times=5)
+    result = run_compare(_variants(), StopRule(3, reruns=1), runner, tmp_path)
+    assert len(runner.calls) == 8  # 3 rounds of 2, plus one re-run of round 1
+    assert [t.status for t in result.trials["wrapper=getattr"]] == ["ok", "replaced", "ok", "ok"]
+    assert ("wrapper=getattr: 1 of 3 counted trials disturbed: other processes used up to 0.9 core"
+            in result.sentinel_warnings())
+    assert len(run_compare(_variants(), StopRule(3, reruns=0), _BusyRunner(1), tmp_path / "b").trials[
+        "wrapper=getattr"]) == 3

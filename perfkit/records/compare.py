@@ -31,6 +31,7 @@ class VariantSummary:
     learning: dict[str, float] | None  # means over the finished trials (stats.mean_learning)
     env_config_hash: str | None
     agents_per_env: int | None
+    replaced: int = 0  # trials whose round was re-run because other processes disturbed it
 
     @property
     def env_sps(self) -> float:
@@ -106,6 +107,7 @@ class CompareResult(Record):
                         phases[k] = phases.get(k, 0.0) + ms / len(done)
             out.append(VariantSummary(
                 label=label, n=len(xs), failed=len(self.failed(label)),
+                replaced=sum(t.status == "replaced" for t in self.trials.get(label, [])),
                 sps=stats.summarize(xs) if xs else None, vs_reference=comparisons.get(label) if xs else None,
                 phases_ms_per_1k=phases, learning=stats.mean_learning([t.learning for t in done]) if done else None,
                 env_config_hash=done[0].env_config_hash if done else None,
@@ -175,11 +177,18 @@ class CompareResult(Record):
             return out
         for label in self.variants:
             trials = self.trials.get(label, [])
-            flagged = [t for t in trials if t.sentinel.get("disturbed")]
+            replaced = [t for t in trials if t.status == "replaced"]
+            if replaced:
+                worst = max((t.sentinel.get("others_cores") or 0.0) for t in replaced)
+                out.append(f"{label}: {len(replaced)} of {len(trials)} trials re-run (their round was disturbed: "
+                           f"other processes used up to {worst:.1f} core); the re-runs count, the first runs are "
+                           "kept in sps.json")
+            counted = [t for t in trials if t.status != "replaced"]
+            flagged = [t for t in counted if t.sentinel.get("disturbed")]
             if flagged:
                 worst = max((t.sentinel.get("others_cores") or 0.0) for t in flagged)
-                out.append(f"{label}: {len(flagged)} of {len(trials)} trials disturbed: other processes used up "
-                           f"to {worst:.1f} core")
+                out.append(f"{label}: {len(flagged)} of {len(counted)} counted trials disturbed: other processes "
+                           f"used up to {worst:.1f} core")
             stalls = sum(len(slow_windows([w["sps"] for w in t.steady_windows])) for t in trials if t.windows)
             if stalls:
                 out.append(f"{label}: {stalls} windows ran below half their trial's median SPS (stalls)")

@@ -41,6 +41,8 @@ class TrialResult(Record):
     sentinel: dict[str, Any] = field(default_factory=dict)  # other processes' CPU use during the trial
     warmup_windows: int = 1  # windows left out of `sps` and `phases` (start-up, lazy imports, caches)
     round: int | None = None  # the compare round this trial ran in; None outside a compare
+    # Its round was re-run because other processes disturbed it: kept in the record, not counted.
+    replaced: bool = False
 
     @property
     def steady_windows(self) -> list[dict[str, Any]]:
@@ -52,8 +54,11 @@ class TrialResult(Record):
 
     @property
     def status(self) -> str:
-        """"ok", "failed" or "interrupted": only "ok" trials enter statistics."""
-        return "failed" if self.error else "interrupted" if self.interrupted else "ok"
+        """"ok", "failed", "interrupted" or "replaced" (its round was re-run): only "ok" trials
+        enter statistics."""
+        if self.error:
+            return "failed"
+        return "interrupted" if self.interrupted else "replaced" if self.replaced else "ok"
 
     @property
     def env_steps_per_second(self) -> float:

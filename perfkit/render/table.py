@@ -28,7 +28,8 @@ def _spread(s: stats.Summary) -> str:
 
 def _trials_cell(v: VariantSummary, mode: str = "process") -> str:
     n = f"{v.n} epochs" if mode == "inprocess" else f"{v.n}"
-    return n + (f" (+{v.failed} failed)" if v.failed else "")
+    extra = [f"+{v.failed} failed"] * bool(v.failed) + [f"+{v.replaced} re-run"] * bool(v.replaced)
+    return n + (f" ({', '.join(extra)})" if extra else "")
 
 
 def render_sps(result: CompareResult, fmt: str = "github") -> str:
