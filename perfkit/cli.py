@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from perfkit import cli_options as opts
+from perfkit.cli_explain import explain
 from perfkit.cli_tools import diagnose, flamediff, gate, profile
 from perfkit.scenario import AXES, ScenarioError
 
@@ -45,6 +46,7 @@ main.add_command(profile)
 main.add_command(flamediff)
 main.add_command(gate)
 main.add_command(diagnose)
+main.add_command(explain)
 
 
 @main.command()

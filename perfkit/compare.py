@@ -298,10 +298,15 @@ def run_inprocess(
     ppo: dict[str, Any] | None = None,
     num_envs: int | None = None,
     progress: bool = True,
+    sample_rate: int | None = None,
 ) -> CompareResult:
     """All variants in ONE fresh process (`python -m perfkit.inprocess`), epoch-interleaved. The
     budget is the same training time per variant as `rule.rounds` trials of `seconds` each (or
-    `steps` agent-steps), unless the precision is reached first or `rule.max_seconds` passes."""
+    `steps` agent-steps), unless the precision is reached first or `rule.max_seconds` passes.
+    With `sample_rate`, py-spy samples the whole session (session/session.folded) at that rate;
+    the blocks' marker frames split its stacks by variant and round (perfkit/explain.py)."""
+    import resource
+
     from perfkit.inprocess import SessionSpec
 
     budget = None
@@ -324,13 +329,26 @@ def run_inprocess(
         trials={v.label: [] for v in variants}, trials_planned=1, machine=machine_info(),
         stopping={"rule": rule.to_dict(), "reason": "rounds"}, mode="inprocess",
     )
+    cmd = [sys.executable, "-m", "perfkit.inprocess", str(spec_path), str(out)]
+    folded = session_dir / "session.folded"
+    if sample_rate:
+        from perfkit.profilers import pyspy
+
+        cmd = [*pyspy.prefix(folded, sample_rate, subprocesses=False), *cmd]
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     try:
-        code, err = run_child([sys.executable, "-m", "perfkit.inprocess", str(spec_path), str(out)], progress)
+        code, err = run_child(cmd, progress)
     except KeyboardInterrupt:
         code, err = 130, ""
         result.interrupted = True
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
     if out.exists():
         data = json.loads(out.read_text())
+        if sample_rate:
+            children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            sampler = max(0.0, children - data.get("cpu_seconds", children)) / wall if wall > 0 else None
+            result.sampler = {"tool": "py-spy", "rate": sample_rate, "folded": str(folded),
+                              "sampler_cores": sampler}
         result.blocks, result.warmup_rounds = data["blocks"], data["warmup_rounds"]
         result.trials = {k: [TrialResult.from_dict({**t, "round": 0})] for k, t in data["trials"].items()}
         result.stopping["reason"] = data["stop_reason"]

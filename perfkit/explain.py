@@ -6,7 +6,7 @@ process, or a trial in its own), and for each we know the agent-steps, the secon
 per phase (perfkit's phase timers), and optionally the folded py-spy stacks sampled inside that
 block only (see `marker_name`: every block runs under a frame whose name carries the variant and
 the round, so one profile of a whole process splits cleanly by block, and warm-up blocks, which
-carry a different marker, are left out exactly as SPS leaves them out).
+carry a different marker, are left out exactly as SPS leaves them out: perfkit/markers.py).
 
 A function's time in a block is its share of the block's samples times the block's seconds: the
 sampler's real rate (which drops when it falls behind) does not enter. The paired differences
@@ -18,37 +18,18 @@ summarised in one line.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats
 
+from perfkit.markers import parse_marker
+from perfkit.records.explain import Delta, Explanation, FrameChange
 from perfkit.timing import PHASES
 
-MARKER_PREFIX = "perfkit_block__"
-WARMUP_PREFIX = "perfkit_warmup__"
-_MARKER = re.compile(r"^(perfkit_block|perfkit_warmup)__(.+)__r(\d+) \(")
-# Frames that belong to start-up, not to the training loop: never a cause unless they recur in
-# steady state (then they are inside a steady block's marker, and are reported like any other).
-MIN_BLOCK_SAMPLES = 5
-
-
-def marker_name(slug: str, round_: int, warmup: bool = False) -> str:
-    """The frame name a block runs under: `perfkit_block__<slug>__r<k>` (a valid identifier)."""
-    safe = re.sub(r"\W", "_", slug)
-    return f"{WARMUP_PREFIX if warmup else MARKER_PREFIX}{safe}__r{round_}"
-
-
-def parse_marker(frame: str) -> tuple[str, int, bool] | None:
-    """(slug, round, warmup) of a marker frame as py-spy writes it (`name (file.py:12)`), else None."""
-    m = _MARKER.match(frame)
-    if m is None:
-        return None
-    return m.group(2), int(m.group(3)), m.group(1) == "perfkit_warmup"
+MIN_BLOCK_SAMPLES = 5  # a profiled block with fewer samples says nothing about its functions
 
 
 def split_by_block(stacks: dict[tuple[str, ...], float]) -> dict[tuple[str, int], dict[tuple[str, ...], float]]:
@@ -94,23 +75,6 @@ class Block:
         return {k: v * scale for k, v in selfs.items()}, {k: v * scale for k, v in incl.items()}
 
 
-@dataclass(frozen=True)
-class Delta:
-    """B - A in microseconds per agent-step, averaged over paired rounds, with its interval."""
-
-    name: str
-    a_us: float
-    b_us: float
-    delta_us: float
-    ci_low: float
-    ci_high: float
-    n: int
-
-    @property
-    def significant(self) -> bool:
-        return self.ci_low > 0 or self.ci_high < 0
-
-
 def paired_delta(name: str, a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Delta:
     """Mean of b - a with a paired t-interval (NaN bounds with fewer than 2 pairs)."""
     a_, b_ = np.asarray(a, float), np.asarray(b, float)
@@ -125,61 +89,12 @@ def paired_delta(name: str, a: Sequence[float], b: Sequence[float], confidence: 
     return Delta(name, float(a_.mean()), float(b_.mean()), mean, mean - half, mean + half, n)
 
 
-@dataclass(frozen=True)
-class FrameChange:
-    frame: str
-    self_: Delta  # time with the frame as the leaf
-    inclusive: Delta  # time with the frame anywhere on the stack
-
-
-@dataclass
-class Explanation:
-    """What `perfkit explain` found for one pair of variants."""
-
-    a: str
-    b: str
-    rounds: int
-    ratio: float  # SPS of B over SPS of A (geo-mean of paired ratios)
-    ratio_ci: tuple[float, float]
-    gap: Delta  # time per agent-step, B - A
-    phases: list[Delta]
-    causes: list[FrameChange] = field(default_factory=list)  # significant self-time changes, largest first
-    frames_tested: int = 0
-    profiled_rounds: int = 0
-    samples: dict[str, float] = field(default_factory=dict)  # label -> samples inside steady blocks
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def closure(self) -> float:
-        """Sum of the significant phase deltas over the gap (1.0: the phases account for all of it)."""
-        total = sum(p.delta_us for p in self.phases if p.significant)
-        return total / self.gap.delta_us if self.gap.delta_us else math.nan
-
-    @property
-    def explained_by_causes(self) -> float:
-        """Share of the gap that the listed functions' self-time changes account for."""
-        total = sum(c.self_.delta_us for c in self.causes)
-        return total / self.gap.delta_us if self.gap.delta_us else math.nan
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["causes"] = [{"frame": c.frame, "self": asdict(c.self_), "inclusive": asdict(c.inclusive)}
-                       for c in self.causes]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Explanation:
-        return cls(
-            a=d["a"], b=d["b"], rounds=d["rounds"], ratio=d["ratio"], ratio_ci=tuple(d["ratio_ci"]),
-            gap=Delta(**d["gap"]), phases=[Delta(**p) for p in d["phases"]],
-            causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"])) for c in d["causes"]],
-            frames_tested=d.get("frames_tested", 0), profiled_rounds=d.get("profiled_rounds", 0),
-            samples=d.get("samples", {}), notes=d.get("notes", []))
-
-
 def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], confidence: float = 0.95,
-            max_causes: int = 10) -> Explanation:
-    """Explain B against A from paired rounds of (A's block, B's block)."""
+            max_causes: int = 10, function_confidence: float = 0.99, min_share: float = 0.005) -> Explanation:
+    """Explain B against A from paired rounds of (A's block, B's block). A function is a cause when
+    its self-time change's interval (at `function_confidence` for the whole family of functions
+    tested, Bonferroni) excludes zero and the change is at least `min_share` of A's time per
+    agent-step: a 0.1% wobble in one of hundreds of frames is not why B is slower."""
     from perfkit import stats
 
     pairs = [(a, b) for a, b in pairs if a.agent_steps > 0 and b.agent_steps > 0 and a.seconds > 0 and b.seconds > 0]
@@ -206,12 +121,13 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
     ex.frames_tested = len(frames)
     # Bonferroni over the frames tested: with hundreds of frames, a 95% interval per frame would
     # name a few "causes" in every comparison of identical code.
-    level = 1 - (1 - confidence) / max(1, len(frames))
+    level = 1 - (1 - function_confidence) / max(1, len(frames))
+    floor = min_share * gap.a_us
     changes = []
     for f in frames:
         s = paired_delta(f, [a.us_per_step(sa.get(f, 0.0)) for (sa, _), _, a, _ in per_round],
                          [b.us_per_step(sb.get(f, 0.0)) for _, (sb, _), _, b in per_round], level)
-        if s.significant:
+        if s.significant and abs(s.delta_us) >= floor:
             i = paired_delta(f, [a.us_per_step(ia.get(f, 0.0)) for (_, ia), _, a, _ in per_round],
                              [b.us_per_step(ib.get(f, 0.0)) for _, (_, ib), _, b in per_round], level)
             changes.append(FrameChange(f, s, i))
@@ -253,3 +169,115 @@ def summary(ex: Explanation) -> str:
 
 def _signed(x: float) -> str:
     return f"{x:+.2f}"
+
+
+# -- from a compare record ------------------------------------------------------------------------
+
+def _safe_slug(label: str) -> str:
+    import re
+
+    from perfkit.compare import Variant
+
+    return re.sub(r"\W", "_", Variant(label, None).slug)  # type: ignore[arg-type]
+
+
+def _read_stacks(path: str | None) -> dict[tuple[str, ...], float]:
+    from pathlib import Path
+
+    from perfkit.flame.folded import read_folded
+
+    if not path or not Path(path).exists() or Path(path).stat().st_size == 0:
+        return {}
+    return read_folded(path).stacks
+
+
+def pairs_from_compare(result, a: str, b: str) -> list[tuple[Block, Block]]:
+    """(A's block, B's block) per round of a compare record: its epochs when the variants shared a
+    process (after the warm-up rounds), else its trials (steady windows), with the samples inside
+    each block when the compare was sampled."""
+    if result.mode == "inprocess":
+        split = split_by_block(_read_stacks(result.sampler.get("folded")))
+        sa, sb = _safe_slug(a), _safe_slug(b)
+        out = []
+        for blk in result.blocks[result.warmup_rounds:]:
+            phases = blk.get("phases", {})
+            if a not in phases or b not in phases:
+                continue
+            r = blk["round"]
+            out.append((Block(blk["agent_steps"][a], blk["seconds"][a], phases[a], split.get((sa, r))),
+                        Block(blk["agent_steps"][b], blk["seconds"][b], phases[b], split.get((sb, r)))))
+        return out
+    ta = {t.round: t for t in result.ok_trials(a)}
+    tb = {t.round: t for t in result.ok_trials(b)}
+    return [(_trial_block(ta[k]), _trial_block(tb[k])) for k in sorted(set(ta) & set(tb))]
+
+
+def _trial_block(t) -> Block:
+    steady = t.steady_windows
+    stacks: dict[tuple[str, ...], float] | None = None
+    if t.artifacts.get("folded"):
+        stacks = defaultdict(float)
+        for (_, _), part in split_by_block(_read_stacks(t.artifacts["folded"])).items():
+            for stack, n in part.items():
+                stacks[stack] += n
+        stacks = dict(stacks)
+    return Block(sum(w["agent_steps"] for w in steady), sum(w["seconds"] for w in steady), t.phases, stacks)
+
+
+def explain_compare(result, a: str | None = None, b: str | None = None) -> list[Explanation]:
+    """Every variant against the reference (the first), or just `b` against `a`."""
+    a = a or result.variants[0]
+    others = [b] if b else [v for v in result.variants if v != a]
+    return [explain(a, other, pairs_from_compare(result, a, other)) for other in others]
+
+
+class SamplingRunner:
+    """A trial runner that samples each trial with py-spy at `rate` into `<trial>.folded` (the
+    trial's epochs run under marker frames, so warm-up samples are left out later)."""
+
+    def __init__(self, runner, rate: int):
+        self.runner, self.rate = runner, rate
+
+    def __call__(self, variant, trial: int, out):
+        from dataclasses import replace
+
+        from perfkit.profilers import pyspy
+
+        folded = out.with_suffix(".folded")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tr = replace(self.runner, prefix=pyspy.prefix(folded, self.rate))(variant, trial, out)
+        tr.artifacts["folded"] = str(folded)
+        return tr
+
+
+def write_explain(result, run_dir, a: str | None = None, b: str | None = None):
+    """Explain a compare record (beside it in `run_dir`), draw a differential flamegraph per
+    explained variant coloured only where a function changed beyond noise, and save explain.json."""
+    from pathlib import Path
+
+    from perfkit.flame.folded import Profile
+    from perfkit.flame.report import write_flamediff
+    from perfkit.records.explain import ExplainRecord
+
+    run_dir = Path(run_dir)
+    explanations = explain_compare(result, a, b)
+    flamegraphs = {}
+    for ex in explanations:
+        pairs = pairs_from_compare(result, ex.a, ex.b)
+        pa, pb = _merged([x for x, _ in pairs]), _merged([y for _, y in pairs])
+        if pa and pb:
+            files, _ = write_flamediff(Profile(pa), Profile(pb), run_dir, ex.a, ex.b,
+                                       stem=f"explain-{_safe_slug(ex.b)}",
+                                       significant={c.frame for c in ex.causes})
+            flamegraphs[ex.b] = files
+    record = ExplainRecord(explanations, "sps.json", dict(result.sampler), flamegraphs)
+    record.save(run_dir / "explain.json")
+    return record
+
+
+def _merged(blocks: list[Block]) -> dict[tuple[str, ...], float]:
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for blk in blocks:
+        for stack, n in (blk.stacks or {}).items():
+            out[stack] += n
+    return dict(out)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from perfkit import stats
+from perfkit.markers import call_marked, marker_name
 from perfkit.records.store import atomic_write_text, machine_info
 from perfkit.records.trial import TrialResult
 
@@ -79,7 +80,9 @@ class SessionSpec:
 @dataclass
 class Session:
     labels: list[str]
-    blocks: list[dict]  # per round: {"round", "order", "sps": {label: agent-steps/s}, "others_cores": {...}}
+    # per round: {"round", "order", and per label: "sps" (agent-steps/s), "others_cores", "agent_steps",
+    # "seconds", "phases" (seconds per phase)}
+    blocks: list[dict]
     trials: dict[str, TrialResult]
     warmup_rounds: int
     stop_reason: str = "rounds"
@@ -92,9 +95,13 @@ class Session:
                                        min_batches)
 
     def to_dict(self) -> dict:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # lets a sampler's own CPU be told apart
         return {"labels": self.labels, "blocks": self.blocks, "warmup_rounds": self.warmup_rounds,
                 "stop_reason": self.stop_reason, "interrupted": self.interrupted, "errors": self.errors,
-                "trials": {k: t.to_dict() for k, t in self.trials.items()}}
+                "trials": {k: t.to_dict() for k, t in self.trials.items()},
+                "cpu_seconds": usage.ru_utime + usage.ru_stime}
 
 
 def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callable[[int, dict], None] | None = None,
@@ -138,16 +145,23 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
     try:
         for r in itertools.count():
             order = active[r % len(active):] + active[: r % len(active)]
-            block: dict[str, Any] = {"round": r, "order": order, "sps": {}, "others_cores": {}}
+            block: dict[str, Any] = {"round": r, "order": order, "sps": {}, "others_cores": {}, "agent_steps": {},
+                                     "seconds": {}, "phases": {}}
             for label in order:
                 try:
-                    w = trainers[label].run_epoch()
+                    # under a frame named after the variant and round, so one profile of this
+                    # process splits by block (perfkit/markers.py)
+                    w = call_marked(marker_name(_slug(label), r, warmup=r < spec.warmup_rounds),
+                                    trainers[label].run_epoch)
                 except Exception as e:  # noqa: BLE001 -- this variant failed: record it, the others go on
                     session.errors[label] = describe_error(e)
                     active.remove(label)
                     w = None
                 use = sentinel.mark()  # since the previous epoch's end: this epoch, outside its window
                 block["sps"][label] = w.sps if w is not None else 0.0
+                if w is not None:
+                    block["agent_steps"][label], block["seconds"][label] = w.agent_steps, w.seconds
+                    block["phases"][label] = w.phases
                 block["others_cores"][label] = use.others_cores if use is not None else None
             session.blocks.append(block)
             if on_round is not None:

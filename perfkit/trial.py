@@ -115,6 +115,7 @@ def run_trial(
                 checkpoint_dir=checkpoint_dir or (os.path.join(out_dir, "checkpoints") if out_dir else None),
                 make_eval_env=lambda: creator(seed=scenario.seed + 99_991),
                 on_window=window_done,
+                warmup_epochs=WARMUP_WINDOWS,
                 profiler=session,
             )
     finally:

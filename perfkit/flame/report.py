@@ -35,12 +35,12 @@ def draw_flamegraphs(files: dict[str, str], title: str, name: str = "") -> dict[
 
 
 def write_flamediff(a: Profile, b: Profile, out_dir: Path, label_a: str, label_b: str, stem: str = "flamediff",
-                    top: int = 15) -> tuple[dict[str, str], list[FrameDelta]]:
+                    top: int = 15, significant: set[str] | None = None) -> tuple[dict[str, str], list[FrameDelta]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     for shape, name in (("b", f"{stem}.svg"), ("a", f"{stem}-on-{'A'}.svg")):
         path = out_dir / name
         title = f"{label_b} vs {label_a} (drawn on {label_b if shape == 'b' else label_a})"
-        atomic_write_text(path, render_diff_svg(a, b, shape, title, label_a, label_b))
+        atomic_write_text(path, render_diff_svg(a, b, shape, title, label_a, label_b, significant))
         files[f"on_{shape}"] = str(path)
     return files, diff_frames(a, b, top)

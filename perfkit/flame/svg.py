@@ -89,12 +89,16 @@ def render_svg(profile: Profile, title: str) -> str:
     return _svg(title, f"{profile.total:g} samples; width = share of samples", nodes)
 
 
-def render_diff_svg(a: Profile, b: Profile, shape: str, title: str, label_a: str = "A", label_b: str = "B") -> str:
+def render_diff_svg(a: Profile, b: Profile, shape: str, title: str, label_a: str = "A", label_b: str = "B",
+                    significant: set[str] | None = None) -> str:
     """Differential flamegraph drawn on `shape` ('a' or 'b'): colour = B's share minus A's share
-    of the same stack path, both normalised by their own total samples."""
+    of the same stack path, both normalised by their own total samples. With `significant`, only
+    frames of those names (and the paths through them) are coloured; the rest is grey."""
     ta, tb = a.tree(), b.tree()
     base = tb if shape == "b" else ta
     deltas = {p: tb.get(p, 0.0) - ta.get(p, 0.0) for p in base}
+    if significant is not None:
+        deltas = {p: d if any(f in significant for f in p) else 0.0 for p, d in deltas.items()}
     scale = max((abs(d) for d in deltas.values()), default=0.0)
     nodes = []
     for p, x, w in _layout(base):

@@ -54,6 +54,9 @@ class CompareResult(Record):
     mode: str = "process"  # "process": a fresh process per trial; "inprocess": variants share one
     blocks: list[dict] = field(default_factory=list)  # inprocess: one epoch of every variant per round
     warmup_rounds: int = 0  # inprocess: rounds left out of the statistics (inprocess.WARMUP_ROUNDS)
+    # When every block was sampled (`perfkit explain`): tool, rate, the folded stacks (one file for
+    # a shared process; per trial in TrialResult.artifacts["folded"]) and the sampler's CPU in cores.
+    sampler: dict[str, Any] = field(default_factory=dict)
 
     def ok_trials(self, label: str) -> list[TrialResult]:
         """Trials whose numbers count. In one shared process an interrupted session still counts:
@@ -200,7 +203,7 @@ class CompareResult(Record):
             "trials": {label: [t.to_dict() for t in ts] for label, ts in self.trials.items()},
             "trials_planned": self.trials_planned, "interrupted": self.interrupted, "machine": self.machine,
             "profiles": self.profiles, "stopping": self.stopping, "mode": self.mode, "blocks": self.blocks,
-            "warmup_rounds": self.warmup_rounds,
+            "warmup_rounds": self.warmup_rounds, "sampler": self.sampler,
         }
 
     @classmethod
@@ -214,5 +217,6 @@ class CompareResult(Record):
             {label: {k: v for k, v in p.items() if k != "overhead_ratio"}
              for label, p in data.get("profiles", {}).items()},
             data.get("stopping", {}), data.get("mode", "process"), data.get("blocks", []), data.get("warmup_rounds", 0),
+            data.get("sampler", {}),
         )
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from perfkit.markers import call_marked, marker_name
 from perfkit.timing import PhaseTimer, Window, WindowedSPS
 from perfkit.train.cadence import Cadence
 
@@ -266,6 +267,7 @@ def train(
     *,
     on_window: Callable[[Window], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    warmup_epochs: int = 1,
     **trainer_options,
 ) -> TrainOutcome:
     """Train until `budget` is spent. A time budget is checked at every rollout step, so a slow env
@@ -277,7 +279,10 @@ def train(
         start = clock()
         deadline = start + budget.seconds if budget.seconds is not None else None
         while not budget.spent(trainer.agent_steps, clock() - start):
-            window = trainer.run_epoch(deadline)
+            # Each epoch runs under a marker frame (perfkit/markers.py) so a profile of this trial
+            # can leave out the warm-up epochs that steady-state SPS leaves out.
+            k = len(trainer.windows.windows)
+            window = call_marked(marker_name("trial", k, warmup=k < warmup_epochs), trainer.run_epoch, deadline)
             if window is None:
                 break
             if on_window is not None:

@@ -1,0 +1,110 @@
+"""`perfkit explain`: why is B slower than A (registered on the group in cli.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from perfkit import cli_options as opts
+
+
+@click.command()
+@click.argument("results_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--vary", multiple=True, metavar="AXIS=V1,V2,...",
+              help="Run a compare of these variants first (every block sampled), then explain it.")
+@click.option("--a", "label_a", default=None, metavar="LABEL", help="The reference (default: the first variant).")
+@click.option("--b", "label_b", default=None, metavar="LABEL", help="The variant to explain (default: every other).")
+@click.option("--rate", type=click.IntRange(min=1, max=1000), default=25, show_default=True,
+              help="py-spy samples per second in every block (low, so the overhead is small and alike).")
+@click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=0.02, show_default=True,
+              metavar="P", help="Add rounds until the SPS ratio is known to ±P (as compare --precision).")
+@click.option("--max-minutes", type=click.FloatRange(min=0.1), default=3.0, show_default=True, metavar="M",
+              help="Stop adding rounds after M minutes.")
+@click.option("--mode", type=click.Choice(["auto", "process", "inprocess"]), default="auto", show_default=True,
+              help="As compare --mode: variants in one process (epochs interleaved) when the axes allow.")
+@opts.scenario_options
+@opts.budget_options
+@opts.trainer_options
+@opts.output_options
+def explain(results_dir, vary, label_a, label_b, rate, precision, max_minutes, mode, fmt, out, force, seed, seconds,
+            steps, num_envs, ppo, fixes, **kwargs) -> None:
+    """Why is B slower than A? The gap in time per agent-step with its paired 95% interval, split
+    over phases (env, forward, copy, learn, checkpoint, eval, misc), then the functions whose time
+    per agent-step changed beyond noise, from py-spy samples of every block at a low rate.
+
+    On a finished compare: perfkit explain results/<run> (phases always; functions when that
+    compare was sampled, as `explain --vary` samples it). Running one: perfkit explain --vary
+    wrapper=getattr,getattribute. Writes explain.json and a differential flamegraph coloured only
+    where a function changed beyond noise; prints a paragraph to paste into a PR.
+    """
+    from perfkit.explain import write_explain
+    from perfkit.records.compare import CompareResult
+    from perfkit.records.store import ResultsError
+    from perfkit.render.explain import render_explain
+
+    if results_dir is not None:
+        if vary:
+            raise click.UsageError("give RESULTS_DIR (explain a finished compare) or --vary (run one), not both")
+        try:
+            result = CompareResult.load(results_dir / "sps.json")
+        except ResultsError as e:
+            raise click.UsageError(f"{results_dir}: {e}") from None
+        run_dir = results_dir
+    else:
+        if not vary:
+            raise click.UsageError("give RESULTS_DIR (a finished compare) or --vary AXIS=A,B (run one)")
+        result, run_dir = _run(vary, rate, precision, max_minutes, mode, out, force, seed, seconds, steps, num_envs,
+                               ppo, fixes, kwargs)
+    for name, label in (("--a", label_a), ("--b", label_b)):
+        if label is not None and label not in result.variants:
+            raise click.UsageError(f"{name} {label!r} is not a variant of this compare; choose from "
+                                   f"{', '.join(result.variants)}")
+    if len(result.variants) < 2:
+        raise click.UsageError(f"{run_dir}: a compare of one variant has nothing to explain")
+    record = write_explain(result, run_dir, label_a, label_b)
+    click.echo(render_explain(record, fmt))
+    click.echo(f"\nwrote {run_dir / 'explain.json'}", err=True)
+    if result.interrupted:
+        sys.exit(130)
+
+
+def _run(vary, rate, precision, max_minutes, mode, out, force, seed, seconds, steps, num_envs, ppo, fixes, kwargs):
+    from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
+    from perfkit.explain import SamplingRunner
+    from perfkit.inprocess import PROCESS_AXES, shares_process
+    from perfkit.profilers import ProfilerUnavailable, pyspy
+    from perfkit.scenario import ScenarioError
+
+    base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
+    try:
+        variants = plan_variants(base, varied)
+    except ScenarioError as e:
+        raise click.UsageError(str(e)) from None
+    names = [n for n, _ in varied]
+    if mode == "inprocess" and not shares_process(names):
+        raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
+                               "change the process; use --mode process (or auto)")
+    inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names))
+    try:
+        pyspy.check()
+    except ProfilerUnavailable as e:
+        raise click.ClickException(str(e)) from None
+    seconds, steps = opts.budget(seconds, steps)
+    rule = StopRule(rounds=20, precision=precision, max_seconds=60 * max_minutes)
+    run_dir = opts.run_dir(out, "explain", force)
+    click.echo(f"{len(variants)} variants, {'one process' if inprocess else 'a fresh process per trial'}, every "
+               f"block sampled at {rate} Hz, until ±{precision:.1%} (at most {max_minutes:g} min) -> {run_dir}",
+               err=True)
+    with stop_on_sigterm():
+        if inprocess:
+            result = run_inprocess(variants, rule, run_dir, seconds, steps, ppo, num_envs, sample_rate=rate)
+        else:
+            runner = SamplingRunner(SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs), rate)
+            result = run_compare(variants, rule, runner, run_dir,
+                                 lambda i, n, v, tr: click.echo(f"[{i}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s",
+                                                                err=True))
+            result.sampler = {"tool": "py-spy", "rate": rate}
+            result.save(run_dir / "sps.json")
+    return result, run_dir

@@ -1,0 +1,101 @@
+"""`perfkit explain`'s statistics on constructed blocks and recorded folded stacks: exact numbers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from perfkit import explain as ex
+from perfkit.markers import call_marked, marker_name, parse_marker
+from perfkit.records.explain import ExplainRecord
+from perfkit.render.explain import render_explain
+
+LOOP = ("<module> (perfkit/inprocess.py)", "run_session (perfkit/inprocess.py)")
+
+
+def test_marker_frames_name_the_block_and_parse_back():
+    name = marker_name("wrapper=getattr", 7)
+    assert name == "perfkit_block__wrapper_getattr__r7"
+    assert parse_marker(f"{name} (perfkit/markers.py)") == ("wrapper_getattr", 7, False)
+    assert parse_marker(marker_name("x", 0, warmup=True)) == ("x", 0, True)
+    assert parse_marker("run_epoch (perfkit/train/ppo.py)") is None
+    assert call_marked(name, lambda a, b=0: a + b, 2, b=3) == 5
+
+
+def test_samples_split_by_block_and_warmup_samples_are_dropped():
+    stacks = {
+        (*LOOP, "perfkit_warmup__a__r0 (perfkit/markers.py)", "_compile_bytecode (importlib)"): 50.0,
+        (*LOOP, "perfkit_block__a__r2 (perfkit/markers.py)", "run_epoch (ppo.py)", "step (env.py)"): 7.0,
+        (*LOOP, "perfkit_block__b__r2 (perfkit/markers.py)", "run_epoch (ppo.py)"): 3.0,
+        ("<module> (perfkit/inprocess.py)", "import torch"): 100.0,  # start-up: in no block
+    }
+    assert ex.split_by_block(stacks) == {("a", 2): {("run_epoch (ppo.py)", "step (env.py)"): 7.0},
+                                         ("b", 2): {("run_epoch (ppo.py)",): 3.0}}
+
+
+def _blocks(rounds=8, cost_us=1.0, seed=0, twin=False):
+    """A: env 4 µs + forward 6 µs per step; B: the same plus `cost_us` in `_reconcile_ledger` (env)."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(rounds):
+        noise = 1 + rng.normal(0, 0.01, 2)
+        steps = 1000
+        a_env, a_fwd = 4e-3 * noise[0], 6e-3 * noise[0]
+        b_env, b_fwd = (4e-3 + (0 if twin else cost_us * 1e-3)) * noise[1], 6e-3 * noise[1]
+        a_st = {("run_epoch (ppo.py)", "step (env.py)"): 40.0 + rng.integers(-2, 3),
+                ("run_epoch (ppo.py)", "forward (ppo.py)"): 60.0 + rng.integers(-2, 3)}
+        extra = 0 if twin else 10.0 + rng.integers(-1, 2)
+        b_st = {("run_epoch (ppo.py)", "step (env.py)"): 40.0 + rng.integers(-2, 3),
+                ("run_epoch (ppo.py)", "forward (ppo.py)"): 60.0 + rng.integers(-2, 3)}
+        if extra:
+            b_st[("run_epoch (ppo.py)", "step (env.py)", "_reconcile_ledger (mymod.py)")] = extra
+        pairs.append((ex.Block(steps, a_env + a_fwd, {"env": a_env, "forward": a_fwd}, a_st),
+                      ex.Block(steps, b_env + b_fwd, {"env": b_env, "forward": b_fwd}, b_st)))
+    return pairs
+
+
+def test_a_hidden_cost_is_found_in_its_phase_and_its_function():
+    e = ex.explain("A", "B", _blocks())
+    assert e.gap.significant and e.gap.delta_us == pytest.approx(1.0, abs=0.15)
+    env, fwd = e.phases
+    assert (env.name, env.significant, fwd.name) == ("env", True, "forward")
+    assert env.delta_us == pytest.approx(1.0, abs=0.1) and abs(fwd.delta_us) < 0.1
+    assert 0.9 < e.closure < 1.1  # the phases beyond noise add up to the gap
+    assert [c.frame for c in e.causes][0] == "_reconcile_ledger (mymod.py)"
+    assert e.frames_tested == 5 and e.profiled_rounds == 8
+    assert 0.8 < e.explained_by_causes < 1.3
+
+
+def test_paired_delta_is_a_t_interval_on_the_differences():
+    d = ex.paired_delta("x", [1.0, 2.0, 3.0, 4.0], [1.5, 2.4, 3.6, 4.5])
+    diffs = np.array([0.5, 0.4, 0.6, 0.5])
+    half = 3.182446305284263 * diffs.std(ddof=1) / 2
+    assert (d.delta_us, d.ci_low, d.ci_high) == pytest.approx((0.5, 0.5 - half, 0.5 + half))
+    assert math.isnan(ex.paired_delta("y", [1.0], [2.0]).ci_low)
+
+
+def test_identical_twins_name_no_function():
+    for seed in range(20):
+        assert ex.explain("A", "B", _blocks(seed=seed, twin=True)).causes == [], seed
+
+
+def test_too_few_profiled_rounds_gives_phases_and_says_why_not_functions():
+    pairs = [(ex.Block(a.agent_steps, a.seconds, a.phases), ex.Block(b.agent_steps, b.seconds, b.phases))
+             for a, b in _blocks(rounds=4)]
+    e = ex.explain("A", "B", pairs)
+    assert e.causes == [] and e.frames_tested == 0 and len(e.phases) == 2
+    assert e.notes == ["functions: fewer than 2 profiled rounds, so no function can be named with an interval"]
+
+
+def test_summary_and_record_round_trip(tmp_path):
+    e = ex.explain("A", "B", _blocks())
+    text = ex.summary(e)
+    assert text.startswith(f"B is {(1 / e.ratio - 1) * 100:.1f}% slower than A [")
+    assert ", of which env +" in text and "the largest function change is `_reconcile_ledger (mymod.py)` +" in text
+    rec = ExplainRecord([e], sampler={"tool": "py-spy", "rate": 25, "sampler_cores": 0.012})
+    rec.save(tmp_path / "explain.json")
+    back = ExplainRecord.load(tmp_path / "explain.json")
+    assert back.to_dict() == rec.to_dict()
+    out = render_explain(back)
+    assert "| env                       |" in out and "| _reconcile_ledger (mymod.py)" in out
+    assert "Every block was sampled by py-spy at 25 Hz, using 0.012 core" in out
