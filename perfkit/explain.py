@@ -110,8 +110,8 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
     profiled = [(a, b) for a, b in pairs if a.stacks and b.stacks
                 and min(sum(a.stacks.values()), sum(b.stacks.values())) >= MIN_BLOCK_SAMPLES]
     ex.profiled_rounds = len(profiled)
-    ex.samples = {a_label: sum(sum(a.stacks.values()) for a, _ in profiled),
-                  b_label: sum(sum(b.stacks.values()) for _, b in profiled)}
+    ex.samples = {a_label: float(sum(sum(a.stacks.values()) for a, _ in profiled)),
+                  b_label: float(sum(sum(b.stacks.values()) for _, b in profiled))}
     if len(profiled) < 2:
         if pairs:
             ex.notes.append("functions: fewer than 2 profiled rounds, so no function can be named with an interval")
