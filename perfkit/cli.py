@@ -17,6 +17,8 @@ from perfkit.cli_explain import explain
 from perfkit.cli_tools import diagnose, flamediff, gate, profile
 from perfkit.scenario import AXES, ScenarioError
 
+FLAMEGRAPH_RATE = 50  # compare --flamegraph: py-spy samples per second in every block
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="perfkit")
@@ -123,7 +125,9 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
               help="Fresh processes: run a round again when other processes took the machine during it "
                    "(the sentinel's reading, never the SPS, decides), at most this many times per round; "
                    "the disturbed trials stay in sps.json, marked replaced.")
-@click.option("--flamegraph", is_flag=True, help="Also profile each variant once with py-spy and write an SVG.")
+@click.option("--flamegraph", is_flag=True,
+              help="Sample every block with py-spy (at 50 Hz, every variant alike) and draw a flamegraph per "
+                   "variant from its steady blocks, with differential flamegraphs against the first.")
 @opts.scenario_options
 @opts.budget_options
 @opts.trainer_options
@@ -183,21 +187,21 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         click.echo(f"[{i}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s "
                    f"(first window {tr.first_window_sps:,.0f}, {tr.seconds:.1f} s)", err=True)
 
+    rate = FLAMEGRAPH_RATE if flamegraph else None
     with stop_on_sigterm():
         if inprocess:
-            result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs)
+            result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs, sample_rate=rate)
         else:
-            result = run_compare(variant_list, rule, runner, run_dir, on_trial, stop_on_failure=stop_on_failure)
-        if flamegraph and not result.interrupted:
-            from perfkit import flamegraphs
+            from perfkit.explain import SamplingRunner
 
-            try:
-                flamegraphs.profile_variants(result, variant_list, runner, run_dir,
-                                             on_progress=lambda message: click.echo(message, err=True))
-            except KeyboardInterrupt:  # every trial finished: keep them, and say the profiles are partial
-                result.interrupted = True
-                result.stopping["flamegraphs"] = "interrupted"
-                click.echo("interrupted while profiling: writing the table of the finished trials", err=True)
+            result = run_compare(variant_list, rule, SamplingRunner(runner, rate) if rate else runner, run_dir,
+                                 on_trial, stop_on_failure=stop_on_failure)
+            if rate:
+                result.sampler = {"tool": "py-spy", "rate": rate}
+    if flamegraph:
+        from perfkit import flamegraphs
+
+        flamegraphs.from_blocks(result, run_dir, rate)
     result.save(run_dir / "sps.json")
     rendered = render_compare(result, fmt)
     _write(run_dir, rendered.files)

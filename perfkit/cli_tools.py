@@ -111,8 +111,8 @@ def flamediff(a, b, top, out, force, focus, fmt) -> None:
     """
     from perfkit.flame.folded import FoldedError, read_folded
     from perfkit.flame.report import write_flamediff
+    from perfkit.records.store import atomic_write_text
     from perfkit.render.table import render_flamediff
-    from perfkit.results import atomic_write_text
 
     def load(p: Path):
         if p.is_dir():

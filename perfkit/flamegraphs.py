@@ -1,50 +1,51 @@
-"""`compare --flamegraph`: one more trial of each variant under py-spy, and differential
-flamegraphs of every variant against the reference (the first), over the samples inside the
-training loop.
+"""`compare --flamegraph`: a flamegraph per variant and differential flamegraphs of every variant
+against the reference (the first).
 
-The profiles go into the compare's record (`CompareResult.profiles`), which is saved after each
-one, so an interrupt keeps those that finished. Progress goes to a callback; nothing is printed.
+`from_blocks` (what `compare --flamegraph` does): every block of the compare was sampled by py-spy
+at a low rate; each variant's flamegraph is drawn from its steady blocks only (marker frames leave
+the warm-up out, as SPS does), so the profile and the table describe the same epochs. The
+profiles go into the compare's record (`CompareResult.profiles`); nothing is printed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from perfkit.compare import Runner, TrialFailed, Variant
-from perfkit.flame.folded import TRAIN_LOOP, read_folded
+from perfkit.compare import Variant
 from perfkit.flame.report import draw_flamegraphs, write_flamediff
 from perfkit.records.compare import CompareResult
 
 
-def profile_variants(result: CompareResult, variants: list[Variant], runner: Runner, run_dir: Path,
-                     on_progress: Callable[[str], None] = lambda message: None) -> dict[str, dict]:
-    """Profile each variant once with py-spy (a variant whose profiled trial fails is skipped, with
-    a message); then, for every profiled variant after the first, write its differential
-    flamegraphs against the first and record them with the frames that changed most
-    (`flamediff`, `flamediff_frames`). Returns `result.profiles`."""
-    from perfkit.profilers import pyspy
+def from_blocks(result: CompareResult, run_dir: Path, rate: int) -> dict[str, dict]:
+    """Flamegraphs from the samples of every steady block of a sampled compare, and differential
+    flamegraphs against the first variant. Fills and returns `result.profiles`."""
+    from perfkit.explain import _merged, pairs_from_compare
+    from perfkit.flame.folded import Profile
+    from perfkit.records.store import atomic_write_text
 
-    sps_json = run_dir / "sps.json"
-    for v in variants:
-        on_progress(f"profiling {v.label} with py-spy ...")
-        try:
-            got = pyspy.profile(runner, v, run_dir / "profiles" / v.slug)
-            got["files"] = draw_flamegraphs(got["files"], f"py-spy: {v.label}", v.label)
-            result.profiles[v.label] = got
-        except TrialFailed as e:
-            on_progress(f"py-spy run failed for {v.label}: {e}")
+    first = result.variants[0]
+    stacks: dict[str, dict[tuple[str, ...], float]] = {}
+    for label in result.variants[1:]:
+        pairs = pairs_from_compare(result, first, label)
+        stacks.setdefault(first, _merged([a for a, _ in pairs]))
+        stacks[label] = _merged([b for _, b in pairs])
+    for label, st in stacks.items():
+        if not st:
             continue
-        result.save(sps_json)
-    first = variants[0].label
+        out_dir = run_dir / "profiles" / Variant(label, None).slug  # type: ignore[arg-type]
+        folded = out_dir / "pyspy.folded"
+        atomic_write_text(folded, "".join(f"{';'.join(k)} {n:g}\n" for k, n in st.items()))
+        files = draw_flamegraphs({"folded": str(folded)}, f"py-spy: {label} (steady blocks)", label)
+        result.profiles[label] = {"files": files, "samples": sum(st.values()), "rate": rate,
+                                  "source": "every steady block"}
     if first in result.profiles:
-        a = read_folded(result.profiles[first]["files"]["folded"]).focus(TRAIN_LOOP)
-        for v in variants[1:]:
-            if v.label not in result.profiles:
+        a = Profile(stacks[first])
+        for label in result.variants[1:]:
+            if label not in result.profiles:
                 continue
-            b = read_folded(result.profiles[v.label]["files"]["folded"]).focus(TRAIN_LOOP)
-            files, frames = write_flamediff(a, b, run_dir, first, v.label, stem=f"flamediff-{v.slug}")
-            result.profiles[v.label].update(flamediff=files, flamediff_frames=[asdict(f) for f in frames])
-        result.save(sps_json)
+            files, frames = write_flamediff(a, Profile(stacks[label]), run_dir, first, label,
+                                            stem=f"flamediff-{Variant(label, None).slug}")  # type: ignore[arg-type]
+            result.profiles[label].update(flamediff=files, flamediff_frames=[asdict(f) for f in frames])
+    result.save(run_dir / "sps.json")
     return result.profiles

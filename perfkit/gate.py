@@ -30,7 +30,7 @@ import numpy as np
 
 from perfkit import stats
 from perfkit.records.gate import CheckResult, GateRecord, GateRule, Measurement
-from perfkit.results import ResultsError, read_json, write_json
+from perfkit.records.store import ResultsError, read_json, write_json
 from perfkit.scenario import Scenario, ScenarioError, parse_assignment
 
 BASELINE = "baseline"  # the right-hand side of a check against the stored baseline file
@@ -427,7 +427,7 @@ if __name__ == "__main__":  # python -m perfkit.gate LABELS_JSON ROUNDS BLOCK_ST
     import json
     import sys
 
-    from perfkit.results import atomic_write_text
+    from perfkit.records.store import atomic_write_text
 
     _labels, _rounds, _block, _out = sys.argv[1:5]
     _m = measure(json.loads(_labels), int(_rounds), int(_block))

@@ -17,7 +17,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from perfkit.results import TrialResult, machine_info
+from perfkit.records.store import machine_info
+from perfkit.records.trial import TrialResult
 from perfkit.scenario import Scenario, ScenarioError
 from perfkit.timing import Window, steady_state
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from perfkit import gate as g
 from perfkit.cli import main
-from perfkit.results import ResultsError, read_json, write_json
+from perfkit.records.store import ResultsError, read_json, write_json
 
 FIX = Path(__file__).parent / "fixtures"
 RUN = json.loads((FIX / "gate_run.json").read_text())

@@ -98,25 +98,21 @@ def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_
     assert not [ln for ln in ps.splitlines() if "perfkit.trial" in ln and str(out) in ln]  # no orphaned trial
 
 
-def test_ctrl_c_while_profiling_still_writes_the_table(tmp_path, monkeypatch):
+def test_ctrl_c_in_a_sampled_compare_still_writes_the_table(tmp_path, monkeypatch):
     import perfkit.compare as compare_mod
-    from perfkit import flamegraphs
+    import perfkit.explain as explain_mod
     from perfkit.profilers import pyspy
 
-    fake = FakeRunner({"wrapper=getattr": [100.0, 101.0], "wrapper=none": [110.0, 111.0]})
+    fake = FakeRunner({"wrapper=getattr": [100.0, 101.0], "wrapper=none": [110.0, 111.0]}, stop_at=3)
     monkeypatch.setattr(compare_mod, "SubprocessRunner", lambda **kw: fake)
+    monkeypatch.setattr(explain_mod, "SamplingRunner", lambda runner, rate: runner)  # no py-spy here
     monkeypatch.setattr(pyspy, "check", lambda: None)
-
-    def interrupted(*a, **kw):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(flamegraphs, "profile_variants", interrupted)
     r = CliRunner().invoke(main, ["compare", "--vary", "wrapper=getattr,none", "--trials", "2", "--flamegraph",
                                   "--mode", "process", "--out", str(tmp_path / "c")])
     assert r.exit_code == 130
-    assert "| wrapper=none" in r.output and "interrupted while profiling: 4 of 4 trials finished" in r.output
+    assert "| wrapper=none" in r.output and "interrupted: 3 of 4 trials finished" in r.output
     assert (tmp_path / "c" / "sps.md").exists()
-    assert CompareResult.load(tmp_path / "c" / "sps.json").sps("wrapper=none") == [110.0, 111.0]
+    assert CompareResult.load(tmp_path / "c" / "sps.json").sps("wrapper=none") == [110.0]
 
 
 def test_results_directories_are_unique_and_out_is_not_overwritten(tmp_path, monkeypatch):

@@ -6,8 +6,8 @@ import pytest
 
 from perfkit import profile as pm
 from perfkit.compare import Variant
+from perfkit.records.trial import TrialResult
 from perfkit.render.table import render_profiles
-from perfkit.results import TrialResult
 from perfkit.scenario import Scenario
 
 SCENARIO = Scenario.build({})

@@ -46,7 +46,7 @@ def test_sps_md_has_every_table_warning_and_link(compare_process):
          "| 1/1                     | 3bea410486a6  |"),
         ("| wrapper=none    | 0.59        | 3.49     | 1.57           | 1.55        | 4.00       | 1.61      "
          "| –                       | 3bea410486a6  |"),
-        "- wrapper=none: 2 of 2 trials disturbed: other processes used up to 1.0 core",
+        "- wrapper=none: 2 of 2 counted trials disturbed: other processes used up to 1.0 core",
         ("- wrapper=none: compare-process/profiles/wrapper=none/pyspy.svg (profiled run 43,432 agent-steps/s, "
          "0.856x the unprofiled median)"),
         "### wrapper=none vs wrapper=getattr (samples inside the training loop)",

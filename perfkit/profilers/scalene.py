@@ -9,7 +9,7 @@ from pathlib import Path
 
 from perfkit.compare import require_ok
 from perfkit.profilers import ProfilerUnavailable, find_tool
-from perfkit.results import atomic_write_text
+from perfkit.records.store import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

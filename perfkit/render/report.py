@@ -53,20 +53,27 @@ def compare_markdown(result: CompareResult, fmt: str = "github") -> str:
     if warnings:
         parts += ["## Warnings", "\n".join(f"- {w}" for w in warnings)]
     if result.profiles:
-        parts += ["## Flamegraphs (py-spy)", "\n".join(
-            f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
-            f"{result.profile_overhead(label):.3f}x the unprofiled median)" for label, p in result.profiles.items())]
+        parts += ["## Flamegraphs (py-spy)", "\n".join(_profile_line(result, label, p)
+                                                       for label, p in result.profiles.items())]
         parts += [_flamediff_section(result, label, fmt) for label in result.variants[1:]
                   if "flamediff" in result.profiles.get(label, {})]
     parts += ["## Plots", "![throughput](sps.png)\n\n![learning curves](learning.png)\n\n![phases](phases.png)"]
     return "\n\n".join(parts) + "\n"
 
 
+def _profile_line(result: CompareResult, label: str, p: dict) -> str:
+    if "sps" in p:  # a separate profiled trial
+        return (f"- {label}: {p['files']['svg']} (profiled run {p['sps']:,.0f} agent-steps/s, "
+                f"{result.profile_overhead(label):.3f}x the unprofiled median)")
+    return f"- {label}: {p['files']['svg']} ({p['samples']:,.0f} samples at {p['rate']} Hz from every steady block)"
+
+
 def _flamediff_section(result: CompareResult, label: str, fmt: str) -> str:
     files, frames, first = result.profiles[label]["flamediff"], result.flamediff_frames(label), result.variants[0]
     table = render_flamediff(frames, "first", "this", fmt) if frames is not None else \
         "(this record is older than the frame tables: open the differential flamegraphs)"
-    return (f"### {label} vs {first} (samples inside the training loop)\n\n{table}\n\n"
+    where = "steady blocks" if "sps" not in result.profiles[label] else "samples inside the training loop"
+    return (f"### {label} vs {first} ({where})\n\n{table}\n\n"
             f"differential flamegraphs: {files['on_b']} (this variant's shape), {files['on_a']} (the first's)")
 
 

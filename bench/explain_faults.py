@@ -1,0 +1,151 @@
+"""Does `perfkit explain` name the right cause? A fault suite, each fault against its unchanged twin.
+
+    python bench/explain_faults.py --runs 3
+
+Faults (each run is a fresh `python -m perfkit explain --vary ...`, default rule: rounds until the
+SPS ratio is known to +-2%, at most 3 minutes, every block sampled by py-spy at 25 Hz):
+  stall        a user's env (bench/userenvs/forage.py, `--env forage:make`) against `make_slow`, whose
+               `_reconcile_ledger` burns 30 us per env step: expected phase env, function
+               `_reconcile_ledger`
+  checkpoint   perfkit's arena with a checkpoint every epoch against none: expected phase
+               checkpoint, a function of torch.save's
+  wrapper      the `__getattribute__` curriculum wrapper against no wrapper: expected a frame of
+               the wrapper's `__getattribute__`
+  twins        `forage:make` against `forage:make_twin` (the same code): expected no function named
+It prints: fault, runs, top-ranked cause, correct?, share of the gap the phases beyond noise add up
+to, share the named functions' self time accounts for, minutes per explain; the sampler's CPU; and
+the sampler's cost in SPS (sessions sampled at --rate against unsampled ones, side by side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+USERENVS = ROOT / "bench" / "userenvs"
+
+FAULTS = {
+    # name: (vary, expected phase, substring of the expected top function or None for "no function")
+    "stall": (["--vary", "env=forage:make,forage:make_slow"], "env", "_reconcile_ledger"),
+    "checkpoint": (["--vary", "checkpoint=never,epochs:1"], "checkpoint", "save"),
+    "wrapper": (["--vary", "wrapper=none,getattribute"], None, "__getattribute__"),
+    "twins": (["--vary", "env=forage:make,forage:make_twin"], None, None),
+}
+
+
+def run_one(fault: str, out: Path, args) -> dict:
+    vary, phase, func = FAULTS[fault]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")]),
+           "PERFKIT_BENCH_COST_US": str(args.stall_us)}
+    cmd = [sys.executable, "-m", "perfkit", "explain", *vary, "--out", str(out), "--force",
+           "--max-minutes", str(args.max_minutes), "--rate", str(args.rate)]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    minutes = (time.monotonic() - t0) / 60
+    if proc.returncode != 0:
+        return {"fault": fault, "error": proc.stderr[-800:], "minutes": minutes}
+    rec = json.loads((out / "explain.json").read_text())
+    ex = rec["explanations"][0]
+    causes = [c["frame"] for c in ex["causes"]]
+    moved = sorted((p for p in ex["phases"] if p["ci_low"] > 0 or p["ci_high"] < 0), key=lambda p: -abs(p["delta_us"]))
+    top_phase = moved[0]["name"] if moved else None
+    if func is None:
+        correct = not causes
+    else:
+        correct = bool(causes) and func in causes[0] and (phase is None or top_phase == phase)
+    gap = ex["gap"]["delta_us"]
+    closure = sum(p["delta_us"] for p in moved) / gap if gap else float("nan")
+    explained = sum(c["self"]["delta_us"] for c in ex["causes"]) / gap if gap and causes else 0.0
+    return {"fault": fault, "top_cause": causes[0] if causes else "(none)", "top_phase": top_phase,
+            "correct": correct, "closure": closure, "explained": explained, "minutes": minutes,
+            "ratio": ex["ratio"], "ratio_ci": ex["ratio_ci"], "rounds": ex["rounds"],
+            "sampler_cores": rec.get("sampler", {}).get("sampler_cores")}
+
+
+def overhead(args) -> str:
+    """SPS of sessions sampled at --rate over unsampled ones: the same two twins, the same fixed
+    time, alternating which runs first; a paired interval over the pairs."""
+    import math
+
+    from perfkit import stats
+    from perfkit.records.compare import CompareResult
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")])}
+    common = ["--vary", "env=forage:make,forage:make_twin", "--precision", "0.001", "--max-minutes",
+              str(args.overhead_minutes), "--force"]
+    tmp = Path(tempfile.mkdtemp(prefix="explain-overhead-"))
+    logs = []
+    for k in range(args.overhead_pairs):
+        sps = {}
+        for sampled in ((False, True) if k % 2 == 0 else (True, False)):
+            out = tmp / f"{k}-{sampled}"
+            cmd = [sys.executable, "-m", "perfkit", "explain" if sampled else "compare", *common, "--out", str(out)]
+            if sampled:
+                cmd += ["--rate", str(args.rate)]
+            subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+            r = CompareResult.load(out / "sps.json")
+            sps[sampled] = math.exp(sum(math.log(x) for v in r.variants for x in r.sps(v))
+                                    / sum(len(r.sps(v)) for v in r.variants))
+        logs.append(math.log(sps[True] / sps[False]))
+        print(f"overhead pair {k + 1}: sampled/unsampled {sps[True] / sps[False]:.4f}", file=sys.stderr)
+    c = stats.compare_log_ratios(logs)
+    return (f"sampling every block at {args.rate} Hz: SPS {c.ratio:.4f}x unsampled, 95% CI [{c.ci_low:.4f}, "
+            f"{c.ci_high:.4f}] ({len(logs)} pairs of {args.overhead_minutes:g}-minute sessions)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--faults", default=",".join(FAULTS))
+    ap.add_argument("--max-minutes", type=float, default=3.0)
+    ap.add_argument("--rate", type=int, default=25)
+    ap.add_argument("--stall-us", type=float, default=30.0)
+    ap.add_argument("--out", default=str(ROOT / "results" / "explain-faults"))
+    ap.add_argument("--overhead-pairs", type=int, default=4, help="pairs of sessions timing the sampler (0: skip)")
+    ap.add_argument("--overhead-minutes", type=float, default=0.75)
+    args = ap.parse_args()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="explain-faults-"))
+    results = []
+    for fault in args.faults.split(","):
+        for k in range(args.runs):
+            r = run_one(fault, tmp / f"{fault}-{k}", args)
+            results.append(r)
+            print(f"{fault} #{k + 1}: " + (f"ERROR {r['error']}" if "error" in r else
+                  f"top cause {r['top_cause']} (phase {r['top_phase']}), correct {r['correct']}, "
+                  f"ratio {r['ratio']:.3f}, {r['rounds']} rounds, {r['minutes']:.2f} min"), file=sys.stderr)
+            (out_dir / "runs.json").write_text(json.dumps(results, indent=1))
+    print("| fault | runs | top-ranked cause (most runs) | correct | phases beyond noise / gap (median) "
+          "| named functions / gap (median) | minutes per explain (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for fault in args.faults.split(","):
+        rs = [r for r in results if r["fault"] == fault and "error" not in r]
+        errors = sum(1 for r in results if r["fault"] == fault and "error" in r)
+        if not rs:
+            print(f"| {fault} | {errors} | (every run failed) | | | | |")
+            continue
+        top = statistics.mode(r["top_cause"] for r in rs)
+        print(f"| {fault} | {len(rs)}{f' (+{errors} failed)' if errors else ''} | `{top}` | "
+              f"{sum(r['correct'] for r in rs)}/{len(rs)} | {statistics.median(r['closure'] for r in rs):.2f} | "
+              f"{statistics.median(r['explained'] for r in rs):.2f} | "
+              f"{statistics.median(r['minutes'] for r in rs):.2f} |")
+    cores = [r["sampler_cores"] for r in results if r.get("sampler_cores") is not None]
+    if cores:
+        print(f"\npy-spy at {args.rate} Hz used {statistics.median(cores):.3f} core (median over runs)")
+    if args.overhead_pairs:
+        print(overhead(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
