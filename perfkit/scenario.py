@@ -144,7 +144,21 @@ AXES: dict[str, Axis] = {
         Axis("inject-cost-us", "0", "busy-wait this many µs per env step in a named function (validation knob)",
              grammar=f"number in [0, {canonical_number(INJECT_COST_MAX_US)}]",
              parse=_bounded_float("inject-cost-us", INJECT_COST_MAX_US)),
+        Axis("release", "none",
+             "a bundle of the suspects as the investigation's stack had them before and after its refactor "
+             "(wrapper, env-config, checkpoint, eval, desync, preset); axes you set yourself win",
+             ("none", "before", "after")),
     )
+}
+
+# What `release=before|after` sets (docs/axes.md#release says where each value comes from). Workers
+# are left out: both rules give 1 worker on a 2-core machine; vary `workers` on its own.
+RELEASES: dict[str, dict[str, str]] = {
+    "none": {},
+    "before": {"wrapper": "getattr", "env-config": "deferred", "checkpoint": "epochs:50", "eval": "off",
+               "desync": "max-steps", "desync-rng": "per-env", "preset": "basic_easy_shaped"},
+    "after": {"wrapper": "getattribute", "env-config": "per-episode", "checkpoint": "epochs:5", "eval": "epochs:50",
+              "desync": "early-reset", "desync-rng": "shared", "preset": "make_arena"},
 }
 
 
@@ -167,6 +181,10 @@ class Scenario:
         values = {name: a.default for name, a in AXES.items()}
         for name, value in (overrides or {}).items():
             values[name] = axis(name).validate(value)
+        given = {axis(name).name for name in overrides or {}}
+        for name, value in RELEASES[values["release"]].items():  # a bundle fills what was not given
+            if name not in given:
+                values[name] = value
         return cls(tuple(values.items()), seed)
 
     def __getitem__(self, name: str) -> str:

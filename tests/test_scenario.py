@@ -94,3 +94,16 @@ def test_inject_cost_is_bounded_and_finite(value):
         parse_assignment(f"inject-cost-us={value}")
     assert str(e.value) == f"invalid value {value!r} for axis 'inject-cost-us'; valid: a number >= 0 and <= 1000000"
     assert parse_assignment("inject-cost-us=1000000")[1] == "1000000"
+
+
+def test_release_bundle_sets_the_suspects_and_given_axes_win():
+    from perfkit.scenario import RELEASES
+
+    after = Scenario.build({"release": "after"})
+    assert {k: after[k] for k in RELEASES["after"]} == RELEASES["after"]
+    assert after["workers"] == "serial"  # not in the bundle
+    mine = Scenario.build({"release": "after", "checkpoint": "off", "wrapper": "none"})
+    assert (mine["checkpoint"], mine["wrapper"], mine["preset"]) == ("off", "none", "make_arena")
+    assert Scenario.from_dict(mine.to_dict()) == mine
+    assert Scenario.build({"release": "before"}).label(["release"]) == "release=before"
+    assert Scenario.build({"release": "none"}) == Scenario.build()
