@@ -3,7 +3,7 @@
     python bench/explain_faults.py --runs 3
 
 Faults (each run is a fresh `python -m perfkit explain --vary ...`, default rule: rounds until the
-SPS ratio is known to +-2%, at most 3 minutes, every block sampled by py-spy at 25 Hz):
+SPS ratio is known to +-2%, at most 3 minutes, every block sampled by py-spy at 200 Hz, at least 30 s):
   stall        a user's env (bench/userenvs/forage.py, `--env forage:make`) against `make_slow`, whose
                `_reconcile_ledger` burns 30 us per env step: expected phase env, function
                `_reconcile_ledger`
@@ -107,7 +107,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--faults", default=",".join(FAULTS))
     ap.add_argument("--max-minutes", type=float, default=3.0)
-    ap.add_argument("--rate", type=int, default=25)
+    ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--stall-us", type=float, default=30.0)
     ap.add_argument("--out", default=str(ROOT / "results" / "explain-faults"))
     ap.add_argument("--overhead-pairs", type=int, default=4, help="pairs of sessions timing the sampler (0: skip)")

@@ -16,8 +16,11 @@ from perfkit import cli_options as opts
               help="Run a compare of these variants first (every block sampled), then explain it.")
 @click.option("--a", "label_a", default=None, metavar="LABEL", help="The reference (default: the first variant).")
 @click.option("--b", "label_b", default=None, metavar="LABEL", help="The variant to explain (default: every other).")
-@click.option("--rate", type=click.IntRange(min=1, max=1000), default=25, show_default=True,
-              help="py-spy samples per second in every block (low, so the overhead is small and alike).")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Run at least this long before the precision may stop the run: the functions need samples.")
+@click.option("--rate", type=click.IntRange(min=1, max=1000), default=200, show_default=True,
+              help="py-spy samples per second in every block (non-blocking: every variant pays the same small "
+                   "cost, which `bench/explain_faults.py` measures).")
 @click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=0.02, show_default=True,
               metavar="P", help="Add rounds until the SPS ratio is known to ±P (as compare --precision).")
 @click.option("--max-minutes", type=click.FloatRange(min=0.1), default=3.0, show_default=True, metavar="M",
@@ -28,8 +31,8 @@ from perfkit import cli_options as opts
 @opts.budget_options
 @opts.trainer_options
 @opts.output_options
-def explain(results_dir, vary, label_a, label_b, rate, precision, max_minutes, mode, fmt, out, force, seed, seconds,
-            steps, num_envs, ppo, fixes, **kwargs) -> None:
+def explain(results_dir, vary, label_a, label_b, min_seconds, rate, precision, max_minutes, mode, fmt, out, force,
+            seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Why is B slower than A? The gap in time per agent-step with its paired 95% interval, split
     over phases (env, forward, copy, learn, checkpoint, eval, misc), then the functions whose time
     per agent-step changed beyond noise, from py-spy samples of every block at a low rate.
@@ -55,8 +58,8 @@ def explain(results_dir, vary, label_a, label_b, rate, precision, max_minutes, m
     else:
         if not vary:
             raise click.UsageError("give RESULTS_DIR (a finished compare) or --vary AXIS=A,B (run one)")
-        result, run_dir = _run(vary, rate, precision, max_minutes, mode, out, force, seed, seconds, steps, num_envs,
-                               ppo, fixes, kwargs)
+        result, run_dir = _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed, seconds, steps,
+                               num_envs, ppo, fixes, kwargs)
     for name, label in (("--a", label_a), ("--b", label_b)):
         if label is not None and label not in result.variants:
             raise click.UsageError(f"{name} {label!r} is not a variant of this compare; choose from "
@@ -70,7 +73,8 @@ def explain(results_dir, vary, label_a, label_b, rate, precision, max_minutes, m
         sys.exit(130)
 
 
-def _run(vary, rate, precision, max_minutes, mode, out, force, seed, seconds, steps, num_envs, ppo, fixes, kwargs):
+def _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed, seconds, steps, num_envs, ppo,
+         fixes, kwargs):
     from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.explain import SamplingRunner
     from perfkit.inprocess import PROCESS_AXES, shares_process
@@ -92,7 +96,8 @@ def _run(vary, rate, precision, max_minutes, mode, out, force, seed, seconds, st
     except ProfilerUnavailable as e:
         raise click.ClickException(str(e)) from None
     seconds, steps = opts.budget(seconds, steps)
-    rule = StopRule(rounds=20, precision=precision, max_seconds=60 * max_minutes)
+    rule = StopRule(rounds=20, precision=precision, max_seconds=60 * max_minutes,
+                    min_seconds=min(min_seconds, 60 * max_minutes))
     run_dir = opts.run_dir(out, "explain", force)
     click.echo(f"{len(variants)} variants, {'one process' if inprocess else 'a fresh process per trial'}, every "
                f"block sampled at {rate} Hz, until ±{precision:.1%} (at most {max_minutes:g} min) -> {run_dir}",

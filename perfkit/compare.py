@@ -187,10 +187,11 @@ class StopRule:
     max_seconds: float | None = None
     min_rounds: int = stats.MIN_ROUNDS
     reruns: int = 1  # fresh processes: times a round disturbed by other processes is run again
+    min_seconds: float = 0.0  # the precision may stop the run only after this long (explain: enough samples)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "precision": self.precision, "max_seconds": self.max_seconds,
-                "min_rounds": self.min_rounds, "reruns": self.reruns}
+                "min_rounds": self.min_rounds, "reruns": self.reruns, "min_seconds": self.min_seconds}
 
 
 def precision_reached(result: CompareResult, precision: float, min_rounds: int) -> bool:
@@ -263,8 +264,8 @@ def run_compare(
                     t.replaced = True
                 result.save(sps_json)
                 n_total += len(variants)
-            if rule.precision is not None and k + 1 >= rule.min_rounds and \
-                    precision_reached(result, rule.precision, rule.min_rounds):
+            if rule.precision is not None and k + 1 >= rule.min_rounds and clock() - start >= rule.min_seconds \
+                    and precision_reached(result, rule.precision, rule.min_rounds):
                 result.stopping["reason"] = "precision"
                 break
             if rule.max_seconds is not None and clock() - start >= rule.max_seconds:
@@ -318,7 +319,7 @@ def run_inprocess(
             budget = min(budget, rule.max_seconds)
     spec = SessionSpec(variants=[{"label": v.label, "scenario": v.scenario.to_dict()} for v in variants],
                        seconds=budget, agent_steps=rule.rounds * steps if steps is not None else None,
-                       precision=rule.precision, min_rounds=rule.min_rounds,
+                       precision=rule.precision, min_rounds=rule.min_rounds, min_seconds=rule.min_seconds,
                        ppo=ppo or {}, num_envs=num_envs, progress=progress)
     session_dir = run_dir / "session"
     session_dir.mkdir(parents=True, exist_ok=True)
@@ -345,8 +346,12 @@ def run_inprocess(
     if out.exists():
         data = json.loads(out.read_text())
         if sample_rate:
+            # py-spy is our child; the session it started is counted among our children only when
+            # py-spy reaped it, so take the session's own CPU off only when it is in there.
             children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-            sampler = max(0.0, children - data.get("cpu_seconds", children)) / wall if wall > 0 else None
+            session_cpu = data.get("cpu_seconds", 0.0)
+            sampler_cpu = children - session_cpu if children >= session_cpu else children
+            sampler = sampler_cpu / wall if wall > 0 else None
             result.sampler = {"tool": "py-spy", "rate": sample_rate, "folded": str(folded),
                               "sampler_cores": sampler}
         result.blocks, result.warmup_rounds = data["blocks"], data["warmup_rounds"]

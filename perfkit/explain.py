@@ -29,7 +29,9 @@ from perfkit.markers import parse_marker
 from perfkit.records.explain import Delta, Explanation, FrameChange
 from perfkit.timing import PHASES
 
-MIN_BLOCK_SAMPLES = 5  # a profiled block with fewer samples says nothing about its functions
+# Function times are compared over batches of consecutive rounds holding at least this many samples
+# per variant: a 0.2 s epoch sampled at 100 Hz holds ~20, too few on its own for a small frame.
+MIN_BATCH_SAMPLES = 40
 
 
 def split_by_block(stacks: dict[tuple[str, ...], float]) -> dict[tuple[str, int], dict[tuple[str, ...], float]]:
@@ -107,14 +109,15 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
                            [b.us_per_step(b.phases.get(p, 0.0)) for _, b in pairs], confidence) for p in phase_names]
     ex = Explanation(a_label, b_label, len(pairs), c.ratio, (c.ci_low, c.ci_high), gap, phases)
 
-    profiled = [(a, b) for a, b in pairs if a.stacks and b.stacks
-                and min(sum(a.stacks.values()), sum(b.stacks.values())) >= MIN_BLOCK_SAMPLES]
-    ex.profiled_rounds = len(profiled)
-    ex.samples = {a_label: float(sum(sum(a.stacks.values()) for a, _ in profiled)),
-                  b_label: float(sum(sum(b.stacks.values()) for _, b in profiled))}
+    sampled = [(a, b) for a, b in pairs if a.stacks and b.stacks]
+    ex.samples = {a_label: float(sum(sum(a.stacks.values()) for a, _ in sampled)),
+                  b_label: float(sum(sum(b.stacks.values()) for _, b in sampled))}
+    profiled = batch_pairs(sampled)
+    ex.batches = len(profiled)
     if len(profiled) < 2:
         if pairs:
-            ex.notes.append("functions: fewer than 2 profiled rounds, so no function can be named with an interval")
+            ex.notes.append(f"functions: fewer than 2 batches of rounds with {MIN_BATCH_SAMPLES} samples each, so no "
+                            "function can be named with an interval (sample faster with --rate, or run longer)")
         return ex
     per_round = [(a.frame_seconds(), b.frame_seconds(), a, b) for a, b in profiled]
     frames = sorted({f for (sa, _), (sb, _), _, _ in per_round for f in (*sa, *sb)})
@@ -134,6 +137,34 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
     changes.sort(key=lambda ch: -abs(ch.self_.delta_us))
     ex.causes = changes[:max_causes]
     return ex
+
+
+def merge_blocks(blocks: Sequence[Block]) -> Block:
+    """Consecutive blocks of one variant as one: steps, seconds, phases and samples add up."""
+    phases: dict[str, float] = defaultdict(float)
+    stacks: dict[tuple[str, ...], float] = defaultdict(float)
+    for blk in blocks:
+        for k, v in blk.phases.items():
+            phases[k] += v
+        for k, v in (blk.stacks or {}).items():
+            stacks[k] += v
+    return Block(sum(b.agent_steps for b in blocks), sum(b.seconds for b in blocks), dict(phases), dict(stacks))
+
+
+def batch_pairs(pairs: Sequence[tuple[Block, Block]], min_samples: int = MIN_BATCH_SAMPLES
+                ) -> list[tuple[Block, Block]]:
+    """Pairs of consecutive rounds merged into batches of equal length, long enough that every
+    batch holds `min_samples` samples per variant (judged by the median round); a trailing partial
+    batch is dropped so every batch weighs the same."""
+    if not pairs:
+        return []
+    per_round = sorted(min(sum(a.stacks.values()), sum(b.stacks.values())) for a, b in pairs)
+    typical = per_round[len(per_round) // 2]
+    if typical <= 0:
+        return []
+    size = max(1, math.ceil(min_samples / typical))
+    return [(merge_blocks([a for a, _ in pairs[i:i + size]]), merge_blocks([b for _, b in pairs[i:i + size]]))
+            for i in range(0, len(pairs) - size + 1, size)]
 
 
 def summary(ex: Explanation) -> str:

@@ -71,6 +71,7 @@ class SessionSpec:
     agent_steps: int | None = None  # or: agent-steps per variant after warm-up
     precision: float | None = None
     min_rounds: int = stats.MIN_ROUNDS  # after warm-up, in batch means
+    min_seconds: float = 0.0  # the precision may stop the session only after this long
     warmup_rounds: int = WARMUP_ROUNDS
     ppo: dict[str, Any] = field(default_factory=dict)
     num_envs: int | None = None
@@ -171,7 +172,7 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
                 break
             done = r + 1 - spec.warmup_rounds
             if spec.precision is not None and done >= spec.min_rounds * len(labels) and \
-                    session.precision_reached(spec.precision, spec.min_rounds):
+                    clock() - start >= spec.min_seconds and session.precision_reached(spec.precision, spec.min_rounds):
                 session.stop_reason = "precision"
                 break
             if spec.seconds is not None and clock() - start >= spec.seconds:

@@ -62,8 +62,18 @@ def test_a_hidden_cost_is_found_in_its_phase_and_its_function():
     assert env.delta_us == pytest.approx(1.0, abs=0.1) and abs(fwd.delta_us) < 0.1
     assert 0.9 < e.closure < 1.1  # the phases beyond noise add up to the gap
     assert [c.frame for c in e.causes][0] == "_reconcile_ledger (mymod.py)"
-    assert e.frames_tested == 3 and e.profiled_rounds == 8  # frames that are ever a leaf
+    assert e.frames_tested == 3 and e.batches == 8  # frames that are ever a leaf
     assert 0.8 < e.explained_by_causes < 1.3
+
+
+def test_rounds_with_few_samples_are_batched_until_each_batch_has_enough():
+    pairs = _blocks(rounds=9)
+    thin = [(ex.Block(a.agent_steps, a.seconds, a.phases, {k: v / 10 for k, v in a.stacks.items()}),
+             ex.Block(b.agent_steps, b.seconds, b.phases, {k: v / 10 for k, v in b.stacks.items()})) for a, b in pairs]
+    batches = ex.batch_pairs(thin)  # ~10 samples per round: 4 rounds per batch, the 9th round dropped
+    assert len(batches) == 2 and batches[0][0].agent_steps == 4000
+    assert batches[0][0].seconds == pytest.approx(sum(a.seconds for a, _ in thin[:4]))
+    assert ex.explain("A", "B", thin).batches == 2
 
 
 def test_paired_delta_is_a_t_interval_on_the_differences():
@@ -79,12 +89,13 @@ def test_identical_twins_name_no_function():
         assert ex.explain("A", "B", _blocks(seed=seed, twin=True)).causes == [], seed
 
 
-def test_too_few_profiled_rounds_gives_phases_and_says_why_not_functions():
+def test_too_few_batches_gives_phases_and_says_why_not_functions():
     pairs = [(ex.Block(a.agent_steps, a.seconds, a.phases), ex.Block(b.agent_steps, b.seconds, b.phases))
              for a, b in _blocks(rounds=4)]
     e = ex.explain("A", "B", pairs)
     assert e.causes == [] and e.frames_tested == 0 and len(e.phases) == 2
-    assert e.notes == ["functions: fewer than 2 profiled rounds, so no function can be named with an interval"]
+    assert e.notes == ["functions: fewer than 2 batches of rounds with 40 samples each, so no function can be "
+                       "named with an interval (sample faster with --rate, or run longer)"]
 
 
 def test_summary_and_record_round_trip(tmp_path):

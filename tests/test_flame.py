@@ -130,3 +130,11 @@ def test_flamediff_cli_on_bad_files_is_a_usage_error(tmp_path, content):
     assert r.exit_code == 2, r.output
     assert f"{bad}:" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()  # nothing drawn
+
+
+def test_a_sample_without_frames_is_counted_not_an_error():
+    # py-spy --nonblocking writes ` 19` when it could not read a stack: keep the samples, apart
+    from perfkit.flame.folded import NO_FRAMES
+
+    prof = parse_folded("main (a.py:1);work (a.py:2) 5\n 19\n")
+    assert prof.stacks == {("main (a.py)", "work (a.py)"): 5.0, (NO_FRAMES,): 19.0}

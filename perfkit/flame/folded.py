@@ -20,6 +20,7 @@ _LINE = re.compile(r":\d+\)$")  # py-spy: `name (file.py:12)`
 _TORCH_LINE = re.compile(r"\(\d+\):")  # torch.profiler: `file.py(12):_name`
 _ADDRESS = re.compile(r"_at_0x[0-9a-f]+")  # object addresses differ run to run
 _PROCESS = re.compile(r"^process (\d+):")
+NO_FRAMES = "(no frames)"  # samples a sampler wrote without a stack (a torn read)
 TRAIN_LOOP = "train (perfkit/train/ppo.py)"  # the frame differential flamegraphs focus on (leaves out start-up)
 
 
@@ -94,8 +95,9 @@ def parse_folded(text: str, source: str = "<text>") -> Profile:
             raise FoldedError(f"{source}:{i}: expected 'frame;frame COUNT', got {line[:80]!r}") from None
         if not (math.isfinite(n) and n >= 0):  # a negative or NaN count makes shares beyond 0..100%
             raise FoldedError(f"{source}:{i}: sample count {count!r} must be a finite number >= 0")
-        if not stack:
-            raise FoldedError(f"{source}:{i}: no frames before the count")
+        if not stack:  # py-spy --nonblocking writes ` N` for samples whose stack it could not read
+            raw[(NO_FRAMES,)] += n
+            continue
         raw[tuple(normalise_frame(f) for f in stack.split(";"))] += n
     return Profile(_name_processes(raw))
 

@@ -48,7 +48,7 @@ class Explanation:
     phases: list[Delta]
     causes: list[FrameChange] = field(default_factory=list)  # significant self-time changes, largest first
     frames_tested: int = 0
-    profiled_rounds: int = 0
+    batches: int = 0
     samples: dict[str, float] = field(default_factory=dict)  # label -> samples inside steady blocks
     notes: list[str] = field(default_factory=list)
 
@@ -76,7 +76,7 @@ class Explanation:
             a=d["a"], b=d["b"], rounds=d["rounds"], ratio=d["ratio"], ratio_ci=tuple(d["ratio_ci"]),
             gap=Delta(**d["gap"]), phases=[Delta(**p) for p in d["phases"]],
             causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"])) for c in d["causes"]],
-            frames_tested=d.get("frames_tested", 0), profiled_rounds=d.get("profiled_rounds", 0),
+            frames_tested=d.get("frames_tested", 0), batches=d.get("batches", 0),
             samples=d.get("samples", {}), notes=d.get("notes", []))
 
 

@@ -41,7 +41,7 @@ def render_explanation(ex: Explanation, fmt: str = "github") -> str:
                      + "every other function's change is within noise.")
     elif ex.frames_tested:
         parts.append(f"None of the {ex.frames_tested} functions sampled changed beyond noise "
-                     f"({ex.profiled_rounds} profiled rounds).")
+                     f"({ex.batches} batches of rounds).")
     parts += [f"note: {n}" for n in ex.notes]
     return "\n\n".join(parts)
 
