@@ -192,8 +192,19 @@ class Scenario:
 
     def with_values(self, **changes: str) -> Scenario:
         d = dict(self.values)
+        old_bundle = RELEASES[d["release"]]
         for k, v in changes.items():
-            d[k] = axis(k).validate(v)
+            d[axis(k).name] = axis(k).validate(v)
+        if d["release"] != self["release"]:
+            # A new bundle fills every axis it names that is still at its default (or at the old
+            # bundle's value) and not changed here: axes set to something else win, as in build().
+            named = {axis(k).name for k in changes}
+            for name, value in RELEASES[d["release"]].items():
+                if name not in named and d[name] in (AXES[name].default, old_bundle.get(name)):
+                    d[name] = value
+            for name, value in old_bundle.items():  # what only the old bundle set goes back to default
+                if name not in named and name not in RELEASES[d["release"]] and d[name] == value:
+                    d[name] = AXES[name].default
         return dataclasses.replace(self, values=tuple(d.items()))
 
     def label(self, axes: list[str] | None = None) -> str:

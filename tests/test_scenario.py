@@ -107,3 +107,15 @@ def test_release_bundle_sets_the_suspects_and_given_axes_win():
     assert Scenario.from_dict(mine.to_dict()) == mine
     assert Scenario.build({"release": "before"}).label(["release"]) == "release=before"
     assert Scenario.build({"release": "none"}) == Scenario.build()
+
+
+def test_varying_release_applies_each_bundle_but_keeps_what_the_user_set():
+    from perfkit.compare import plan_variants
+
+    base = Scenario.build({"checkpoint": "off", "wrapper": "none"})
+    before, after = (v.scenario for v in plan_variants(base, [("release", ["before", "after"])]))
+    assert (before["preset"], after["preset"]) == ("basic_easy_shaped", "make_arena")
+    assert (before["checkpoint"], after["checkpoint"]) == ("epochs:50", "epochs:5")  # off is the default
+    assert (before["wrapper"], after["wrapper"]) == ("none", "none")  # set by the user: kept
+    assert after.with_values(release="before") == before
+    assert after.with_values(release="none")["preset"] == "basic_easy_shaped"
