@@ -259,7 +259,18 @@ def explain_compare(result, a: str | None = None, b: str | None = None) -> list[
     """Every variant against the reference (the first), or just `b` against `a`."""
     a = a or result.variants[0]
     others = [b] if b else [v for v in result.variants if v != a]
-    return [explain(a, other, pairs_from_compare(result, a, other)) for other in others]
+    learning = {s.label: {k: v for k, v in (s.learning or {}).items() if k in LEARNING_KEYS}
+                for s in result.summaries()}
+    out = []
+    for other in others:
+        ex = explain(a, other, pairs_from_compare(result, a, other))
+        ex.learning = {label: learning[label] for label in (a, other) if learning.get(label)}
+        out.append(ex)
+    return out
+
+
+# Shown next to the speed: a faster variant that stopped learning is no fix.
+LEARNING_KEYS = ("episode_return", "heart.get", "episodes")
 
 
 class SamplingRunner:

@@ -51,6 +51,7 @@ class Explanation:
     batches: int = 0
     samples: dict[str, float] = field(default_factory=dict)  # label -> samples inside steady blocks
     notes: list[str] = field(default_factory=list)
+    learning: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> per-episode means, next to SPS
 
     @property
     def closure(self) -> float:
@@ -77,7 +78,7 @@ class Explanation:
             gap=Delta(**d["gap"]), phases=[Delta(**p) for p in d["phases"]],
             causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"])) for c in d["causes"]],
             frames_tested=d.get("frames_tested", 0), batches=d.get("batches", 0),
-            samples=d.get("samples", {}), notes=d.get("notes", []))
+            samples=d.get("samples", {}), notes=d.get("notes", []), learning=d.get("learning", {}))
 
 
 @dataclass

@@ -42,6 +42,11 @@ def render_explanation(ex: Explanation, fmt: str = "github") -> str:
     elif ex.frames_tested:
         parts.append(f"None of the {ex.frames_tested} functions sampled changed beyond noise "
                      f"({ex.batches} batches of rounds).")
+    if len(ex.learning) == 2:
+        keys = [k for k in ("episode_return", "heart.get", "episodes") if any(k in v for v in ex.learning.values())]
+        rows = [[k, *(f"{ex.learning[label].get(k, math.nan):.3f}" for label in (ex.a, ex.b))] for k in keys]
+        parts.append("Learning next to the speed (per episode, last windows):\n" + tabulate(
+            rows, headers=["metric", ex.a, ex.b], tablefmt=fmt, disable_numparse=True))
     parts += [f"note: {n}" for n in ex.notes]
     return "\n\n".join(parts)
 
