@@ -212,22 +212,39 @@ def _safe_slug(label: str) -> str:
     return re.sub(r"\W", "_", Variant(label, None).slug)  # type: ignore[arg-type]
 
 
-def _read_stacks(path: str | None) -> dict[tuple[str, ...], float]:
-    from pathlib import Path
-
+def _read_stacks(path: str | None, base=None) -> dict[tuple[str, ...], float]:
     from perfkit.flame.folded import read_folded
 
-    if not path or not Path(path).exists() or Path(path).stat().st_size == 0:
+    found = locate(path, base)
+    if found is None or found.stat().st_size == 0:
         return {}
-    return read_folded(path).stacks
+    return read_folded(found).stacks
 
 
-def pairs_from_compare(result, a: str, b: str) -> list[tuple[Block, Block]]:
+def locate(path: str | None, base=None):
+    """`path` if it exists, else the longest tail of it that exists under `base` (a results
+    directory copied or moved elsewhere keeps its own files), else None."""
+    from pathlib import Path
+
+    if not path:
+        return None
+    p = Path(path)
+    if p.exists():
+        return p
+    if base is not None:
+        for i in range(1, len(p.parts)):
+            cand = Path(base).joinpath(*p.parts[i:])
+            if cand.exists():
+                return cand
+    return None
+
+
+def pairs_from_compare(result, a: str, b: str, base=None) -> list[tuple[Block, Block]]:
     """(A's block, B's block) per round of a compare record: its epochs when the variants shared a
     process (after the warm-up rounds), else its trials (steady windows), with the samples inside
     each block when the compare was sampled."""
     if result.mode == "inprocess":
-        split = split_by_block(_read_stacks(result.sampler.get("folded")))
+        split = split_by_block(_read_stacks(result.sampler.get("folded"), base))
         sa, sb = _safe_slug(a), _safe_slug(b)
         out = []
         for blk in result.blocks[result.warmup_rounds:]:
@@ -240,30 +257,31 @@ def pairs_from_compare(result, a: str, b: str) -> list[tuple[Block, Block]]:
         return out
     ta = {t.round: t for t in result.ok_trials(a)}
     tb = {t.round: t for t in result.ok_trials(b)}
-    return [(_trial_block(ta[k]), _trial_block(tb[k])) for k in sorted(set(ta) & set(tb))]
+    return [(_trial_block(ta[k], base), _trial_block(tb[k], base)) for k in sorted(set(ta) & set(tb))]
 
 
-def _trial_block(t) -> Block:
+def _trial_block(t, base=None) -> Block:
     steady = t.steady_windows
     stacks: dict[tuple[str, ...], float] | None = None
     if t.artifacts.get("folded"):
         stacks = defaultdict(float)
-        for (_, _), part in split_by_block(_read_stacks(t.artifacts["folded"])).items():
+        for (_, _), part in split_by_block(_read_stacks(t.artifacts["folded"], base)).items():
             for stack, n in part.items():
                 stacks[stack] += n
         stacks = dict(stacks)
     return Block(sum(w["agent_steps"] for w in steady), sum(w["seconds"] for w in steady), t.phases, stacks)
 
 
-def explain_compare(result, a: str | None = None, b: str | None = None) -> list[Explanation]:
-    """Every variant against the reference (the first), or just `b` against `a`."""
+def explain_compare(result, a: str | None = None, b: str | None = None, base=None) -> list[Explanation]:
+    """Every variant against the reference (the first), or just `b` against `a`. `base`: the
+    record's directory, where its sample files are looked for when the recorded paths moved."""
     a = a or result.variants[0]
     others = [b] if b else [v for v in result.variants if v != a]
     learning = {s.label: {k: v for k, v in (s.learning or {}).items() if k in LEARNING_KEYS}
                 for s in result.summaries()}
     out = []
     for other in others:
-        ex = explain(a, other, pairs_from_compare(result, a, other))
+        ex = explain(a, other, pairs_from_compare(result, a, other, base))
         ex.learning = {label: learning[label] for label in (a, other) if learning.get(label)}
         out.append(ex)
     return out
@@ -302,10 +320,10 @@ def write_explain(result, run_dir, a: str | None = None, b: str | None = None):
     from perfkit.records.explain import ExplainRecord
 
     run_dir = Path(run_dir)
-    explanations = explain_compare(result, a, b)
+    explanations = explain_compare(result, a, b, run_dir)
     flamegraphs = {}
     for ex in explanations:
-        pairs = pairs_from_compare(result, ex.a, ex.b)
+        pairs = pairs_from_compare(result, ex.a, ex.b, run_dir)
         pa, pb = _merged([x for x, _ in pairs]), _merged([y for _, y in pairs])
         if pa and pb:
             files, _ = write_flamediff(Profile(pa), Profile(pb), run_dir, ex.a, ex.b,

@@ -27,7 +27,7 @@ def from_blocks(result: CompareResult, run_dir: Path, rate: int) -> dict[str, di
     first = result.variants[0]
     stacks: dict[str, dict[tuple[str, ...], float]] = {}
     for label in result.variants[1:]:
-        pairs = pairs_from_compare(result, first, label)
+        pairs = pairs_from_compare(result, first, label, run_dir)
         stacks.setdefault(first, _merged([a for a, _ in pairs]))
         stacks[label] = _merged([b for _, b in pairs])
     for label, st in stacks.items():

@@ -19,10 +19,12 @@ from typing import Any
 
 from perfkit.records.compare import CompareResult
 from perfkit.records.diagnose import DiagnoseResult
+from perfkit.records.explain import ExplainRecord
 from perfkit.records.gate import GateRecord
 from perfkit.records.profile import ProfileRecord
 from perfkit.records.store import ResultsError
 from perfkit.records.trial import TrialResult
+from perfkit.render.explain import render_explain
 from perfkit.render.table import (
     render_diagnose,
     render_flamediff,
@@ -113,6 +115,8 @@ class RecordKind:
 
 
 REPORTS: dict[str, RecordKind] = {
+    # explain first: an explain directory holds the compare it explained (sps.json) too
+    "explain": RecordKind("explain.json", ExplainRecord, render_explain),
     "compare": RecordKind("sps.json", CompareResult, render_compare),
     "trial": RecordKind("trial.json", TrialResult, render_trial),
     "diagnose": RecordKind("diagnose.json", DiagnoseResult, render_diagnose_record),
