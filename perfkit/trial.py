@@ -18,11 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from perfkit.records.store import machine_info
-from perfkit.records.trial import TrialResult
+from perfkit.records.trial import WARMUP_WINDOWS, TrialResult
 from perfkit.scenario import Scenario, ScenarioError
 from perfkit.timing import Window, steady_state
 
-WARMUP_WINDOWS = 1
 NUM_ENVS = 4  # arenas per trial: 4 x 24 = 96 agents, as in the reference trainer (FACTS §7)
 
 
@@ -170,13 +169,12 @@ def _result(scenario, outcome, plan, agents_per_env, env_cfg, device, cfg, warmu
 def _last_learning(windows: list[Window], last: int = 5) -> dict[str, float]:
     """Episode stats averaged over the last windows that finished episodes, plus training stats
     of the last window: the 'where did learning get to' summary."""
+    from perfkit.stats import mean_learning
+
     with_eps = [w.learning for w in windows if w.learning.get("episodes")][-last:]
     out: dict[str, float] = {}
     if with_eps:
-        keys = {k for d in with_eps for k in d}
-        for k in keys:
-            vals = [d[k] for d in with_eps if k in d]
-            out[k] = max(vals) if k.startswith("curriculum.") or k == "episodes" else sum(vals) / len(vals)
+        out = mean_learning(with_eps)
         out["episodes"] = sum(d.get("episodes", 0.0) for d in with_eps)
     if windows:
         for k in ("entropy", "approx_kl", "clipfrac", "pg_loss", "v_loss"):
@@ -210,12 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, out = child_args("perfkit.trial", argv)
     spec = json.loads(spec_path.read_text())
     scenario = Scenario.from_dict(spec["scenario"])
-    progress = spec.get("progress", False)
-
-    def on_window(w: Window) -> None:
-        if progress:
-            print(f"  window {w.index}: {w.sps:,.0f} agent-steps/s", file=sys.stderr, flush=True)
-
     torch_profile = None
     if spec.get("torch_profiler"):
         from perfkit.profilers.torchprof import TorchProfileConfig
@@ -229,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_dir=str(out.with_suffix("")) + "-checkpoints",  # one per trial: none shares latest.pt
         ppo=spec.get("ppo"),
         num_envs=spec.get("num_envs", NUM_ENVS),
-        on_window=on_window,
         torch_profile=torch_profile,
     )
     result.save(out)

@@ -7,6 +7,10 @@ from typing import Any
 
 from perfkit.records.store import Record, machine_info
 
+# A trial's first window pays for start-up, lazy imports inside torch and cold caches: steady-state
+# SPS, phase times and profiles leave it out (older records say how many they left out).
+WARMUP_WINDOWS = 1
+
 
 @dataclass
 class TrialResult(Record):
@@ -39,7 +43,7 @@ class TrialResult(Record):
     exit_status: int | None = None  # of the trial process, when it ran in one and failed
     threads: dict[str, Any] = field(default_factory=dict)  # torch intra-op / inter-op threads and why
     sentinel: dict[str, Any] = field(default_factory=dict)  # other processes' CPU use during the trial
-    warmup_windows: int = 1  # windows left out of `sps` and `phases` (start-up, lazy imports, caches)
+    warmup_windows: int = WARMUP_WINDOWS  # windows left out of `sps` and `phases`
     round: int | None = None  # the compare round this trial ran in; None outside a compare
     # Its round was re-run because other processes disturbed it: kept in the record, not counted.
     replaced: bool = False

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -124,12 +123,10 @@ class TrainOutcome:
 
 def mean_infos(infos: list[dict]) -> dict[str, float]:
     """Average each numeric key over the episodes that reported it; counters keep their max."""
-    acc: dict[str, list[float]] = defaultdict(list)
-    for info in infos:
-        for k, v in info.items():
-            if isinstance(v, (int, float, np.number)):
-                acc[k].append(float(v))
-    out = {k: (max(v) if k.startswith("curriculum.") else float(np.mean(v))) for k, v in acc.items()}
+    from perfkit.stats import mean_learning
+
+    numeric = [{k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number))} for info in infos]
+    out = mean_learning(numeric)
     if infos:
         out["episodes"] = float(len(infos))
     return out
