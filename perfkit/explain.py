@@ -32,6 +32,8 @@ from perfkit.timing import PHASES
 # Function times are compared over batches of consecutive rounds holding at least this many samples
 # per variant: a 0.2 s epoch sampled at 100 Hz holds ~20, too few on its own for a small frame.
 MIN_BATCH_SAMPLES = 40
+# A frame in at least this share of the time (the training loop, run_epoch) is not tested inclusively.
+UBIQUITOUS = 0.9
 
 
 def split_by_block(stacks: dict[tuple[str, ...], float]) -> dict[tuple[str, int], dict[tuple[str, ...], float]]:
@@ -121,20 +123,37 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
         return ex
     per_round = [(a.frame_seconds(), b.frame_seconds(), a, b) for a, b in profiled]
     frames = sorted({f for (sa, _), (sb, _), _, _ in per_round for f in (*sa, *sb)})
-    ex.frames_tested = len(frames)
-    # Bonferroni over the frames tested: with hundreds of frames, a 95% interval per frame would
-    # name a few "causes" in every comparison of identical code.
-    level = 1 - (1 - function_confidence) / max(1, len(frames))
+    # Inclusive time is tested too, for costs spread over many small callees (a checkpoint is
+    # hundreds of serialisation frames, none big alone), but not for frames on nearly every stack
+    # (the loop itself, run_epoch): their inclusive change is the whole gap and names nothing.
+    total = sum(blk.seconds for a, b in profiled for blk in (a, b))
+    on_stack = defaultdict(float)
+    for (_, ia), (_, ib), _, _ in per_round:
+        for f, secs in (*ia.items(), *ib.items()):
+            on_stack[f] += secs / total
+    spread = sorted(f for f, share in on_stack.items() if share < UBIQUITOUS)
+    ex.frames_tested = len(frames) + len(spread)
+    # Bonferroni over every test: with hundreds of frames, a 95% interval per frame would name a
+    # few "causes" in every comparison of identical code.
+    level = 1 - (1 - function_confidence) / max(1, ex.frames_tested)
     floor = min_share * gap.a_us
+
+    def delta(f: str, which: int) -> Delta:
+        return paired_delta(f, [a.us_per_step(fa[which].get(f, 0.0)) for fa, _, a, _ in per_round],
+                            [b.us_per_step(fb[which].get(f, 0.0)) for _, fb, _, b in per_round], level)
+
     changes = []
     for f in frames:
-        s = paired_delta(f, [a.us_per_step(sa.get(f, 0.0)) for (sa, _), _, a, _ in per_round],
-                         [b.us_per_step(sb.get(f, 0.0)) for _, (sb, _), _, b in per_round], level)
+        s = delta(f, 0)
         if s.significant and abs(s.delta_us) >= floor:
-            i = paired_delta(f, [a.us_per_step(ia.get(f, 0.0)) for (_, ia), _, a, _ in per_round],
-                             [b.us_per_step(ib.get(f, 0.0)) for _, (_, ib), _, b in per_round], level)
-            changes.append(FrameChange(f, s, i))
+            changes.append(FrameChange(f, s, delta(f, 1)))
     changes.sort(key=lambda ch: -abs(ch.self_.delta_us))
+    if not changes:  # no single frame moved: look for the caller that holds a spread-out change
+        for f in spread:
+            i = delta(f, 1)
+            if i.significant and abs(i.delta_us) >= floor:
+                changes.append(FrameChange(f, delta(f, 0), i, by="inclusive"))
+        changes.sort(key=lambda ch: -abs(ch.inclusive.delta_us))
     ex.causes = changes[:max_causes]
     return ex
 
@@ -189,9 +208,11 @@ def summary(ex: Explanation) -> str:
     text = "".join(parts)
     if ex.causes:
         top = ex.causes[0]
-        share = top.self_.delta_us / ex.gap.delta_us if ex.gap.delta_us else math.nan
-        text += (f"; the largest function change is `{top.frame}` {_signed(top.self_.delta_us)} µs "
-                 f"[{top.self_.ci_low:.2f}, {top.self_.ci_high:.2f}]"
+        d = top.inclusive if top.by == "inclusive" else top.self_
+        share = d.delta_us / ex.gap.delta_us if ex.gap.delta_us else math.nan
+        where = "in and below" if top.by == "inclusive" else "is"
+        text += (f"; the largest function change {where} `{top.frame}` {_signed(d.delta_us)} µs "
+                 f"[{d.ci_low:.2f}, {d.ci_high:.2f}]"
                  + (f" ({share:.0%} of the gap)" if not math.isnan(share) and 0 < share < 10 else ""))
     elif ex.frames_tested:
         text += f"; none of the {ex.frames_tested} functions sampled changed beyond noise"

@@ -33,6 +33,7 @@ class FrameChange:
     frame: str
     self_: Delta  # time with the frame as the leaf
     inclusive: Delta  # time with the frame anywhere on the stack
+    by: str = "self"  # which of the two named it a cause ("inclusive": a change spread over its callees)
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["causes"] = [{"frame": c.frame, "self": asdict(c.self_), "inclusive": asdict(c.inclusive)}
+        d["causes"] = [{"frame": c.frame, "self": asdict(c.self_), "inclusive": asdict(c.inclusive), "by": c.by}
                        for c in self.causes]
         return d
 
@@ -76,7 +77,8 @@ class Explanation:
         return cls(
             a=d["a"], b=d["b"], rounds=d["rounds"], ratio=d["ratio"], ratio_ci=tuple(d["ratio_ci"]),
             gap=Delta(**d["gap"]), phases=[Delta(**p) for p in d["phases"]],
-            causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"])) for c in d["causes"]],
+            causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"]), c.get("by", "self"))
+                    for c in d["causes"]],
             frames_tested=d.get("frames_tested", 0), batches=d.get("batches", 0),
             samples=d.get("samples", {}), notes=d.get("notes", []), learning=d.get("learning", {}))
 

@@ -30,13 +30,15 @@ def render_explanation(ex: Explanation, fmt: str = "github") -> str:
         parts.append(f"The phases beyond noise add up to {closure:.0%} of the gap.")
     if ex.causes:
         rows = [[c.frame[:80], f"{c.self_.delta_us:+.3f}", _ci(c.self_), f"{c.inclusive.delta_us:+.3f}",
-                 _ci(c.inclusive)] for c in ex.causes]
+                 _ci(c.inclusive), c.by] for c in ex.causes]
         parts.append(tabulate(rows, headers=["function (changed beyond noise)", "self Δ µs/step", "95% CI*",
-                                             "inclusive Δ µs/step", "95% CI*"], tablefmt=fmt,
+                                             "inclusive Δ µs/step", "95% CI*", "named by"], tablefmt=fmt,
                               disable_numparse=True))
         share = ex.explained_by_causes
-        parts.append(f"*99% for the family of {ex.frames_tested} functions tested (Bonferroni). "
-                     + (f"These functions' self time accounts for {share:.0%} of the gap; " if not math.isnan(share)
+        what = ("no single frame moved; this caller's inclusive time" if ex.causes[0].by == "inclusive"
+                else "these functions' self time")
+        parts.append(f"*99% for the family of {ex.frames_tested} tests (Bonferroni). "
+                     + (f"{what[0].upper() + what[1:]} accounts for {share:.0%} of the gap; " if not math.isnan(share)
                         else "")
                      + "every other function's change is within noise.")
     elif ex.frames_tested:
