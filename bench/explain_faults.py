@@ -9,8 +9,10 @@ SPS ratio is known to +-2%, at most 3 minutes, every block sampled by py-spy at 
                `_reconcile_ledger`
   checkpoint   perfkit's arena with a checkpoint every epoch against none: expected phase
                checkpoint, a function of torch.save's (save / serialization / pickling / writing)
-  wrapper      the `__getattribute__` curriculum wrapper against no wrapper: expected a frame of
-               the wrapper's `__getattribute__`
+  wrapper      the `__getattribute__` curriculum wrapper against no wrapper: expected phase env and
+               a frame of the wrapper's code (envs/curriculum.py)
+  dispatch     the `__getattribute__` wrapper against the `__getattr__` one (the same curriculum
+               logic): expected the wrapper's `__getattribute__`
   twins        `forage:make` against `forage:make_twin` (the same code): expected no function named
 It prints: fault, runs, top-ranked cause, correct?, share of the gap the phases beyond noise add up
 to, share the named functions' self time accounts for, minutes per explain; the sampler's CPU; and
@@ -38,7 +40,10 @@ FAULTS = {
     # None for "no function may be named")
     "stall": (["--vary", "env=forage:make,forage:make_slow"], "env", ("_reconcile_ledger",)),
     "checkpoint": (["--vary", "checkpoint=off,epochs:1"], "checkpoint", ("save", "serializ", "pickle", "write")),
-    "wrapper": (["--vary", "wrapper=none,getattribute"], None, ("__getattribute__",)),
+    # against no wrapper at all, the wrapper's whole step (its curriculum logic) is the change
+    "wrapper": (["--vary", "wrapper=none,getattribute"], "env", ("envs/curriculum.py",)),
+    # against the __getattr__ form, only the dispatch differs
+    "dispatch": (["--vary", "wrapper=getattr,getattribute"], None, ("__getattribute__",)),
     "twins": (["--vary", "env=forage:make,forage:make_twin"], None, None),
 }
 
