@@ -135,3 +135,45 @@ def test_a_cost_spread_over_many_callees_is_named_by_its_caller():
     assert "the largest function change in and below `save_checkpoint (ppo.py)` +" in ex.summary(e)
     assert "No single frame moved; this caller's inclusive time accounts for" in render_explain(
         ExplainRecord([e]))
+
+
+def test_explain_a_recorded_compare_exactly(tmp_path):
+    """A real sampled run (tests/fixtures/records/explain: its compare record and py-spy's stacks,
+    recorded elsewhere: the stacks are found beside the record by the tail of their path)."""
+    import shutil
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from perfkit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "records" / "explain", run)
+    r = CliRunner().invoke(main, ["explain", str(run)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert ("env=forage:make_slow is 24.5% slower than env=forage:make [23.4, 25.6]: +2.06 µs per agent-step, of "
+            "which env +1.99 [1.98, 2.01], forward +0.04 [0.02, 0.06], copy +0.02 [0.01, 0.02]; the largest "
+            "function change is `_reconcile_ledger (forage.py)` +2.26 µs [1.26, 3.26] (110% of the gap).") in lines
+    assert "| env                       | 1.984                     | 3.978                          | +1.994 " \
+           "| [+1.982, +2.005] | yes            |" in lines
+    assert "The phases beyond noise add up to 100% of the gap." in lines
+    assert [ln.split("|")[1].strip() for ln in lines if ln.startswith("| _")] == ["_reconcile_ledger (forage.py)"]
+    assert (run / "explain.json").exists() and (run / "explain-env_forage_make_slow.svg").exists()
+    again = CliRunner().invoke(main, ["report", str(run)])  # the explain record, re-rendered
+    assert again.exit_code == 0 and again.output.splitlines()[:3] == lines[:3]
+    r = CliRunner().invoke(main, ["explain", str(run), "--b", "env=nope"])
+    assert r.exit_code == 2 and "--b 'env=nope' is not a variant of this compare; choose from env=forage:make" in r.output
+
+
+def test_explain_needs_a_results_dir_or_vary(tmp_path):
+    from click.testing import CliRunner
+
+    from perfkit.cli import main
+
+    r = CliRunner().invoke(main, ["explain"])
+    assert r.exit_code == 2 and "give RESULTS_DIR (a finished compare) or --vary AXIS=A,B (run one)" in r.output
+    r = CliRunner().invoke(main, ["explain", str(tmp_path), "--vary", "wrapper=getattr,none"])
+    assert r.exit_code == 2 and "not both" in r.output
+    r = CliRunner().invoke(main, ["explain", str(tmp_path)])
+    assert r.exit_code == 2 and f"{tmp_path}" in r.output and "sps.json" in r.output
