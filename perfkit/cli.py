@@ -15,7 +15,7 @@ import click
 from perfkit import cli_options as opts
 from perfkit.cli_explain import explain
 from perfkit.cli_tools import diagnose, flamediff, gate, profile
-from perfkit.scenario import AXES, ScenarioError
+from perfkit.scenario import AXES
 
 FLAMEGRAPH_RATE = 50  # compare --flamegraph: py-spy samples per second in every block
 
@@ -110,7 +110,7 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
               help="Rounds: every variant runs this many trials, interleaved A B C A B C ... "
                    "(default 3; with --precision, the most rounds to run).")
 @click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=None, metavar="P",
-              help="Add rounds until every ratio's 95% interval is within ±P (e.g. 0.02), at least 3 rounds, "
+              help="Add rounds until every ratio's 95% interval is within ±P (e.g. 0.02), at least 6 rounds, "
                    "at most --trials (default 20 with --precision) or --max-minutes. Stops on the "
                    "interval's width alone, so it does not make verdicts more likely.")
 @click.option("--max-minutes", type=click.FloatRange(min=0.1), default=None, metavar="M",
@@ -146,20 +146,11 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
 
     Example: perfkit compare --vary wrapper=getattribute,getattr,none --trials 5 --seconds 10
     """
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
-    from perfkit.inprocess import PROCESS_AXES, shares_process
+    from perfkit.compare import StopRule, SubprocessRunner, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.render.report import render_compare
 
     base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
-    try:
-        variant_list = plan_variants(base, varied)
-    except ScenarioError as e:
-        raise click.UsageError(str(e)) from None
-    names = [n for n, _ in varied]
-    if mode == "inprocess" and not shares_process(names):
-        raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
-                               "change the process; use --mode process (or auto)")
-    inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variant_list) > 1)
+    variant_list, inprocess = opts.plan_and_mode(base, varied, mode)
     seconds, steps = opts.budget(seconds, steps)
     rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
                     max_seconds=60 * max_minutes if max_minutes else None, reruns=reruns)

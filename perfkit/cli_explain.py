@@ -75,22 +75,12 @@ def explain(results_dir, vary, label_a, label_b, min_seconds, rate, precision, m
 
 def _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed, seconds, steps, num_envs, ppo,
          fixes, kwargs):
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants, run_compare, run_inprocess, stop_on_sigterm
+    from perfkit.compare import StopRule, SubprocessRunner, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.explain import SamplingRunner
-    from perfkit.inprocess import PROCESS_AXES, shares_process
     from perfkit.profilers import ProfilerUnavailable, pyspy
-    from perfkit.scenario import ScenarioError
 
     base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
-    try:
-        variants = plan_variants(base, varied)
-    except ScenarioError as e:
-        raise click.UsageError(str(e)) from None
-    names = [n for n, _ in varied]
-    if mode == "inprocess" and not shares_process(names):
-        raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
-                               "change the process; use --mode process (or auto)")
-    inprocess = mode == "inprocess" or (mode == "auto" and shares_process(names))
+    variants, inprocess = opts.plan_and_mode(base, varied, mode)
     try:
         pyspy.check()
     except ProfilerUnavailable as e:

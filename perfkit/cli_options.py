@@ -280,3 +280,21 @@ def check_device(values: dict[str, str], what: str = "--device cuda") -> None:
             raise click.UsageError(f"{what}: no CUDA device is available here; valid: auto, cpu")
 
 
+
+
+def plan_and_mode(base, varied, mode: str):
+    """The variants of `--vary` and whether they share one process: `--mode inprocess` must be
+    possible for the varied axes (usage error naming those that change the process); `auto` shares
+    one process whenever it can and there is more than one variant."""
+    from perfkit.compare import plan_variants
+    from perfkit.inprocess import PROCESS_AXES, shares_process
+
+    try:
+        variants = plan_variants(base, varied)
+    except ScenarioError as e:
+        raise click.UsageError(str(e)) from None
+    names = [n for n, _ in varied]
+    if mode == "inprocess" and not shares_process(names):
+        raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
+                               "change the process; use --mode process (or auto)")
+    return variants, mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variants) > 1)

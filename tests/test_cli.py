@@ -77,7 +77,8 @@ def test_compare_end_to_end_in_subprocesses_with_flamegraph(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "perfkit", "compare", "--vary", "wrapper=getattribute,none", "--trials", "2",
-         "--steps", str(3 * int(ONE_EPOCH)), "--out", str(out), "--flamegraph", "--mode", "process"],
+         "--steps", str(3 * int(ONE_EPOCH)), "--out", str(out), "--flamegraph", "--mode", "process",
+         "--reruns", "0"],  # a loaded machine must not change the trial count (re-runs: tests/test_results.py)
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
