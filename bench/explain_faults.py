@@ -13,6 +13,9 @@ SPS ratio is known to +-2%, at most 3 minutes, every block sampled by py-spy at 
                a frame of the wrapper's code (envs/curriculum.py)
   dispatch     the `__getattribute__` wrapper against the `__getattr__` one (the same curriculum
                logic): expected the wrapper's `__getattribute__`
+  host-sync    a `.item()` every rollout step (`fault=host-sync`): expected phase forward, `_fault_host_sync`
+  obs-copy     one more copy of each observation batch: expected phase copy, `_fault_obs_copy`
+  half-minibatch  half the minibatch size: expected phase learn, and some function named
   twins        `forage:make` against `forage:make_twin` (the same code): expected no function named
 It prints: fault, runs, top-ranked cause, correct?, share of the gap the phases beyond noise add up
 to, share the named functions' self time accounts for, minutes per explain; the sampler's CPU; and
@@ -44,6 +47,10 @@ FAULTS = {
     "wrapper": (["--vary", "wrapper=none,getattribute"], "env", ("envs/curriculum.py",)),
     # against the __getattr__ form, only the dispatch differs
     "dispatch": (["--vary", "wrapper=getattr,getattribute"], None, ("__getattribute__",)),
+    "host-sync": (["--vary", "fault=none,host-sync"], "forward", ("_fault_host_sync",)),
+    "obs-copy": (["--vary", "fault=none,obs-copy"], "copy", ("_fault_obs_copy",)),
+    # the learner's extra optimizer steps are spread over torch's frames: any named function counts
+    "half-minibatch": (["--vary", "fault=none,half-minibatch"], "learn", ("",)),
     "twins": (["--vary", "env=forage:make,forage:make_twin"], None, None),
 }
 

@@ -135,7 +135,8 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
         ckpt_dir = str(out_dir / f"{_slug(label)}-checkpoints") if out_dir else None
         trainers[label] = Trainer(env, cfg, device, seed=sc.seed, checkpoint=Cadence.parse(values["checkpoint"]),
                                   evaluate=Cadence.parse(values["eval"]), checkpoint_dir=ckpt_dir,
-                                  make_eval_env=lambda c=creator, s=sc.seed: c(seed=s + 99_991))
+                                  make_eval_env=lambda c=creator, s=sc.seed: c(seed=s + 99_991),
+                                  fault=values["fault"])
         meta[label] = (sc, plan, driver.num_agents, env_cfg)
     session = Session(labels, [], {}, spec.warmup_rounds)
     active = list(labels)

@@ -144,6 +144,10 @@ AXES: dict[str, Axis] = {
         Axis("inject-cost-us", "0", "busy-wait this many µs per env step in a named function (validation knob)",
              grammar=f"number in [0, {canonical_number(INJECT_COST_MAX_US)}]",
              parse=_bounded_float("inject-cost-us", INJECT_COST_MAX_US)),
+        Axis("fault", "none",
+             "a seeded fault in perfkit's own trainer (validation knob for explain): a host sync per rollout "
+             "step, an extra copy of each observation batch, or half the minibatch size",
+             ("none", "host-sync", "obs-copy", "half-minibatch")),
         Axis("release", "none",
              "a bundle of the suspects as the investigation's stack had them before and after its refactor "
              "(wrapper, env-config, checkpoint, eval, desync, preset); axes you set yourself win",

@@ -111,6 +111,7 @@ def run_trial(
                 Budget(seconds=seconds, agent_steps=steps),
                 seed=scenario.seed,
                 checkpoint=Cadence.parse(values["checkpoint"]),
+                fault=values["fault"],
                 evaluate=Cadence.parse(values["eval"]),
                 checkpoint_dir=checkpoint_dir or (os.path.join(out_dir, "checkpoints") if out_dir else None),
                 make_eval_env=lambda: creator(seed=scenario.seed + 99_991),

@@ -155,3 +155,22 @@ def test_checkpoint_interrupted_mid_save_leaves_no_temp_file(tmp_path, monkeypat
         save_checkpoint(str(tmp_path), pol, opt, 2, 20)
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["latest.pt"] and torch.load(tmp_path / "latest.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("fault", ["host-sync", "obs-copy", "half-minibatch"])
+def test_seeded_faults_run_and_leave_the_trajectory_where_they_should(fault, monkeypatch):
+    from perfkit.train import ppo
+
+    called = []
+    for name in ("_fault_host_sync", "_fault_obs_copy"):
+        real = getattr(ppo, name)
+        monkeypatch.setattr(ppo, name, lambda x, real=real, name=name: called.append(name) or real(x))
+    clean = run_trial(Scenario.build(seed=5), steps=96 * 16 * 2, ppo=SMALL)
+    tr = run_trial(Scenario.build({"fault": fault}, seed=5), steps=96 * 16 * 2, ppo=SMALL)
+    assert tr.error is None and tr.epochs == 2
+    losses = [w["learning"]["pg_loss"] for w in tr.windows]
+    if fault == "half-minibatch":  # twice the optimizer steps on smaller minibatches: a different update
+        assert losses != [w["learning"]["pg_loss"] for w in clean.windows] and called == []
+    else:  # the same computation plus the fault's extra work, 16 rollout steps x 2 epochs
+        assert losses == [w["learning"]["pg_loss"] for w in clean.windows]
+        assert called == [f"_fault_{fault.replace('-', '_')}"] * 32

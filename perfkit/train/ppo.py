@@ -7,6 +7,7 @@ send/recv), `learn` (GAE + minibatch updates), `checkpoint`, `eval`, `misc` (the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -154,8 +155,12 @@ class Trainer:
         make_eval_env: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         profiler=None,
+        fault: str = "none",
     ):
         torch.manual_seed(seed)
+        if fault == "half-minibatch":
+            cfg = dataclasses.replace(cfg, minibatch_size=max(1, cfg.minibatch_size // 2))
+        self.fault = fault
         np.random.seed(seed)  # the *shared* desync RNG (forked workers inherit it) draws from this global state
         self.vecenv, self.cfg, self.device, self.seed = vecenv, cfg, device, seed
         self.cuda = device.type == "cuda"
@@ -211,11 +216,15 @@ class Trainer:
                 buf.obs[step].copy_(self.staging, non_blocking=True)
             else:
                 buf.obs[step].copy_(torch.from_numpy(next_obs))
+            if self.fault == "obs-copy":
+                self._spare = _fault_obs_copy(buf.obs[step])
             buf.dones[step] = next_done
             timer.switch("forward")
             with torch.no_grad():
                 logits, value = policy(buf.obs[step])
                 action, logprob = sample_actions(logits, gen)
+                if self.fault == "host-sync":
+                    _fault_host_sync(value)
             buf.actions[step] = action
             buf.logprobs[step] = logprob
             buf.values[step] = value
@@ -254,6 +263,17 @@ class Trainer:
     def outcome(self, interrupted: bool = False, error: str | None = None) -> TrainOutcome:
         return TrainOutcome(self.windows.windows, self.agent_steps, self.epoch, self.checkpoints, self.evals,
                             interrupted, error)
+
+
+def _fault_obs_copy(obs: torch.Tensor) -> torch.Tensor:
+    """fault=obs-copy: one more copy of the observation batch per rollout step."""
+    return obs.clone()
+
+
+def _fault_host_sync(value: torch.Tensor) -> float:
+    """fault=host-sync: read a result back to the host every rollout step (`.item()`): on CUDA the
+    host waits for the device; on a CPU it is only a small extra call."""
+    return value.sum().item()
 
 
 def train(
