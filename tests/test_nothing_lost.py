@@ -78,7 +78,10 @@ def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_
     out = tmp_path / "c"
     proc = subprocess.Popen([sys.executable, "-m", "perfkit", "compare", "--vary", "wrapper=getattr,none",
                              "--trials", "1", "--seconds", "120", "--out", str(out), "--mode", "process", *TINY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job starts with SIGINT ignored, and Python keeps
+                            # it so: give the command the terminal's default, as a user's has
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     spec = out / "trials" / "wrapper=getattr" / "trial-0.spec.json"
     deadline = time.time() + 60
     while not spec.exists() and time.time() < deadline:
