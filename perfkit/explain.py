@@ -116,6 +116,10 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
                   b_label: float(sum(sum(b.stacks.values()) for _, b in sampled))}
     profiled = batch_pairs(sampled)
     ex.batches = len(profiled)
+    if not sampled and pairs:
+        ex.notes.append("functions: these rounds were not sampled; `perfkit explain --vary ...` (or compare "
+                        "--flamegraph) samples every block")
+        return ex
     if len(profiled) < 2:
         if pairs:
             ex.notes.append(f"functions: fewer than 2 batches of rounds with {MIN_BATCH_SAMPLES} samples each, so no "

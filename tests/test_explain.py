@@ -95,8 +95,13 @@ def test_too_few_batches_gives_phases_and_says_why_not_functions():
              for a, b in _blocks(rounds=4)]
     e = ex.explain("A", "B", pairs)
     assert e.causes == [] and e.frames_tested == 0 and len(e.phases) == 2
-    assert e.notes == ["functions: fewer than 2 batches of rounds with 40 samples each, so no function can be "
-                       "named with an interval (sample faster with --rate, or run longer)"]
+    assert e.notes == ["functions: these rounds were not sampled; `perfkit explain --vary ...` (or compare "
+                       "--flamegraph) samples every block"]
+    few = [(ex.Block(a.agent_steps, a.seconds, a.phases, {("f",): 50.0}),
+            ex.Block(b.agent_steps, b.seconds, b.phases, {("f",): 50.0})) for a, b in _blocks(rounds=1)]
+    assert ex.explain("A", "B", few).notes == [
+        "functions: fewer than 2 batches of rounds with 40 samples each, so no function can be named with an "
+        "interval (sample faster with --rate, or run longer)"]
 
 
 def test_summary_and_record_round_trip(tmp_path):
