@@ -182,3 +182,29 @@ def test_explain_needs_a_results_dir_or_vary(tmp_path):
     assert r.exit_code == 2 and "not both" in r.output
     r = CliRunner().invoke(main, ["explain", str(tmp_path)])
     assert r.exit_code == 2 and f"{tmp_path}" in r.output and "sps.json" in r.output
+
+
+def test_explain_runs_a_sampled_compare_end_to_end(tmp_path):
+    """The real path: one process with py-spy sampling every block, then the explanation."""
+    from click.testing import CliRunner
+
+    from perfkit.cli import main
+    from perfkit.profilers import ProfilerUnavailable, pyspy
+    from perfkit.records.compare import CompareResult
+
+    try:
+        pyspy.check()
+    except ProfilerUnavailable as e:
+        pytest.skip(f"py-spy cannot run here: {e}")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["explain", "--vary", "inject-cost-us=0,200", "--min-seconds", "4", "--max-minutes",
+                                  "0.15", "--ppo", "num_steps=16", "--ppo", "minibatch_size=512", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    result = CompareResult.load(out / "sps.json")
+    assert result.mode == "inprocess" and result.sampler["rate"] == 200
+    assert (out / "session" / "session.folded").stat().st_size > 0
+    record = ExplainRecord.load(out / "explain.json")
+    ex_ = record.explanations[0]
+    assert ex_.b == "inject-cost-us=200" and ex_.gap.delta_us > 0  # 200 µs per env step: far slower
+    assert max(ex_.phases, key=lambda p: p.delta_us).name == "env"
+    assert "slower than inject-cost-us=0" in r.output
