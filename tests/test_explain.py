@@ -168,7 +168,8 @@ def test_explain_a_recorded_compare_exactly(tmp_path):
     again = CliRunner().invoke(main, ["report", str(run)])  # the explain record, re-rendered
     assert again.exit_code == 0 and again.output.splitlines()[:3] == lines[:3]
     r = CliRunner().invoke(main, ["explain", str(run), "--b", "env=nope"])
-    assert r.exit_code == 2 and "--b 'env=nope' is not a variant of this compare; choose from env=forage:make" in r.output
+    assert r.exit_code == 2
+    assert "--b 'env=nope' is not a variant of this compare; choose from env=forage:make" in r.output
 
 
 def test_explain_needs_a_results_dir_or_vary(tmp_path):

@@ -134,8 +134,8 @@ def test_own_cpu_counts_live_children():
     finally:
         child.communicate(b"\n")
     reaped = sentinel.own_cpu_seconds()
-    assert live - before >= 0.2
-    assert reaped >= live  # reaping moves the child into children_user: not lost, not doubled
+    assert live - before >= 0.2 - 0.011  # the child's 0.2 s, less one clock tick and float rounding
+    assert reaped >= live - 0.011  # reaping moves the child into children_user: not lost, not doubled
     assert reaped - live < 0.2
 
 
