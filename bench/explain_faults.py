@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 USERENVS = ROOT / "bench" / "userenvs"
 
 FAULTS = {
-    # name: (vary, expected top phase or None, substrings one of which the top function must hold, or
-    # None for "no function may be named")
+    # name: (vary, expected top phase or None, substrings one of which the top function (or, for a
+    # library frame, the caller it is reported with) must hold, or None for "no function may be named")
     "stall": (["--vary", "env=forage:make,forage:make_slow"], "env", ("_reconcile_ledger",)),
     "checkpoint": (["--vary", "checkpoint=off,epochs:1"], "checkpoint", ("save", "serializ", "pickle", "write")),
     # against no wrapper at all, the wrapper's whole step (its curriculum logic) is the change
@@ -74,7 +74,8 @@ def run_one(fault: str, out: Path, args) -> dict:
     if func is None:
         correct = not causes
     else:
-        correct = bool(causes) and any(f in causes[0] for f in func) and (phase is None or top_phase == phase)
+        top = causes[0] + " " + (ex["causes"][0].get("via") or "") if causes else ""
+        correct = bool(causes) and any(f in top for f in func) and (phase is None or top_phase == phase)
     gap = ex["gap"]["delta_us"]
     closure = sum(p["delta_us"] for p in moved) / gap if gap else float("nan")
     explained = sum(c["self"]["delta_us"] for c in ex["causes"]) / gap if gap and causes else 0.0

@@ -17,6 +17,7 @@ summarised in one line.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -159,7 +160,57 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
                 changes.append(FrameChange(f, delta(f, 0), i, by="inclusive"))
         changes.sort(key=lambda ch: -abs(ch.inclusive.delta_us))
     ex.causes = changes[:max_causes]
+    merged_b = [b for _, b in profiled]
+    ex.causes = [dataclasses.replace(c, via=caller_outside_libraries(c.frame, merged_b)) for c in ex.causes]
     return ex
+
+
+def _package(frame: str) -> str | None:
+    """Top-level package of a normalised frame `name (pkg/mod.py)`: `pkg` (or the module file)."""
+    if not frame.endswith(")") or " (" not in frame:
+        return None
+    path = frame[frame.rindex(" (") + 2:-1]
+    return path.split("/", 1)[0].removesuffix(".py")
+
+
+def _is_library(frame: str) -> bool:
+    """A frame of the stdlib or of an installed third-party package (numpy, torch, pufferlib ...),
+    not of the code under test (perfkit, its envs, or a user's module on the path)."""
+    import sys
+
+    pkg = _package(frame)
+    if pkg is None:
+        return False
+    if pkg.startswith("<frozen") or pkg in sys.stdlib_module_names:
+        return True
+    return pkg in _third_party()
+
+
+def _third_party() -> set[str]:
+    global _THIRD_PARTY
+    if _THIRD_PARTY is None:
+        from importlib.metadata import packages_distributions
+
+        _THIRD_PARTY = set(packages_distributions()) - {"perfkit", "envs", "bench", "tests"}
+    return _THIRD_PARTY
+
+
+_THIRD_PARTY: set[str] | None = None
+
+
+def caller_outside_libraries(frame: str, blocks: Sequence[Block]) -> str | None:
+    """For a cause in library code (numpy's `_all`), the caller that pulls it in: the nearest frame
+    above it, outside libraries, weighted by samples. None when the cause is not library code."""
+    if not _is_library(frame):
+        return None
+    votes: dict[str, float] = defaultdict(float)
+    for blk in blocks:
+        for stack, n in (blk.stacks or {}).items():
+            if stack and stack[-1] == frame:
+                caller = next((f for f in reversed(stack[:-1]) if not _is_library(f)), None)
+                if caller is not None:
+                    votes[caller] += n
+    return max(votes, key=votes.get) if votes else None
 
 
 def merge_blocks(blocks: Sequence[Block]) -> Block:
@@ -215,7 +266,8 @@ def summary(ex: Explanation) -> str:
         d = top.inclusive if top.by == "inclusive" else top.self_
         share = d.delta_us / ex.gap.delta_us if ex.gap.delta_us else math.nan
         where = "in and below" if top.by == "inclusive" else "is"
-        text += (f"; the largest function change {where} `{top.frame}` {_signed(d.delta_us)} µs "
+        via = f" (called from `{top.via}`)" if top.via else ""
+        text += (f"; the largest function change {where} `{top.frame}`{via} {_signed(d.delta_us)} µs "
                  f"[{d.ci_low:.2f}, {d.ci_high:.2f}]"
                  + (f" ({share:.0%} of the gap)" if not math.isnan(share) and 0 < share < 10 else ""))
     elif ex.frames_tested:

@@ -209,3 +209,11 @@ def test_explain_runs_a_sampled_compare_end_to_end(tmp_path):
     assert ex_.b == "inject-cost-us=200" and ex_.gap.delta_us > 0  # 200 µs per env step: far slower
     assert max(ex_.phases, key=lambda p: p.delta_us).name == "env"
     assert "slower than inject-cost-us=0" in r.output
+
+
+def test_a_cause_in_library_code_names_the_caller_that_pulls_it_in():
+    loop = ("run_epoch (perfkit/train/ppo.py)", "_CurriculumLogic.step (envs/curriculum.py)")
+    blocks = [ex.Block(1000, 0.01, {}, {(*loop, "_all (numpy/_core/_methods.py)"): 9.0,
+                                        ("run_epoch (perfkit/train/ppo.py)", "_all (numpy/_core/_methods.py)"): 1.0})]
+    assert ex.caller_outside_libraries("_all (numpy/_core/_methods.py)", blocks) == loop[1]
+    assert ex.caller_outside_libraries("_reconcile_ledger (forage.py)", blocks) is None  # not library code

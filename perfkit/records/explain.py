@@ -34,6 +34,7 @@ class FrameChange:
     self_: Delta  # time with the frame as the leaf
     inclusive: Delta  # time with the frame anywhere on the stack
     by: str = "self"  # which of the two named it a cause ("inclusive": a change spread over its callees)
+    via: str | None = None  # for a library frame (numpy, torch, the stdlib): the nearest caller outside it
 
 
 @dataclass
@@ -68,8 +69,8 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["causes"] = [{"frame": c.frame, "self": asdict(c.self_), "inclusive": asdict(c.inclusive), "by": c.by}
-                       for c in self.causes]
+        d["causes"] = [{"frame": c.frame, "self": asdict(c.self_), "inclusive": asdict(c.inclusive), "by": c.by,
+                        "via": c.via} for c in self.causes]
         return d
 
     @classmethod
@@ -77,8 +78,8 @@ class Explanation:
         return cls(
             a=d["a"], b=d["b"], rounds=d["rounds"], ratio=d["ratio"], ratio_ci=tuple(d["ratio_ci"]),
             gap=Delta(**d["gap"]), phases=[Delta(**p) for p in d["phases"]],
-            causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"]), c.get("by", "self"))
-                    for c in d["causes"]],
+            causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"]), c.get("by", "self"),
+                                c.get("via")) for c in d["causes"]],
             frames_tested=d.get("frames_tested", 0), batches=d.get("batches", 0),
             samples=d.get("samples", {}), notes=d.get("notes", []), learning=d.get("learning", {}))
 

@@ -30,10 +30,10 @@ def render_explanation(ex: Explanation, fmt: str = "github") -> str:
         parts.append(f"The phases beyond noise add up to {closure:.0%} of the gap.")
     if ex.causes:
         rows = [[c.frame[:80], f"{c.self_.delta_us:+.3f}", _ci(c.self_), f"{c.inclusive.delta_us:+.3f}",
-                 _ci(c.inclusive), c.by] for c in ex.causes]
+                 _ci(c.inclusive), c.by, (c.via or "")[:60]] for c in ex.causes]
         parts.append(tabulate(rows, headers=["function (changed beyond noise)", "self Δ µs/step", "95% CI*",
-                                             "inclusive Δ µs/step", "95% CI*", "named by"], tablefmt=fmt,
-                              disable_numparse=True))
+                                             "inclusive Δ µs/step", "95% CI*", "named by", "called from"],
+                              tablefmt=fmt, disable_numparse=True))
         share = ex.explained_by_causes
         what = ("no single frame moved; this caller's inclusive time" if ex.causes[0].by == "inclusive"
                 else "these functions' self time")
