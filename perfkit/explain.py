@@ -160,8 +160,8 @@ def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], co
                 changes.append(FrameChange(f, delta(f, 0), i, by="inclusive"))
         changes.sort(key=lambda ch: -abs(ch.inclusive.delta_us))
     ex.causes = changes[:max_causes]
-    merged_b = [b for _, b in profiled]
-    ex.causes = [dataclasses.replace(c, via=caller_outside_libraries(c.frame, merged_b)) for c in ex.causes]
+    blocks_a, blocks_b = [a for a, _ in profiled], [b for _, b in profiled]
+    ex.causes = [dataclasses.replace(c, via=caller_outside_libraries(c.frame, blocks_b, blocks_a)) for c in ex.causes]
     return ex
 
 
@@ -198,18 +198,21 @@ def _third_party() -> set[str]:
 _THIRD_PARTY: set[str] | None = None
 
 
-def caller_outside_libraries(frame: str, blocks: Sequence[Block]) -> str | None:
-    """For a cause in library code (numpy's `_all`), the caller that pulls it in: the nearest frame
-    above it, outside libraries, weighted by samples. None when the cause is not library code."""
+def caller_outside_libraries(frame: str, blocks_b: Sequence[Block], blocks_a: Sequence[Block] = ()) -> str | None:
+    """For a cause in library code (numpy's `_all`), the caller that pulls in its change: the
+    nearest frame above it outside libraries, whose share of samples through `frame` grew most from
+    A to B (from B alone without A). None when the cause is not library code."""
     if not _is_library(frame):
         return None
     votes: dict[str, float] = defaultdict(float)
-    for blk in blocks:
-        for stack, n in (blk.stacks or {}).items():
-            if stack and stack[-1] == frame:
-                caller = next((f for f in reversed(stack[:-1]) if not _is_library(f)), None)
-                if caller is not None:
-                    votes[caller] += n
+    for blocks, sign in ((blocks_b, 1.0), (blocks_a, -1.0)):
+        total = sum(sum((blk.stacks or {}).values()) for blk in blocks) or 1.0
+        for blk in blocks:
+            for stack, n in (blk.stacks or {}).items():
+                if stack and stack[-1] == frame:
+                    caller = next((f for f in reversed(stack[:-1]) if not _is_library(f)), None)
+                    if caller is not None:
+                        votes[caller] += sign * n / total
     return max(votes, key=votes.get) if votes else None
 
 

@@ -217,3 +217,8 @@ def test_a_cause_in_library_code_names_the_caller_that_pulls_it_in():
                                         ("run_epoch (perfkit/train/ppo.py)", "_all (numpy/_core/_methods.py)"): 1.0})]
     assert ex.caller_outside_libraries("_all (numpy/_core/_methods.py)", blocks) == loop[1]
     assert ex.caller_outside_libraries("_reconcile_ledger (forage.py)", blocks) is None  # not library code
+    # the trainer calls np.all more often than the wrapper, in A and B alike: the wrapper's calls grew
+    trainer = ("run_epoch (perfkit/train/ppo.py)", "_all (numpy/_core/_methods.py)")
+    a = [ex.Block(1000, 0.01, {}, {trainer: 20.0, (*loop, "_all (numpy/_core/_methods.py)"): 1.0, ("x",): 79.0})]
+    b = [ex.Block(1000, 0.01, {}, {trainer: 20.0, (*loop, "_all (numpy/_core/_methods.py)"): 6.0, ("x",): 74.0})]
+    assert ex.caller_outside_libraries("_all (numpy/_core/_methods.py)", b, a) == loop[1]
