@@ -274,7 +274,7 @@ def summary(ex: Explanation) -> str:
                  f"[{d.ci_low:.2f}, {d.ci_high:.2f}]"
                  + (f" ({share:.0%} of the gap)" if not math.isnan(share) and 0 < share < 10 else ""))
     elif ex.frames_tested:
-        text += f"; none of the {ex.frames_tested} functions sampled changed beyond noise"
+        text += f"; no function sampled changed beyond noise ({ex.frames_tested} tests)"
     return text + "."
 
 

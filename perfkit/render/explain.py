@@ -42,8 +42,8 @@ def render_explanation(ex: Explanation, fmt: str = "github") -> str:
                         else "")
                      + "every other function's change is within noise.")
     elif ex.frames_tested:
-        parts.append(f"None of the {ex.frames_tested} functions sampled changed beyond noise "
-                     f"({ex.batches} batches of rounds).")
+        parts.append(f"No function sampled changed beyond noise ({ex.frames_tested} tests of self and inclusive time "
+                     f"over {ex.batches} batches of rounds).")
     if len(ex.learning) == 2:
         keys = [k for k in ("episode_return", "heart.get", "episodes") if any(k in v for v in ex.learning.values())]
         rows = [[k, *(f"{ex.learning[label].get(k, math.nan):.3f}" for label in (ex.a, ex.b))] for k in keys]
