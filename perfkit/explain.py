@@ -24,9 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 
-from perfkit.markers import parse_marker
+from perfkit.markers import block_slug, parse_marker
 from perfkit.records.explain import Delta, Explanation, FrameChange
 from perfkit.timing import PHASES
 
@@ -82,16 +81,12 @@ class Block:
 
 def paired_delta(name: str, a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Delta:
     """Mean of b - a with a paired t-interval (NaN bounds with fewer than 2 pairs)."""
+    from perfkit.stats import mean_interval
+
     a_, b_ = np.asarray(a, float), np.asarray(b, float)
-    d = b_ - a_
-    n = len(d)
-    mean = float(d.mean()) if n else math.nan
-    if n < 2:
-        return Delta(name, float(a_.mean()) if n else math.nan, float(b_.mean()) if n else math.nan, mean,
-                     math.nan, math.nan, n)
-    sd = float(d.std(ddof=1))
-    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return Delta(name, float(a_.mean()), float(b_.mean()), mean, mean - half, mean + half, n)
+    mean, lo, hi = mean_interval(b_ - a_, confidence)
+    n = len(a_)
+    return Delta(name, float(a_.mean()) if n else math.nan, float(b_.mean()) if n else math.nan, mean, lo, hi, n)
 
 
 def explain(a_label: str, b_label: str, pairs: Iterable[tuple[Block, Block]], confidence: float = 0.95,
@@ -284,14 +279,6 @@ def _signed(x: float) -> str:
 
 # -- from a compare record ------------------------------------------------------------------------
 
-def _safe_slug(label: str) -> str:
-    import re
-
-    from perfkit.compare import Variant
-
-    return re.sub(r"\W", "_", Variant(label, None).slug)  # type: ignore[arg-type]
-
-
 def _read_stacks(path: str | None, base=None) -> dict[tuple[str, ...], float]:
     from perfkit.flame.folded import read_folded
 
@@ -325,7 +312,7 @@ def pairs_from_compare(result, a: str, b: str, base=None) -> list[tuple[Block, B
     each block when the compare was sampled."""
     if result.mode == "inprocess":
         split = split_by_block(_read_stacks(result.sampler.get("folded"), base))
-        sa, sb = _safe_slug(a), _safe_slug(b)
+        sa, sb = block_slug(a), block_slug(b)
         out = []
         for blk in result.blocks[result.warmup_rounds:]:
             phases = blk.get("phases", {})
@@ -342,13 +329,10 @@ def pairs_from_compare(result, a: str, b: str, base=None) -> list[tuple[Block, B
 
 def _trial_block(t, base=None) -> Block:
     steady = t.steady_windows
-    stacks: dict[tuple[str, ...], float] | None = None
-    if t.artifacts.get("folded"):
-        stacks = defaultdict(float)
-        for (_, _), part in split_by_block(_read_stacks(t.artifacts["folded"], base)).items():
-            for stack, n in part.items():
-                stacks[stack] += n
-        stacks = dict(stacks)
+    stacks = None
+    if t.artifacts.get("folded"):  # every steady epoch of the trial, as one block
+        parts = split_by_block(_read_stacks(t.artifacts["folded"], base)).values()
+        stacks = merge_blocks([Block(0, 0.0, {}, part) for part in parts]).stacks
     return Block(sum(w["agent_steps"] for w in steady), sum(w["seconds"] for w in steady), t.phases, stacks)
 
 
@@ -404,20 +388,12 @@ def write_explain(result, run_dir, a: str | None = None, b: str | None = None):
     flamegraphs = {}
     for ex in explanations:
         pairs = pairs_from_compare(result, ex.a, ex.b, run_dir)
-        pa, pb = _merged([x for x, _ in pairs]), _merged([y for _, y in pairs])
+        pa, pb = merge_blocks([x for x, _ in pairs]).stacks, merge_blocks([y for _, y in pairs]).stacks
         if pa and pb:
             files, _ = write_flamediff(Profile(pa), Profile(pb), run_dir, ex.a, ex.b,
-                                       stem=f"explain-{_safe_slug(ex.b)}",
+                                       stem=f"explain-{block_slug(ex.b)}",
                                        significant={c.frame for c in ex.causes})
             flamegraphs[ex.b] = files
     record = ExplainRecord(explanations, "sps.json", dict(result.sampler), flamegraphs)
     record.save(run_dir / "explain.json")
     return record
-
-
-def _merged(blocks: list[Block]) -> dict[tuple[str, ...], float]:
-    out: dict[tuple[str, ...], float] = defaultdict(float)
-    for blk in blocks:
-        for stack, n in (blk.stacks or {}).items():
-            out[stack] += n
-    return dict(out)

@@ -20,7 +20,7 @@ from perfkit.records.compare import CompareResult
 def from_blocks(result: CompareResult, run_dir: Path, rate: int) -> dict[str, dict]:
     """Flamegraphs from the samples of every steady block of a sampled compare, and differential
     flamegraphs against the first variant. Fills and returns `result.profiles`."""
-    from perfkit.explain import _merged, pairs_from_compare
+    from perfkit.explain import merge_blocks, pairs_from_compare
     from perfkit.flame.folded import Profile
     from perfkit.records.store import atomic_write_text
 
@@ -28,8 +28,8 @@ def from_blocks(result: CompareResult, run_dir: Path, rate: int) -> dict[str, di
     stacks: dict[str, dict[tuple[str, ...], float]] = {}
     for label in result.variants[1:]:
         pairs = pairs_from_compare(result, first, label, run_dir)
-        stacks.setdefault(first, _merged([a for a, _ in pairs]))
-        stacks[label] = _merged([b for _, b in pairs])
+        stacks.setdefault(first, merge_blocks([a for a, _ in pairs]).stacks)
+        stacks[label] = merge_blocks([b for _, b in pairs]).stacks
     for label, st in stacks.items():
         if not st:
             continue

@@ -156,8 +156,8 @@ def evaluate(check: Check, samples: dict[str, list[float]], reference: list[floa
         check_baseline(baseline, [check.lhs])
         run_means = _run_means(baseline, check.lhs)
         c = stats.compare_to_runs(run_means, _scores(lhs, reference))
-        spread = stats.compare_to_runs(run_means, [float(np.exp(np.mean(np.log(run_means))))] * 2)
-        detectable = check.factor / spread.ci_high if math.isfinite(spread.ci_high) else None
+        floor = stats.baseline_floor(run_means)
+        detectable = check.factor / floor if math.isfinite(floor) else None
     else:
         c = stats.compare_samples(samples[check.rhs], lhs, paired=True)
     # Last line of defence: NaN compares False both ways, so an undefined interval would fall
@@ -296,7 +296,7 @@ def measure(labels: list[str], rounds: int = 20, block_steps: int = 100, warmup_
     return Measurement(samples, reference, len(reference), block_steps, time.perf_counter() - t0, stopped=stopped)
 
 
-def precision_reached(checks: Sequence[Check], rule: GateRule) -> Callable[[dict[str, list[float]], list[float]], bool]:
+def until_precise(checks: Sequence[Check], rule: GateRule) -> Callable[[dict[str, list[float]], list[float]], bool]:
     """The `until` of a gate run under `rule`: at least min_rounds, then every check's own
     half-width (see `own_half_width`) within the precision. Width only, never the verdict."""
     def until(samples: dict[str, list[float]], reference: list[float]) -> bool:
@@ -376,7 +376,7 @@ def run(checks: list[Check], rule: GateRule, block_steps: int, baseline: dict | 
         on_round=None) -> GateRecord:
     """Measure the checks' workloads under `rule` and decide every check."""
     labels = labels_needed(checks) or [checks[0].lhs]
-    m = measure(labels, rule.rounds, block_steps, on_round=on_round, until=precision_reached(checks, rule),
+    m = measure(labels, rule.rounds, block_steps, on_round=on_round, until=until_precise(checks, rule),
                 max_seconds=rule.max_seconds)
     results = [evaluate(c, m.samples, m.reference, baseline) for c in checks]
     return GateRecord(results, m, rule, warnings_for(results, m, rule, baseline))

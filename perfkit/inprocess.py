@@ -153,7 +153,7 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
                 try:
                     # under a frame named after the variant and round, so one profile of this
                     # process splits by block (perfkit/markers.py)
-                    w = call_marked(marker_name(_slug(label), r, warmup=r < spec.warmup_rounds),
+                    w = call_marked(marker_name(label, r, warmup=r < spec.warmup_rounds),
                                     trainers[label].run_epoch)
                 except Exception as e:  # noqa: BLE001 -- this variant failed: record it, the others go on
                     session.errors[label] = describe_error(e)

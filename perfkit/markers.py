@@ -23,10 +23,14 @@ def _call(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def marker_name(slug: str, round_: int, warmup: bool = False) -> str:
-    """The frame name of a block (a valid identifier: non-word characters of `slug` become `_`)."""
-    safe = re.sub(r"\W", "_", slug)
-    return f"{WARMUP if warmup else BLOCK}__{safe}__r{round_}"
+def block_slug(label: str) -> str:
+    """A variant label as it appears in its blocks' frame names (a valid identifier)."""
+    return re.sub(r"\W", "_", label)
+
+
+def marker_name(label: str, round_: int, warmup: bool = False) -> str:
+    """The frame name of a block of the variant `label` in round `round_`."""
+    return f"{WARMUP if warmup else BLOCK}__{block_slug(label)}__r{round_}"
 
 
 def call_marked(name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:

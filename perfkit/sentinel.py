@@ -110,19 +110,37 @@ def own_cpu_seconds() -> float:
 
     me = psutil.Process()
     total = tree_part(me)
-    try:  # a sampling profiler that launched this trial works for it: its CPU is the overhead measured
-        parent = me.parent()
-        if parent is not None and parent.name() in PROFILER_PARENTS:
-            t = parent.cpu_times()
+    profiler = _profiler_parent()
+    if profiler is not None:  # a sampling profiler that launched this trial works for it
+        try:
+            t = profiler.cpu_times()
             total += t.user + t.system
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        pass
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
     for child in me.children(recursive=True):
         try:
             total += tree_part(child)
         except (psutil.NoSuchProcess, psutil.AccessDenied):  # exited or not ours: skip it
             pass
     return total
+
+
+_PROFILER: dict[int, object] = {}  # parent pid -> its psutil.Process if it is a profiler, else None
+
+
+def _profiler_parent():
+    """The parent process when it is a sampling profiler (PROFILER_PARENTS), else None; looked up
+    once per parent, since own_cpu_seconds runs every epoch."""
+    import psutil
+
+    ppid = os.getppid()
+    if ppid not in _PROFILER:
+        try:
+            parent = psutil.Process(ppid)
+            _PROFILER[ppid] = parent if parent.name() in PROFILER_PARENTS else None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            _PROFILER[ppid] = None
+    return _PROFILER[ppid]
 
 
 def snapshot(

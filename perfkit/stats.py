@@ -112,16 +112,26 @@ def _t_interval(center: float, se: float, df: float, confidence: float) -> Compa
 
 
 
+def mean_interval(xs, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean +- t * its standard error. NaN bounds with fewer than two
+    values, NaN everywhere with none."""
+    xs = np.asarray(xs, float)
+    if len(xs) == 0:
+        return math.nan, math.nan, math.nan
+    centre = float(xs.mean())
+    if len(xs) < 2:
+        return centre, math.nan, math.nan
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, len(xs) - 1)) * float(xs.std(ddof=1)) / math.sqrt(len(xs))
+    return centre, centre - half, centre + half
+
+
 def geomean_interval(xs: list[float], confidence: float = 0.95) -> tuple[float, float]:
     """t-interval of the geometric mean (`Summary.geomean`, the headline): the mean of log SPS
     +- t * its standard error, exponentiated. (geomean, geomean) with fewer than two samples."""
-    logs = np.log(np.asarray(xs, float))
-    centre = float(logs.mean())
-    if len(logs) < 2:
+    centre, lo, hi = mean_interval(np.log(np.asarray(xs, float)), confidence)
+    if math.isnan(lo):
         return math.exp(centre), math.exp(centre)
-    t = float(scipy.stats.t.ppf(0.5 + confidence / 2, len(logs) - 1))
-    half = t * float(logs.std(ddof=1)) / math.sqrt(len(logs))
-    return math.exp(centre - half), math.exp(centre + half)
+    return math.exp(lo), math.exp(hi)
 
 
 def describe(c: Comparison) -> str:
@@ -152,6 +162,17 @@ def compare_to_runs(run_means: list[float], now: list[float], confidence: float 
     lo, hi = math.exp(d - half), math.exp(d + half)
     verdict = FASTER if lo > 1.0 else SLOWER if hi < 1.0 else SAME
     return Comparison(math.exp(d), lo, hi, confidence, verdict)
+
+
+def baseline_floor(run_means: list[float], confidence: float = 0.95) -> float:
+    """The part of `compare_to_runs`' interval that comes from the earlier processes alone, as a
+    ratio: exp(t(K-1) * sd(log means) * sqrt(1 + 1/K)). No run of the current process, however long,
+    narrows it. NaN with fewer than two runs."""
+    k = len(run_means)
+    if k < MIN_TRIALS:
+        return math.nan
+    sd = float(np.log(np.asarray(run_means, float)).std(ddof=1))
+    return math.exp(float(scipy.stats.t.ppf(0.5 + confidence / 2, k - 1)) * sd * math.sqrt(1 + 1 / k))
 
 
 def half_width(c: Comparison) -> float:

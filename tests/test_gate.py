@@ -252,13 +252,13 @@ def _rounds(ratio, noise, n, seed=0):
 
 def test_precision_rule_looks_at_width_not_at_the_verdict():
     check = g.parse_check("sps(wrapper=getattr) >= 0.98 * sps(wrapper=none)")
-    until = g.precision_reached([check], g.GateRule(precision=0.01, min_rounds=6))
+    until = g.until_precise([check], g.GateRule(precision=0.01, min_rounds=6))
     for ratio in (0.90, 0.98, 1.05):  # far below, at and above the threshold: the same decision
         quiet = _rounds(ratio, 0.002, 8)
         assert until(*quiet) is True
         assert until(*_rounds(ratio, 0.05, 8)) is False  # noisy rounds: not yet known to 1%
         assert until({k: v[:5] for k, v in quiet[0].items()}, quiet[1][:5]) is False  # fewer than min_rounds
-    assert g.precision_reached([check], g.GateRule(rounds=20))(*_rounds(1.0, 0.0001, 8)) is False  # no precision
+    assert g.until_precise([check], g.GateRule(rounds=20))(*_rounds(1.0, 0.0001, 8)) is False  # no precision
 
 
 def test_baseline_checks_count_only_this_runs_own_error_toward_the_precision():

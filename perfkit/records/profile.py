@@ -27,12 +27,14 @@ class ProfileRecord(Record):
     interrupted: bool = False
     machine: dict[str, Any] = field(default_factory=machine_info)
 
+    def _clean(self, tool: str) -> list[dict[str, Any]]:
+        """This tool's trials that count: finished, and not disturbed by other processes."""
+        return [t for t in self.trials if t["tool"] == tool and t["status"] == "ok" and not t["disturbed"]]
+
     def clean_pairs(self, tool: str) -> tuple[list[float], list[float]]:
         """(unprofiled SPS, this tool's SPS) over rounds where both finished and neither was disturbed."""
-        def by_round(name: str) -> dict[int, float]:
-            return {t["round"]: t["sps"] for t in self.trials
-                    if t["tool"] == name and t["status"] == "ok" and not t["disturbed"]}
-        none, this = by_round(UNPROFILED), by_round(tool)
+        none = {t["round"]: t["sps"] for t in self._clean(UNPROFILED)}
+        this = {t["round"]: t["sps"] for t in self._clean(tool)}
         rounds = sorted(set(none) & set(this))
         return [none[k] for k in rounds], [this[k] for k in rounds]
 
@@ -40,16 +42,15 @@ class ProfileRecord(Record):
         """This tool's SPS over the unprofiled SPS of the same rounds: geo-mean of paired ratios."""
         a, b = self.clean_pairs(tool)
         return stats.compare_samples(a, b, paired=True) if a else stats.Comparison(math.nan, math.nan, math.nan, 0.95,
-                                                                           stats.TOO_FEW)
-
-    def unprofiled_sps(self) -> float:
-        """Geometric mean of the undisturbed unprofiled trials (nan if none)."""
-        xs = [t["sps"] for t in self.trials if t["tool"] == UNPROFILED and t["status"] == "ok" and not t["disturbed"]]
-        return stats.summarize(xs).geomean if xs else math.nan
+                                                                                   stats.TOO_FEW)
 
     def sps(self, tool: str) -> float:
-        xs = [t["sps"] for t in self.trials if t["tool"] == tool and t["status"] == "ok" and not t["disturbed"]]
+        """Geometric mean SPS of the trials that count (nan if none)."""
+        xs = [t["sps"] for t in self._clean(tool)]
         return stats.summarize(xs).geomean if xs else math.nan
+
+    def unprofiled_sps(self) -> float:
+        return self.sps(UNPROFILED)
 
     def counts(self, tool: str) -> dict[str, int]:
         ts = [t for t in self.trials if t["tool"] == tool]

@@ -3,6 +3,8 @@ trial, a compare and a diagnose come from their records (perfkit/records/); here
 
 from __future__ import annotations
 
+import math
+
 from tabulate import tabulate
 
 from perfkit import stats
@@ -124,16 +126,17 @@ def render_profiles(record, fmt: str = "github") -> str:
         return ", ".join([str(c["trials"]), *extra])
 
     def sps(x: float) -> str:
-        return "–" if x != x else f"{x:,.0f}"
+        return "–" if math.isnan(x) else f"{x:,.0f}"
 
-    rows = [["none (unprofiled)", sps(record.unprofiled_sps()), "1.000 (reference)", "", counts("none"), ""]]
+    unprofiled = record.unprofiled_sps()
+    rows = [["none (unprofiled)", sps(unprofiled), "1.000 (reference)", "", counts("none"), ""]]
     for tool in record.tools:
         c = record.overhead(tool)
-        ratio = "–" if c.ratio != c.ratio else f"{c.ratio:.3f}"
-        ci = "–" if c.ci_low != c.ci_low else f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
+        ratio = "–" if math.isnan(c.ratio) else f"{c.ratio:.3f}"
+        ci = "–" if math.isnan(c.ci_low) else f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
         art = record.artifacts.get(tool, {})
-        if art.get("sps_outside_profiled_epochs") and record.unprofiled_sps() == record.unprofiled_sps():
-            ratio += f" (outside profiled epochs: {art['sps_outside_profiled_epochs'] / record.unprofiled_sps():.3f})"
+        if art.get("sps_outside_profiled_epochs") and not math.isnan(unprofiled):
+            ratio += f" (outside profiled epochs: {art['sps_outside_profiled_epochs'] / unprofiled:.3f})"
         rows.append([tool, sps(record.sps(tool)), ratio, ci, counts(tool), ", ".join(sorted(art.get("files", {})))])
     return tabulate(rows, headers=["profiler", "agent-steps/s (geo-mean)", "ratio to unprofiled (paired)", "95% CI",
                                    "trials", "artifacts"], tablefmt=fmt, disable_numparse=True)

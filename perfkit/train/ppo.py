@@ -160,7 +160,8 @@ class Trainer:
         torch.manual_seed(seed)
         if fault == "half-minibatch":
             cfg = dataclasses.replace(cfg, minibatch_size=max(1, cfg.minibatch_size // 2))
-        self.fault = fault
+        # resolved once: the rollout loop tests booleans, not strings, on every step
+        self._obs_copy, self._host_sync = fault == "obs-copy", fault == "host-sync"
         np.random.seed(seed)  # the *shared* desync RNG (forked workers inherit it) draws from this global state
         self.vecenv, self.cfg, self.device, self.seed = vecenv, cfg, device, seed
         self.cuda = device.type == "cuda"
@@ -216,14 +217,14 @@ class Trainer:
                 buf.obs[step].copy_(self.staging, non_blocking=True)
             else:
                 buf.obs[step].copy_(torch.from_numpy(next_obs))
-            if self.fault == "obs-copy":
+            if self._obs_copy:
                 self._spare = _fault_obs_copy(buf.obs[step])
             buf.dones[step] = next_done
             timer.switch("forward")
             with torch.no_grad():
                 logits, value = policy(buf.obs[step])
                 action, logprob = sample_actions(logits, gen)
-                if self.fault == "host-sync":
+                if self._host_sync:
                     _fault_host_sync(value)
             buf.actions[step] = action
             buf.logprobs[step] = logprob
