@@ -37,7 +37,7 @@ def main() -> None:
       perfkit variants                                  the axes and their values
       perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
       perfkit diagnose --preset make_arena              learning signal, without training
-      perfkit explain --vary wrapper=getattr,getattribute  why one is slower: phases, functions
+      perfkit explain --vary wrapper=none,getattribute  why one is slower: phases, functions
       perfkit profile --with pyspy --with torch         where the time goes
       perfkit gate --checks-file bench/gate_checks.txt  the CI gate
       perfkit report results/DIR                        re-render a past run's tables and plots
