@@ -60,7 +60,9 @@ def run_one(fault: str, out: Path, args) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")]),
            "PERFKIT_BENCH_COST_US": str(args.stall_us)}
     cmd = [sys.executable, "-m", "perfkit", "explain", *vary, "--out", str(out), "--force",
-           "--max-minutes", str(args.max_minutes), "--rate", str(args.rate)]
+           "--max-minutes", str(args.max_minutes), "--rate", str(args.rate), "--min-seconds", str(args.min_seconds)]
+    if args.device:
+        cmd += ["--device", args.device]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     minutes = (time.monotonic() - t0) / 60
@@ -78,11 +80,30 @@ def run_one(fault: str, out: Path, args) -> dict:
         correct = bool(causes) and any(f in top for f in func) and (phase is None or top_phase == phase)
     gap = ex["gap"]["delta_us"]
     closure = sum(p["delta_us"] for p in moved) / gap if gap else float("nan")
-    explained = sum(c["self"]["delta_us"] for c in ex["causes"]) / gap if gap and causes else 0.0
+    explained = (sum(c["inclusive" if c.get("by") == "inclusive" else "self"]["delta_us"] for c in ex["causes"]) / gap
+                 if gap and causes else 0.0)
     return {"fault": fault, "top_cause": causes[0] if causes else "(none)", "top_phase": top_phase,
             "correct": correct, "closure": closure, "explained": explained, "minutes": minutes,
             "ratio": ex["ratio"], "ratio_ci": ex["ratio_ci"], "rounds": ex["rounds"],
-            "sampler_cores": rec.get("sampler", {}).get("sampler_cores")}
+            "sampler_cores": rec.get("sampler", {}).get("sampler_cores"),
+            "gpu": {k: rec.get("gpu", {}).get(ex[k]) for k in ("a", "b")} if rec.get("gpu") else None,
+            "gpu_notes": rec.get("gpu_notes", [])}
+
+
+def gpu_table(results) -> list[str]:
+    """On CUDA: the GPU rows' B - A per run (one torch.profiler trace per variant, read by HTA)."""
+    lines = ["| fault | run | Δ GPU idle waiting for the host, µs/agent-step | Δ GPU kernels, µs/agent-step "
+             "| Δ CUDA syncs per rollout step | Δ kernels per rollout step |", "|---|---|---|---|---|---|"]
+    for k, r in enumerate(results):
+        g = r.get("gpu")
+        if not g or not g["a"] or not g["b"]:
+            continue
+        a, b = g["a"], g["b"]
+        lines.append(f"| {r['fault']} | {k + 1} | {b['idle_us']['host_wait'] - a['idle_us']['host_wait']:+.3f} | "
+                     f"{b['kernel_us'] - a['kernel_us']:+.3f} | "
+                     f"{b['syncs_per_rollout_step'] - a['syncs_per_rollout_step']:+.2f} | "
+                     f"{b['kernels_per_rollout_step'] - a['kernels_per_rollout_step']:+.1f} |")
+    return lines if len(lines) > 2 else []
 
 
 def overhead(args) -> str:
@@ -122,6 +143,9 @@ def main() -> int:
     ap.add_argument("--faults", default=",".join(FAULTS))
     ap.add_argument("--max-minutes", type=float, default=3.0)
     ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--min-seconds", type=float, default=30.0)
+    ap.add_argument("--device", default=None, help="cuda: also the GPU rows (a torch.profiler trace per variant)")
+    ap.add_argument("--keep", default=None, help="keep each explain's directory under this folder")
     ap.add_argument("--stall-us", type=float, default=30.0)
     ap.add_argument("--out", default=str(ROOT / "results" / "explain-faults"))
     ap.add_argument("--overhead-pairs", type=int, default=4, help="pairs of sessions timing the sampler (0: skip)")
@@ -129,7 +153,7 @@ def main() -> int:
     args = ap.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="explain-faults-"))
+    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="explain-faults-"))
     results = []
     for fault in args.faults.split(","):
         for k in range(args.runs):
@@ -153,6 +177,12 @@ def main() -> int:
               f"{sum(r['correct'] for r in rs)}/{len(rs)} | {statistics.median(r['closure'] for r in rs):.2f} | "
               f"{statistics.median(r['explained'] for r in rs):.2f} | "
               f"{statistics.median(r['minutes'] for r in rs):.2f} |")
+    gpu = gpu_table([r for r in results if "error" not in r])
+    if gpu:
+        print("\nGPU rows, B - A:\n" + "\n".join(gpu))
+    notes = sorted({n for r in results for n in r.get("gpu_notes", [])})
+    if notes:
+        print("\n" + "\n".join(f"note: {n}" for n in notes))
     cores = [r["sampler_cores"] for r in results if r.get("sampler_cores") is not None]
     if cores:
         print(f"\npy-spy at {args.rate} Hz used {statistics.median(cores):.3f} core (median over runs)")

@@ -41,6 +41,10 @@ def explain(results_dir, vary, label_a, label_b, min_seconds, rate, precision, m
     compare was sampled, as `explain --vary` samples it). Running one: perfkit explain --vary
     wrapper=getattr,getattribute. Writes explain.json and a differential flamegraph coloured only
     where a function changed beyond noise; prints a paragraph to paste into a PR.
+
+    On CUDA, `explain --vary` also takes one torch.profiler trace per variant and adds GPU rows read
+    by Holistic Trace Analysis (pip install 'perfkit[gpu]'): GPU idle time by cause (waiting for the
+    host, between kernels, other), kernel time, and CUDA syncs per rollout step.
     """
     from perfkit.explain import write_explain
     from perfkit.records.compare import CompareResult
@@ -102,4 +106,20 @@ def _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed
                                                                 err=True))
             result.sampler = {"tool": "py-spy", "rate": rate}
             result.save(run_dir / "sps.json")
+        if not result.interrupted and any(t.device.startswith("cuda") for ts in result.trials.values() for t in ts):
+            _gpu_traces(variants, SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs), run_dir)
     return result, run_dir
+
+
+def _gpu_traces(variants, runner, run_dir) -> None:
+    """On CUDA: one torch.profiler trace per variant for the GPU rows (perfkit/gpu.py)."""
+    from perfkit.gpu import HTA_HINT, capture
+
+    try:
+        import hta  # noqa: F401
+    except ImportError:
+        click.echo(f"no GPU rows: Holistic Trace Analysis is not installed; {HTA_HINT}", err=True)
+        return
+    errors = capture(variants, runner, run_dir, progress=lambda m: click.echo(m, err=True))
+    for label, err in errors.items():
+        click.echo(f"no GPU trace of {label}: {err}", err=True)

@@ -381,6 +381,7 @@ def write_explain(result, run_dir, a: str | None = None, b: str | None = None):
 
     from perfkit.flame.folded import Profile
     from perfkit.flame.report import write_flamediff
+    from perfkit.gpu import summarise_dir
     from perfkit.records.explain import ExplainRecord
 
     run_dir = Path(run_dir)
@@ -394,6 +395,7 @@ def write_explain(result, run_dir, a: str | None = None, b: str | None = None):
                                        stem=f"explain-{block_slug(ex.b)}",
                                        significant={c.frame for c in ex.causes})
             flamegraphs[ex.b] = files
-    record = ExplainRecord(explanations, "sps.json", dict(result.sampler), flamegraphs)
+    gpu, gpu_notes = summarise_dir(run_dir, sorted({x for ex in explanations for x in (ex.a, ex.b)}))
+    record = ExplainRecord(explanations, "sps.json", dict(result.sampler), flamegraphs, gpu, gpu_notes)
     record.save(run_dir / "explain.json")
     return record

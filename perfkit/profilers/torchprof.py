@@ -33,6 +33,7 @@ class TorchProfileConfig:
     repeat: int = 1
     out_dir: str = "."
     row_limit: int = 40
+    with_stack: bool = True  # Python stacks (torch-stacks-<n>.folded); off, the trace is several times smaller
 
     def __post_init__(self) -> None:
         # torch.profiler.schedule asserts these only once the profiled trial has started (after
@@ -71,8 +72,8 @@ class TorchProfileSession:
             schedule=tp.schedule(skip_first=cfg.skip_first, wait=cfg.wait, warmup=cfg.warmup, active=cfg.active,
                                  repeat=cfg.repeat),
             on_trace_ready=self._export,
-            with_stack=True,
-            experimental_config=torch._C._profiler._ExperimentalConfig(verbose=True),
+            with_stack=cfg.with_stack,
+            experimental_config=torch._C._profiler._ExperimentalConfig(verbose=cfg.with_stack),
         )
         self._range = None
         self.cycles = 0
@@ -110,9 +111,11 @@ class TorchProfileSession:
         raw.unlink()
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=self.cfg.row_limit)
         (out / f"torch-ops-{n}.txt").write_text(table)
-        stacks = out / f"torch-stacks-{n}.folded"
-        prof.export_stacks(str(stacks), "self_cpu_time_total")
-        self.files += [f"{raw}.gz", str(out / f"torch-ops-{n}.txt"), str(stacks)]
+        self.files += [f"{raw}.gz", str(out / f"torch-ops-{n}.txt")]
+        if self.cfg.with_stack:
+            stacks = out / f"torch-stacks-{n}.folded"
+            prof.export_stacks(str(stacks), "self_cpu_time_total")
+            self.files.append(str(stacks))
 
 
 def profile(runner, variant, out_dir: Path, cfg: TorchProfileConfig) -> dict:

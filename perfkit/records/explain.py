@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from perfkit.gpu import GpuSummary
 from perfkit.records.store import Record
 
 
@@ -63,8 +64,9 @@ class Explanation:
 
     @property
     def explained_by_causes(self) -> float:
-        """Share of the gap that the listed functions' self-time changes account for."""
-        total = sum(c.self_.delta_us for c in self.causes)
+        """Share of the gap that the listed functions account for: their self-time changes, or the
+        inclusive change of a caller named for a change spread over its callees."""
+        total = sum((c.inclusive if c.by == "inclusive" else c.self_).delta_us for c in self.causes)
         return total / self.gap.delta_us if self.gap.delta_us else math.nan
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,12 +96,17 @@ class ExplainRecord(Record):
     compare: str = "sps.json"  # the compare record the explanations came from, beside this file
     sampler: dict[str, Any] = field(default_factory=dict)  # tool, rate, sampler_cores
     flamegraphs: dict[str, dict[str, str]] = field(default_factory=dict)  # b label -> differential SVGs
+    # On CUDA: label -> where its GPU time went, from one torch.profiler trace read by HTA (perfkit/gpu.py)
+    gpu: dict[str, GpuSummary] = field(default_factory=dict)
+    gpu_notes: list[str] = field(default_factory=list)  # why GPU rows are missing, where they are
 
     def to_dict(self) -> dict[str, Any]:
         return {"explanations": [e.to_dict() for e in self.explanations], "compare": self.compare,
-                "sampler": self.sampler, "flamegraphs": self.flamegraphs}
+                "sampler": self.sampler, "flamegraphs": self.flamegraphs,
+                "gpu": {k: v.to_dict() for k, v in self.gpu.items()}, "gpu_notes": self.gpu_notes}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExplainRecord:
         return cls([Explanation.from_dict(e) for e in d["explanations"]], d.get("compare", "sps.json"),
-                   d.get("sampler", {}), d.get("flamegraphs", {}))
+                   d.get("sampler", {}), d.get("flamegraphs", {}),
+                   {k: GpuSummary.from_dict(v) for k, v in d.get("gpu", {}).items()}, d.get("gpu_notes", []))

@@ -7,6 +7,7 @@ import math
 from tabulate import tabulate
 
 from perfkit.explain import summary
+from perfkit.gpu import GpuSummary
 from perfkit.records.explain import Delta, ExplainRecord, Explanation
 
 
@@ -18,7 +19,28 @@ def _mark(d: Delta) -> str:
     return "yes" if d.significant else ""
 
 
-def render_explanation(ex: Explanation, fmt: str = "github") -> str:
+def render_gpu(a: GpuSummary, b: GpuSummary, a_label: str, b_label: str, fmt: str = "github") -> str:
+    """The GPU rows: one torch.profiler trace per variant, read by Holistic Trace Analysis."""
+    rows = [("GPU kernels, µs/agent-step", a.kernel_us, b.kernel_us, 3),
+            ("GPU idle, µs/agent-step", a.idle_total_us, b.idle_total_us, 3),
+            ("idle: waiting for the host", a.idle_us["host_wait"], b.idle_us["host_wait"], 3),
+            ("idle: between kernels", a.idle_us["kernel_wait"], b.idle_us["kernel_wait"], 3),
+            ("idle: other", a.idle_us["other"], b.idle_us["other"], 3),
+            ("GPU idle share, %", 100 * a.idle_share, 100 * b.idle_share, 1),
+            ("time under torch.profiler, µs/agent-step", a.extra.get("profiler_step_us", math.nan),
+             b.extra.get("profiler_step_us", math.nan), 3),
+            ("CUDA syncs per rollout step", a.syncs_per_rollout_step, b.syncs_per_rollout_step, 2),
+            ("kernels per rollout step", a.kernels_per_rollout_step, b.kernels_per_rollout_step, 1)]
+    table = tabulate([[name, f"{x:.{d}f}", f"{y:.{d}f}", f"{y - x:+.{d}f}"] for name, x, y, d in rows],
+                     headers=[f"GPU, main stream ({a.stream})", a_label, b_label, "Δ"], tablefmt=fmt,
+                     disable_numparse=True)
+    return (f"{table}\n\nOne torch.profiler trace per variant ({a.epochs} and {b.epochs} profiled epochs), read by "
+            "Holistic Trace Analysis: no interval on these rows. The profiler slows every CUDA call, so the GPU "
+            "waits longer for the host than it does unprofiled: these rows say where the GPU's time goes, the gap "
+            "above says how much.")
+
+
+def render_explanation(ex: Explanation, fmt: str = "github", gpu: dict[str, GpuSummary] | None = None) -> str:
     parts = [f"### {ex.b} vs {ex.a} ({ex.rounds} paired rounds)", summary(ex)]
     rows = [["all (time per agent-step)", f"{ex.gap.a_us:.3f}", f"{ex.gap.b_us:.3f}", f"{ex.gap.delta_us:+.3f}",
              _ci(ex.gap), _mark(ex.gap)]]
@@ -49,12 +71,15 @@ def render_explanation(ex: Explanation, fmt: str = "github") -> str:
         rows = [[k, *(f"{ex.learning[label].get(k, math.nan):.3f}" for label in (ex.a, ex.b))] for k in keys]
         parts.append("Learning next to the speed (per episode, last windows):\n" + tabulate(
             rows, headers=["metric", ex.a, ex.b], tablefmt=fmt, disable_numparse=True))
+    if gpu and ex.a in gpu and ex.b in gpu:
+        parts.append(render_gpu(gpu[ex.a], gpu[ex.b], ex.a, ex.b, fmt))
     parts += [f"note: {n}" for n in ex.notes]
     return "\n\n".join(parts)
 
 
 def render_explain(record: ExplainRecord, fmt: str = "github") -> str:
-    parts = [render_explanation(ex, fmt) for ex in record.explanations]
+    parts = [render_explanation(ex, fmt, record.gpu) for ex in record.explanations]
+    parts += [f"note: {n}" for n in record.gpu_notes]
     s = record.sampler
     if s:
         cores = s.get("sampler_cores")
