@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from perfkit import cli_options as opts
+from perfkit.cli_bisect import bisect
 from perfkit.cli_explain import explain
 from perfkit.cli_tools import diagnose, flamediff, gate, profile
 from perfkit.scenario import AXES
@@ -38,6 +39,7 @@ def main() -> None:
       perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit explain --vary wrapper=none,getattribute  why one is slower: phases, functions
+      perfkit bisect --repo R --good A --bad B --env pkg.mod:make   the commit that did it
       perfkit profile --with pyspy --with torch         where the time goes
       perfkit gate --checks-file bench/gate_checks.txt  the CI gate
       perfkit report results/DIR                        re-render a past run's tables and plots
@@ -50,6 +52,7 @@ main.add_command(flamediff)
 main.add_command(gate)
 main.add_command(diagnose)
 main.add_command(explain)
+main.add_command(bisect)
 
 
 @main.command()

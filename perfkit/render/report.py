@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perfkit.records.bisect import BisectRecord
 from perfkit.records.compare import CompareResult
 from perfkit.records.diagnose import DiagnoseResult
 from perfkit.records.explain import ExplainRecord
@@ -24,6 +25,7 @@ from perfkit.records.gate import GateRecord
 from perfkit.records.profile import ProfileRecord
 from perfkit.records.store import ResultsError
 from perfkit.records.trial import TrialResult
+from perfkit.render.bisect import render_bisect
 from perfkit.render.explain import render_explain
 from perfkit.render.table import (
     render_diagnose,
@@ -122,6 +124,7 @@ REPORTS: dict[str, RecordKind] = {
     "diagnose": RecordKind("diagnose.json", DiagnoseResult, render_diagnose_record),
     "gate": RecordKind("gate.json", GateRecord, render_gate_record),
     "profile": RecordKind("profile.json", ProfileRecord, render_profile_record),
+    "bisect": RecordKind("bisect.json", BisectRecord, render_bisect),
 }
 
 
