@@ -19,8 +19,8 @@ step's budget. A commit that cannot tell even then, or whose env fails to build,
 
 Non-monotonic histories. A bad-like commit whose level is estimated above 1 is also tested, the
 same way, for level 2 against level 1: one at level 2 (say commit k costs 10% and k+10 gives half
-of it back) means the regression is not one step. The search then also looks for the second change point, between that commit and the bad
-end, and reports both. A commit clearly better than the good end is reported as inconsistent
+of it back) means the regression is not one step. The search then also looks for the second
+change point, between that commit and the bad end, and reports both. A commit clearly better than the good end is reported as inconsistent
 evidence, with the commits involved, never as a certain culprit.
 """
 
