@@ -271,11 +271,16 @@ def sprt(z, delta: float, sigma: float, alpha: float = ALPHA) -> int:
 
 def side(ev: Evidence, noise: Noise, low: float, high: float, alpha: float = ALPHA) -> int:
     """Is the commit at level `low` (-1) or `high` (+1), 0 not yet: the SPRT on z at the level
-    halfway between, scaled by the regression and the block noise."""
+    halfway between, scaled by the regression and the noise: the larger of the run's block noise
+    (as z = m - (1-c) g - c b compounds it) and this commit's own spread of z, so that a noisier
+    process or a noisier hour cannot make the test overconfident."""
     centre = (low + high) / 2
     delta = abs(noise.d) * (high - low) / 2
-    sigma = noise.sigma * math.sqrt(1 + (1 - centre) ** 2 + centre**2)  # z = m - (1-c) g - c b
-    return sprt(ev.zs(centre, noise.sign), delta, sigma, alpha)
+    z = ev.zs(centre, noise.sign)
+    sigma = noise.sigma * math.sqrt(1 + (1 - centre) ** 2 + centre**2)
+    if len(z) >= 4:
+        sigma = max(sigma, float(np.std(z, ddof=1)))
+    return sprt(z, delta, sigma, alpha)
 
 
 def classify(ev: Evidence, noise: Noise, beyond: bool = True) -> str | None:
@@ -360,7 +365,7 @@ class BisectOptions:
     metric: str = "sps"  # or a learning key (heart.get, episode_return, ...)
     block_seconds: float = 0.5  # training per commit per round (sps)
     learn_epochs: int = 40  # a fresh training run per commit per round (a learning metric)
-    min_rounds: int = 4
+    min_rounds: int = 6  # per tested commit; the ends get at least twice as many
     max_minutes: float = 15.0
     step_minutes: float = 2.0  # at most, per tested commit, before it is called "cannot tell"
     ends_minutes: float = 3.0  # at most, to measure the regression between the ends

@@ -16,8 +16,8 @@ from perfkit import cli_options as opts
 @click.option("--good", required=True, metavar="REV", help="A revision that was fast (or learned).")
 @click.option("--bad", required=True, metavar="REV", help="A later revision that is slow (or does not learn).")
 @click.option("--metric", default="sps", show_default=True, metavar="sps|KEY",
-              help="sps (agent-steps/s), or a learning key the env reports per episode, e.g. heart.get or "
-                   "episode_return: then each round trains every commit afresh for --learn-epochs.")
+              help="sps (agent-steps/s), or a learning key the env reports per episode (hearts = heart.get, "
+                   "episode_return, ...): then each round trains every commit afresh for --learn-epochs.")
 @click.option("--max-minutes", type=click.FloatRange(min=0.1), default=15.0, show_default=True, metavar="M",
               help="Stop testing commits after M minutes (the record says how far it got).")
 @click.option("--step-minutes", type=click.FloatRange(min=0.05), default=2.0, show_default=True, metavar="M",
@@ -54,6 +54,7 @@ def bisect(repo, good, bad, metric, max_minutes, step_minutes, precision, block_
     from perfkit.render.bisect import render_bisect
     from perfkit.scenario import Scenario, ScenarioError
 
+    metric = {"hearts": "heart.get"}.get(metric, metric)
     try:
         values = opts.overrides(kwargs, fixes)
         if ":" not in values.get("env", ""):
@@ -73,7 +74,8 @@ def bisect(repo, good, bad, metric, max_minutes, step_minutes, precision, block_
     record = BisectRecord(str(Path(repo).resolve()), values["env"], metric,
                           [{"sha": c.sha, "subject": c.subject} for c in commits], dict(scenario.values),
                           vars(options).copy(), machine=machine_info())
-    spec = {"values": dict(scenario.values), "ppo": ppo, "num_envs": num_envs, "seed": seed}
+    spec = {"values": dict(scenario.values), "ppo": ppo, "num_envs": num_envs, "seed": seed,
+            "warmup_seconds": 2 * block_seconds}
     click.echo(f"{len(commits) - 1} commits from {commits[0].short} (good) to {commits[-1].short} (bad), "
                f"metric {metric}, at most {max_minutes:g} min -> {run_dir}", err=True)
     job = Bisect(repo, commits, spec, run_dir, options, record, progress=lambda m: click.echo(m, err=True))

@@ -243,3 +243,25 @@ def test_the_record_renders_its_evidence_table_exactly():
     assert "The ends: bad against good 0.951 [0.942, 0.961], 16 rounds (SPS ratio)." in lines
     assert "| 2      | 0000000000 | release 3 | 3/4     | 0.952         | [0.940, 0.964] | 0.97                    " \
            "| [0.85, 1.09]  | 9        | 7   | bad       |" in lines
+
+
+def test_the_trainer_process_answers_blocks_and_fresh_learning_runs(monkeypatch):
+    """perfkit.epochs, in this process: a block of training, then a fresh seeded run whose learning
+    is averaged over its last quarter; a broken command is an error answer, not the end."""
+    import io
+
+    from perfkit.epochs import serve
+    from perfkit.scenario import Scenario
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "userenvs"))
+    values = dict(Scenario.build({"env": "forage:make", "wrapper": "none"}).values)
+    spec = {"values": values, "ppo": {"num_steps": 16}, "num_envs": 1, "seed": 3}
+    commands = [{"cmd": "block", "seconds": 0.0}, {"cmd": "learn", "epochs": 20, "seed": 4}, {"cmd": "nope"},
+                {"cmd": "quit"}]
+    out = io.StringIO()
+    assert serve(spec, io.StringIO("".join(json.dumps(c) + "\n" for c in commands)), out) == 0
+    hello, block, learn, nope = (json.loads(ln) for ln in out.getvalue().splitlines())
+    assert hello["ready"] and hello["module"].endswith("forage.py")
+    assert block["epochs"] == 1 and block["agent_steps"] == 16 * 16
+    assert set(learn["learning"]) >= {"episode_return", "food_per_agent"}
+    assert nope == {"error": "unknown command 'nope'"}
