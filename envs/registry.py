@@ -139,12 +139,15 @@ def _mettagrid(buf=None, seed=0, *, preset, desync, desync_rng, inject_cost_us, 
     return wrap(env, dispatch, config_timing, make_curriculum(curriculum, cfg, seed))
 
 
-def _custom(buf=None, seed=0, *, target, dispatch, config_timing):
-    module_name, _, attr = target.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise EnvSpecError(f"cannot load env factory {target!r}: {e}") from e
+def _custom(buf=None, seed=0, *, target, dispatch, config_timing, factory=None):
+    """A user's env: `factory` when given (already imported, as bisect imports each commit's
+    code), else imported from `target` (pkg.module:factory)."""
+    if factory is None:
+        module_name, _, attr = target.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise EnvSpecError(f"cannot load env factory {target!r}: {e}") from e
     env = factory(buf=buf, seed=seed)
     missing = [m for m in CONFIG_METHODS if not hasattr(env, m)]
     if dispatch != "none" and missing:
@@ -155,8 +158,8 @@ def _custom(buf=None, seed=0, *, target, dispatch, config_timing):
     return wrap(env, dispatch, config_timing)
 
 
-def make_creator(values: dict[str, str]):
-    """The env creator for a scenario's axis values."""
+def make_creator(values: dict[str, str], factory=None):
+    """The env creator for a scenario's axis values (`factory`: the user env's, already imported)."""
     env = values["env"]
     common = dict(dispatch=values["wrapper"], config_timing=values["env-config"])
     if env in ("arena", "mettagrid"):
@@ -170,6 +173,6 @@ def make_creator(values: dict[str, str]):
             **common,
         )
     if ":" in env:
-        target = functools.partial(_custom, target=env, **common)
+        target = functools.partial(_custom, target=env, factory=factory, **common)
         return target
     raise EnvSpecError(f"unknown env {env!r}; valid: arena, mettagrid, pkg.module:factory")

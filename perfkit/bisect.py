@@ -1,11 +1,12 @@
 """`perfkit bisect`: the commit that moved SPS (or a learning metric) in a user's repository.
 
 Each tested commit is checked out into its own `git worktree` under the run directory (the user's
-working tree and index are never touched; the worktrees are removed at the end, also on Ctrl-C),
-and one long-lived process per commit (`perfkit.epochs`) trains the scenario with that worktree
-first on the import path. The processes take turns: every round runs a block of training of the
-good end, the commit under test and the bad end, in rotating order, so the three are compared
-side by side, as variants are, despite drift and a neighbour's load.
+working tree and index are never touched; the worktrees are removed at the end, also on Ctrl-C).
+One process (`perfkit.epochs`) imports each commit's env from its worktree, in isolation, and
+holds a trainer per commit: for every step, fresh trainers of the good end, the commit under test
+and the bad end take turns, a block of training each per round, in rotating order. Sharing one
+process matters: two processes of the very same code can differ by a few per cent for their whole
+life, more than the 5% regression a bisection must place.
 
 Levels. Per round r the metric (log SPS, or the learning value) of good, mid and bad is g, m, b.
 The regression D = b - g is measured first between the ends alone (if it is not beyond noise,
@@ -20,8 +21,9 @@ step's budget. A commit that cannot tell even then, or whose env fails to build,
 Non-monotonic histories. A bad-like commit whose level is estimated above 1 is also tested, the
 same way, for level 2 against level 1: one at level 2 (say commit k costs 10% and k+10 gives half
 of it back) means the regression is not one step. The search then also looks for the second
-change point, between that commit and the bad end, and reports both. A commit clearly better than the good end is reported as inconsistent
-evidence, with the commits involved, never as a certain culprit.
+change point, between that commit and the bad end, and reports both. A commit clearly better
+than the good end is reported as inconsistent evidence, with the commits involved, never as a
+certain culprit.
 """
 
 from __future__ import annotations
@@ -143,52 +145,47 @@ class Worktrees:
         self.close()
 
 
-# ------------------------------------------------------------------------------------- workers
+# ------------------------------------------------------------------------------------ trainers
 
-class Worker:
-    """One `perfkit.epochs` process for one commit, its worktree first on the import path."""
+class TrainerProcess:
+    """The one `perfkit.epochs` process holding the commits' trainers (see there why one)."""
 
-    def __init__(self, worktree: Path, spec: dict, log: Path, timeout: float = 300.0):
-        paths = [str(worktree.resolve())] + ([str((worktree / "src").resolve())] if (worktree / "src").is_dir() else [])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.log = log
-        self._err = open(log, "w")  # noqa: SIM115 -- closed in close()
-        self.timeout = timeout
-        # its own session: a Ctrl-C reaches the driver, which ends every worker itself
-        self.proc = subprocess.Popen([sys.executable, "-m", "perfkit.epochs", json.dumps(spec)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._err, text=True, cwd=worktree, env=env,
+    def __init__(self, spec: dict, log: Path, timeout: float = 300.0):
+        self.spec, self.log, self.timeout = spec, log, timeout
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._err = open(self.log, "a")  # noqa: SIM115 -- closed in close()
+        # its own session: a Ctrl-C reaches the driver, which ends it itself
+        self.proc = subprocess.Popen([sys.executable, "-m", "perfkit.epochs", json.dumps(self.spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True,
                                      start_new_session=True)
-        hello = self._read()
-        if "error" in hello:
-            self.close()
-            raise CommitBroken(hello["error"])
-        module = hello.get("module")
-        if module and not Path(module).resolve().is_relative_to(worktree.resolve()):
-            self.close()
-            raise CommitBroken(f"the env module was imported from {module}, not from this commit's worktree: is the "
-                               "package installed (pip install -e) over the import path? uninstall it or bisect a copy")
-
-    def _read(self) -> dict:
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.proc.kill()
-            self.proc.wait()
-            self._err.flush()
-            tail = self.log.read_text()[-600:] if self.log.exists() else ""
-            raise CommitBroken(f"the trainer process ended (exit {self.proc.returncode}): {tail.strip()}")
-        return json.loads(line)
 
     def ask(self, **cmd) -> dict:
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        got = self._read()
+        """One command, its answer; CommitBroken for an error answer or a process that died (it is
+        started again at the next command: the trainers it held are gone)."""
+        if self.proc is None:
+            self._start()
+        try:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+            line = self.proc.stdout.readline() if ready else ""
+        except OSError:
+            line = ""
+        if not line:
+            self.close()
+            tail = self.log.read_text()[-600:].strip() if self.log.exists() else ""
+            raise CommitBroken(f"the trainer process ended or stopped answering ({cmd['cmd']}): {tail}")
+        got = json.loads(line)
         if "error" in got:
             raise CommitBroken(got["error"])
         return got
 
     def close(self) -> None:
+        if self.proc is None:
+            return
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
@@ -198,6 +195,7 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self._err.close()
+        self.proc = None
 
 
 # ------------------------------------------------------------------------------------ evidence
@@ -373,46 +371,50 @@ class BisectOptions:
 
 
 class Bisect:
-    """Runs the search: workers per commit, paired rounds, verdicts, the record after every step."""
+    """Runs the search: trainers per commit, paired rounds, verdicts, the record after every step."""
 
     def __init__(self, repo, commits: list[Commit], spec: dict, run_dir: Path, opts: BisectOptions, record,
                  progress: Callable[[str], None] = lambda s: None, clock: Callable[[], float] = time.monotonic):
         self.repo, self.commits, self.spec, self.run_dir, self.opts = repo, commits, spec, Path(run_dir), opts
         self.record, self.progress, self.clock = record, progress, clock
         self.n = len(commits) - 1
-        self.workers: dict[int, Worker] = {}
+        self.trainers = TrainerProcess(spec, self.run_dir / "logs" / "trainers.log")
+        self.keys: dict[str, int] = {}  # trainer key in that process -> commit index
         self.evidence: dict[int, Evidence] = {}
         self.worktrees = Worktrees(repo, self.run_dir / "worktrees")
         self.start = clock()
         self.round_seed = 0
 
     # -- processes
-    def worker(self, i: int) -> Worker:
-        if i not in self.workers:
-            c = self.commits[i]
-            path = self.worktrees.add(c)
-            self.workers[i] = Worker(path, self.spec, self.run_dir / "logs" / f"{i:03d}-{c.short}.log")
-        return self.workers[i]
+    def load(self, key: str, i: int) -> None:
+        """A fresh trainer of commit i's code under `key` (its worktree's env, imported alone)."""
+        path = self.worktrees.add(self.commits[i]).resolve()
+        paths = [str(path)] + ([str(path / "src")] if (path / "src").is_dir() else [])
+        got = self.trainers.ask(cmd="load", key=key, paths=paths)
+        module = got.get("module")
+        if module and not Path(module).resolve().is_relative_to(path):
+            self.trainers.ask(cmd="drop", key=key)
+            raise CommitBroken(f"the env module was imported from {module}, not from this commit's worktree")
+        self.keys[key] = i
 
-    def release(self, i: int) -> None:
-        w = self.workers.pop(i, None)
-        if w is not None:
-            w.close()
+    def drop(self, *keys: str) -> None:
+        for key in keys:
+            if self.keys.pop(key, None) is not None and self.trainers.proc is not None:
+                self.trainers.ask(cmd="drop", key=key)
 
-    def value(self, i: int) -> float:
+    def value(self, key: str) -> float:
         try:
-            return self._value(i)
+            return self._value(key)
         except CommitBroken as e:
-            if i in (0, self.n):  # an end that built once and then failed: nothing can be compared
-                raise RuntimeError(f"the {'good' if i == 0 else 'bad'} end's trainer failed: {e}") from None
+            if key[0] in "gb":  # an end that built once and then failed: nothing can be compared
+                raise RuntimeError(f"the {'good' if key[0] == 'g' else 'bad'} end's trainer failed: {e}") from None
             raise
 
-    def _value(self, i: int) -> float:
-        w = self.worker(i)
+    def _value(self, key: str) -> float:
         if self.opts.metric == "sps":
-            got = w.ask(cmd="block", seconds=self.opts.block_seconds)
+            got = self.trainers.ask(cmd="block", key=key, seconds=self.opts.block_seconds)
             return math.log(got["agent_steps"] / got["seconds"])
-        got = w.ask(cmd="learn", epochs=self.opts.learn_epochs, seed=self.round_seed)
+        got = self.trainers.ask(cmd="learn", key=key, epochs=self.opts.learn_epochs, seed=self.round_seed)
         if self.opts.metric not in got["learning"]:
             raise BisectError(f"--metric {self.opts.metric!r} is not reported by this env; it reports: "
                               f"{', '.join(sorted(got['learning'])) or 'nothing'} (or use --metric sps)")
@@ -421,15 +423,15 @@ class Bisect:
     def left(self) -> float:
         return 60 * self.opts.max_minutes - (self.clock() - self.start)
 
-    def rounds(self, slots: list[tuple[int, list[float]]], enough: Callable[[], bool], cap: float) -> None:
-        """Rounds over the (commit, values) slots in rotating order until `enough()` (after at
-        least min_rounds) or `cap` seconds."""
+    def rounds(self, slots: list[tuple[str, list[float]]], enough: Callable[[], bool], cap: float) -> None:
+        """Rounds over the (trainer key, values) slots in rotating order until `enough()` (after
+        at least min_rounds) or `cap` seconds."""
         t0 = self.clock()
         for r in range(10_000):
             order = slots[r % len(slots):] + slots[:r % len(slots)]
             self.round_seed += 1
-            for i, values in order:
-                values.append(self.value(i))
+            for key, values in order:
+                values.append(self.value(key))
             if r + 1 >= self.opts.min_rounds and (enough() or self.clock() - t0 >= cap or self.left() <= 0):
                 return
 
@@ -443,9 +445,9 @@ class Bisect:
     def measure_ends(self) -> bool:
         """The regression between the ends alone; False when it is not beyond noise."""
         ends = Evidence()
-        for i, name in ((0, "good"), (self.n, "bad")):
+        for key, i, name in (("g-ends", 0, "good"), ("b-ends", self.n, "bad")):
             try:
-                self.worker(i)
+                self.load(key, i)
             except CommitBroken as e:
                 raise BisectError(f"the scenario fails at the {name} end ({self.commits[i].short}): {e}") from None
 
@@ -456,7 +458,9 @@ class Bisect:
             return not (lo <= 0 <= hi) and (hi - lo) / 2 <= max(self.opts.precision, abs(d) / 4)
 
         self.progress(f"measuring the ends: {self.commits[0].short} (good) against {self.commits[self.n].short} (bad)")
-        self.rounds([(0, ends.g), (self.n, ends.b)], enough, 60 * min(self.opts.ends_minutes, self.opts.max_minutes))
+        self.rounds([("g-ends", ends.g), ("b-ends", ends.b)], enough,
+                    60 * min(self.opts.ends_minutes, self.opts.max_minutes))
+        self.drop("g-ends", "b-ends")
         d, lo, hi = stats.mean_interval(np.subtract(ends.b, ends.g))
         found = not (lo <= 0 <= hi)
         self.record.ends = {"delta": d, "ci": (lo, hi), "rounds": len(ends.g), "evidence": {"g": ends.g, "b": ends.b}}
@@ -486,15 +490,24 @@ class Bisect:
         c = self.commits[i]
         t0 = self.clock()
         ev = self.evidence.setdefault(i, Evidence())
+        step = len(self.record.steps)
+        keys = (f"g{step}", f"m{step}", f"b{step}")  # fresh trainers of the three, of one age
         try:
-            self.rounds([(0, ev.g), (i, ev.m), (self.n, ev.b)], lambda: self.decide(ev, second) is not None,
+            for key, j in zip(keys, (0, i, self.n), strict=True):
+                try:
+                    self.load(key, j)
+                except CommitBroken as e:
+                    if j != i:
+                        raise RuntimeError(f"commit {self.commits[j].short} built before and fails now: {e}") from None
+                    raise
+            self.rounds(list(zip(keys, (ev.g, ev.m, ev.b), strict=True)), lambda: self.decide(ev, second) is not None,
                         min(60 * self.opts.step_minutes, max(self.left(), 0)))
             verdict, error = self.decide(ev, second) or "unclear", None
         except CommitBroken as e:
             verdict, error = "skip", str(e)
         finally:
             del ev.g[ev.rounds:], ev.b[ev.rounds:]  # a round cut short is dropped whole
-            self.release(i)
+            self.drop(*keys)
         p, plo, phi = ev.level(self.noise().d)
         d, lo, hi = ev.to_good()
         if self.opts.metric == "sps":
@@ -541,8 +554,8 @@ class Bisect:
             self.record.interrupted = True
             self.record.outcome = {"outcome": "interrupted", "change_points": []}
         finally:
-            for i in list(self.workers):
-                self.release(i)
+            self.trainers.close()
+            self.keys.clear()
             self.worktrees.close()
             self.record.seconds = self.clock() - self.start
             for i in self.record.outcome.get("change_points", []):

@@ -1,102 +1,154 @@
-"""`python -m perfkit.epochs SPEC`: one scenario's trainer, kept alive, running training on request.
+"""`python -m perfkit.epochs SPEC`: one process holding several commits' trainers, training on request.
 
-`perfkit bisect` runs one such process per tested commit, each with that commit's worktree first
-on the import path, and asks them in turn for blocks of training: the processes take turns (the
-idle ones wait on a pipe and use no CPU), so commits whose code cannot share one process are still
-compared epoch block by epoch block, interleaved, as variants are in one process.
+`perfkit bisect` runs one such process. Each commit's env code is imported from that commit's
+worktree in isolation (its worktree first on the import path while its module is imported, then
+its modules taken out of `sys.modules`, so the next commit's import loads that commit's code; the
+factory keeps its own modules alive). The trainers then take turns, block by block, in one
+process, as `compare`'s variants do: whatever makes one process faster than another (memory
+layout, where the OS puts its threads) is shared by the commits compared, not mistaken for one.
+Limit: code a commit imports later, at call time, or a compiled extension built in the worktree,
+cannot be told apart from another commit's.
 
-Protocol, one JSON object per line. The process answers its start with {"ready": ..., "module":
-path of the env module it imported} or {"error": ...}; then reads commands on stdin:
-  {"cmd": "block", "seconds": S}    train epochs until S seconds passed (at least one epoch):
-                                    {"agent_steps", "seconds", "epochs", "learning"}
-  {"cmd": "learn", "epochs": E, "seed": K}
-                                    a fresh trainer (seed K) trained E epochs: {"learning": per-episode
-                                    means over the last quarter of its epochs, "seconds"}
+Protocol, one JSON object per line on stdin, one answer per line on stdout:
+  {"cmd": "load", "key": K, "paths": [...]}   import the env from these paths, build a trainer
+                                              under key K and warm it up: {"ready", "module"}
+  {"cmd": "block", "key": K, "seconds": S}    train K's epochs until S seconds passed (at least
+                                              one): {"agent_steps", "seconds", "epochs", "learning"}
+  {"cmd": "learn", "key": K, "epochs": E, "seed": N}
+                                              a fresh trainer of K's code (seed N) trained E epochs:
+                                              {"learning": per-episode means over its last quarter}
+  {"cmd": "drop", "key": K}                   close K's trainer: {"dropped": K}
   {"cmd": "quit"}
+Any failure is answered {"error": ...} and the process goes on.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 import time
 from typing import Any
 
 
-def _build(spec: dict, seed: int):
-    from envs.registry import make_creator
-    from perfkit.train import vecenv as vec
-    from perfkit.train.cadence import Cadence
-    from perfkit.train.ppo import PPOConfig, Trainer
-    from perfkit.trial import NUM_ENVS, resolve_device
+def import_isolated(target: str, paths: list[str]):
+    """The factory `pkg.module:attr` imported from `paths` alone, and the file it came from;
+    afterwards every module loaded from those paths is taken out of sys.modules again."""
+    module_name, _, attr = target.partition(":")
+    top = module_name.split(".")[0]
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]  # a previous commit's copy (its factory keeps it alive)
+    saved = list(sys.path)
+    sys.path[:0] = paths
+    importlib.invalidate_caches()
+    roots = tuple(os.path.join(os.path.realpath(p), "") for p in paths)
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attr)
+    finally:
+        sys.path[:] = saved
+        for name, mod in list(sys.modules.items()):
+            f = getattr(mod, "__file__", None)
+            if f and os.path.realpath(f).startswith(roots):
+                del sys.modules[name]
+    return factory, getattr(module, "__file__", None)
 
-    values = spec["values"]
-    creator = make_creator(values)
-    env = vec.make(creator, vec.plan("serial", spec.get("num_envs") or NUM_ENVS), seed=seed)
-    return Trainer(env, PPOConfig(**spec.get("ppo", {})), resolve_device(values["device"]), seed=seed,
-                   checkpoint=Cadence.parse(values["checkpoint"]), evaluate=Cadence.parse(values["eval"]),
-                   make_eval_env=lambda: creator(seed=seed + 99_991), fault=values["fault"])
 
+class Server:
+    def __init__(self, spec: dict, clock=time.perf_counter):
+        self.spec, self.clock = spec, clock
+        self.trainers: dict[str, Any] = {}
+        self.factories: dict[str, Any] = {}
 
-def _module_file(values: dict) -> str | None:
-    """Where the env's module was imported from (a user env `pkg.module:factory`), else None."""
-    env = values["env"]
-    if ":" not in env:
-        return None
-    return getattr(sys.modules.get(env.split(":", 1)[0]), "__file__", None)
+    def _trainer(self, key: str, seed: int):
+        from envs.registry import make_creator
+        from perfkit.train import vecenv as vec
+        from perfkit.train.cadence import Cadence
+        from perfkit.train.ppo import PPOConfig, Trainer
+        from perfkit.trial import NUM_ENVS, resolve_device
 
+        values = self.spec["values"]
+        creator = make_creator(values, factory=self.factories[key])
+        env = vec.make(creator, vec.plan("serial", self.spec.get("num_envs") or NUM_ENVS), seed=seed)
+        return Trainer(env, PPOConfig(**self.spec.get("ppo", {})), resolve_device(values["device"]), seed=seed,
+                       checkpoint=Cadence.parse(values["checkpoint"]), evaluate=Cadence.parse(values["eval"]),
+                       make_eval_env=lambda: creator(seed=seed + 99_991), fault=values["fault"])
 
-def _learning_tail(windows, share: float = 0.25) -> dict[str, float]:
-    from perfkit.stats import mean_learning
+    def load(self, key: str, paths: list[str]) -> dict:
+        factory, module = import_isolated(self.spec["values"]["env"], paths)
+        self.factories[key] = factory
+        t = self._trainer(key, self.spec.get("seed", 1))
+        # lazy imports, caches, first page faults: left out, as SPS leaves out its warm-up
+        start = self.clock()
+        while t.epoch < self.spec.get("warmup_epochs", 1) or self.clock() - start < self.spec.get("warmup_seconds", 0):
+            t.run_epoch()
+        self.trainers[key] = t
+        return {"ready": True, "module": module}
 
-    tail = windows[-max(1, int(len(windows) * share)):]
-    return mean_learning([w.learning for w in tail if w.learning])
+    def block(self, key: str, seconds: float) -> dict:
+        t = self.trainers[key]
+        steps = epochs = 0
+        learning: dict[str, float] = {}
+        start = self.clock()
+        while epochs == 0 or self.clock() - start < seconds:
+            w = t.run_epoch()
+            steps, epochs = steps + w.agent_steps, epochs + 1
+            learning = w.learning or learning
+        return {"agent_steps": steps, "seconds": self.clock() - start, "epochs": epochs, "learning": learning}
+
+    def learn(self, key: str, epochs: int, seed: int) -> dict:
+        from perfkit.stats import mean_learning
+
+        start = self.clock()
+        fresh = self._trainer(key, seed)
+        try:
+            windows = [fresh.run_epoch() for _ in range(epochs)]
+        finally:
+            fresh.vecenv.close()
+        tail = windows[-max(1, epochs // 4):]
+        return {"learning": mean_learning([w.learning for w in tail if w.learning]), "seconds": self.clock() - start}
+
+    def drop(self, key: str) -> dict:
+        t = self.trainers.pop(key, None)
+        self.factories.pop(key, None)
+        if t is not None:
+            t.vecenv.close()
+        return {"dropped": key}
+
+    def handle(self, cmd: dict) -> dict | None:
+        op = cmd.get("cmd")
+        if op == "load":
+            return self.load(cmd["key"], cmd["paths"])
+        if op == "block":
+            return self.block(cmd["key"], cmd["seconds"])
+        if op == "learn":
+            return self.learn(cmd["key"], int(cmd["epochs"]), int(cmd["seed"]))
+        if op == "drop":
+            return self.drop(cmd["key"])
+        return {"error": f"unknown command {op!r}"}
 
 
 def serve(spec: dict, stdin=sys.stdin, stdout=sys.stdout, clock=time.perf_counter) -> int:
     from perfkit.train.ppo import describe_error
     from perfkit.trial import apply_thread_policy
 
-    def say(obj: dict[str, Any]) -> None:
-        stdout.write(json.dumps(obj) + "\n")
-        stdout.flush()
-
-    try:
-        apply_thread_policy(spec["values"])
-        trainer = _build(spec, spec.get("seed", 1))
-        # lazy imports, caches, a fresh process's first page faults: left out as SPS leaves them out
-        start = clock()
-        while trainer.epoch < spec.get("warmup_epochs", 1) or clock() - start < spec.get("warmup_seconds", 0.0):
-            trainer.run_epoch()
-    except Exception as e:  # noqa: BLE001 -- the commit's env cannot be built: the driver skips it
-        say({"error": describe_error(e)})
-        return 1
-    say({"ready": True, "module": _module_file(spec["values"])})
+    apply_thread_policy(spec["values"])
+    server = Server(spec, clock)
     for line in stdin:
         cmd = json.loads(line)
+        if cmd.get("cmd") == "quit":
+            break
         try:
-            if cmd["cmd"] == "quit":
-                break
-            if cmd["cmd"] == "block":
-                steps = epochs = 0
-                start = clock()
-                learning: dict[str, float] = {}
-                while epochs == 0 or clock() - start < cmd["seconds"]:
-                    w = trainer.run_epoch()
-                    steps, epochs = steps + w.agent_steps, epochs + 1
-                    learning = w.learning or learning
-                say({"agent_steps": steps, "seconds": clock() - start, "epochs": epochs, "learning": learning})
-            elif cmd["cmd"] == "learn":
-                start = clock()
-                fresh = _build(spec, int(cmd["seed"]))
-                windows = [fresh.run_epoch() for _ in range(int(cmd["epochs"]))]
-                fresh.vecenv.close()
-                say({"learning": _learning_tail(windows), "seconds": clock() - start})
-            else:
-                say({"error": f"unknown command {cmd['cmd']!r}"})
-        except Exception as e:  # noqa: BLE001 -- report it; the driver records a failed block
-            say({"error": describe_error(e)})
-    trainer.vecenv.close()
+            answer = server.handle(cmd)
+        except (Exception, SystemExit) as e:  # noqa: BLE001 -- a commit's code may raise anything: answer it
+            if cmd.get("cmd") == "load":
+                server.drop(cmd["key"])
+            answer = {"error": describe_error(e) if isinstance(e, Exception) else f"SystemExit: {e}"}
+        stdout.write(json.dumps(answer) + "\n")
+        stdout.flush()
+    for key in list(server.trainers):
+        server.drop(key)
     return 0
 
 

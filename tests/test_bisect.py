@@ -245,23 +245,36 @@ def test_the_record_renders_its_evidence_table_exactly():
            "| [0.85, 1.09]  | 9        | 7   | bad       |" in lines
 
 
-def test_the_trainer_process_answers_blocks_and_fresh_learning_runs(monkeypatch):
-    """perfkit.epochs, in this process: a block of training, then a fresh seeded run whose learning
-    is averaged over its last quarter; a broken command is an error answer, not the end."""
+def test_the_trainer_process_holds_two_commits_code_apart(tmp_path):
+    """perfkit.epochs, in this process: two commits' env modules (same name, different code)
+    imported in isolation, a block of training each, a fresh seeded learning run, a broken commit
+    and a bad command answered as errors, not the end."""
     import io
 
     from perfkit.epochs import serve
     from perfkit.scenario import Scenario
 
-    monkeypatch.syspath_prepend(str(ROOT / "bench" / "userenvs"))
-    values = dict(Scenario.build({"env": "forage:make", "wrapper": "none"}).values)
+    repo, shas = _repo(tmp_path, n=2, costs={0: 0.0, 2: 5000.0}, broken=(1,))
+    commits = commit_range(repo, shas[0], shas[-1])
+    values = dict(Scenario.build({"env": "userenv:make", "wrapper": "none"}).values)
     spec = {"values": values, "ppo": {"num_steps": 16}, "num_envs": 1, "seed": 3}
-    commands = [{"cmd": "block", "seconds": 0.0}, {"cmd": "learn", "epochs": 20, "seed": 4}, {"cmd": "nope"},
-                {"cmd": "quit"}]
-    out = io.StringIO()
-    assert serve(spec, io.StringIO("".join(json.dumps(c) + "\n" for c in commands)), out) == 0
-    hello, block, learn, nope = (json.loads(ln) for ln in out.getvalue().splitlines())
-    assert hello["ready"] and hello["module"].endswith("forage.py")
-    assert block["epochs"] == 1 and block["agent_steps"] == 16 * 16
+    with Worktrees(repo, tmp_path / "wt") as wt:
+        paths = [str(wt.add(c).resolve()) for c in commits]
+        commands = [{"cmd": "load", "key": "good", "paths": [paths[0]]},
+                    {"cmd": "load", "key": "broken", "paths": [paths[1]]},
+                    {"cmd": "load", "key": "bad", "paths": [paths[2]]},
+                    {"cmd": "block", "key": "good", "seconds": 0.0}, {"cmd": "block", "key": "bad", "seconds": 0.0},
+                    {"cmd": "learn", "key": "good", "epochs": 20, "seed": 4}, {"cmd": "drop", "key": "bad"},
+                    {"cmd": "nope"}, {"cmd": "quit"}]
+        out = io.StringIO()
+        assert serve(spec, io.StringIO("".join(json.dumps(c) + "\n" for c in commands)), out) == 0
+    good, broken, bad, block_good, block_bad, learn, dropped, nope = map(json.loads, out.getvalue().splitlines())
+    assert good["ready"] and good["module"] == os.path.join(paths[0], "userenv.py")
+    assert bad["module"] == os.path.join(paths[2], "userenv.py")
+    assert "Missing" in broken["error"]
+    assert block_good["epochs"] == 1 and block_good["agent_steps"] == 16 * 16
+    # the bad commit burns 5 ms per env step: 16 steps take 80 ms more than the good one's
+    assert block_bad["seconds"] > block_good["seconds"] + 0.06
     assert set(learn["learning"]) >= {"episode_return", "food_per_agent"}
-    assert nope == {"error": "unknown command 'nope'"}
+    assert dropped == {"dropped": "bad"} and nope == {"error": "unknown command 'nope'"}
+    assert "userenv" not in sys.modules
