@@ -274,8 +274,14 @@ def side(ev: Evidence, noise: Noise, low: float, high: float, alpha: float = ALP
     process or a noisier hour cannot make the test overconfident."""
     centre = (low + high) / 2
     delta = abs(noise.d) * (high - low) / 2
-    z = ev.zs(centre, noise.sign)
-    sigma = noise.sigma * math.sqrt(1 + (1 - centre) ** 2 + centre**2)
+    if 0 <= centre <= 1:  # between the ends: against both, paired in the round
+        z = ev.zs(centre, noise.sign)
+        sigma = noise.sigma * math.sqrt(1 + (1 - centre) ** 2 + centre**2)
+    else:  # past an end: against that end alone (less noise than reaching across to the other)
+        end, at = (ev.b, 1.0) if centre > 1 else (ev.g, 0.0)
+        n = ev.rounds
+        z = noise.sign * (np.asarray(ev.m[:n], float) - np.asarray(end[:n], float)) - (centre - at) * abs(noise.d)
+        sigma = noise.sigma * math.sqrt(2)
     if len(z) >= 4:
         sigma = max(sigma, float(np.std(z, ddof=1)))
     return sprt(z, delta, sigma, alpha)

@@ -39,7 +39,7 @@ def main() -> None:
       perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit explain --vary wrapper=none,getattribute  why one is slower: phases, functions
-      perfkit bisect --repo R --good A --bad B --env pkg.mod:make   the commit that did it
+      perfkit bisect --repo R --good A --bad B --env M  which commit did it
       perfkit profile --with pyspy --with torch         where the time goes
       perfkit gate --checks-file bench/gate_checks.txt  the CI gate
       perfkit report results/DIR                        re-render a past run's tables and plots
