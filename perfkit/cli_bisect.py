@@ -36,14 +36,15 @@ def bisect(repo, good, bad, metric, max_minutes, step_minutes, precision, block_
     """Find the commit that made your env slower (or stop learning), despite noise.
 
     Every tested commit is checked out into its own git worktree under the results directory (your
-    checkout is untouched; the worktrees are removed at the end, also on Ctrl-C), and your env
-    (--env pkg.module:factory, found in that worktree, or its src/) trains in one process per
-    commit. Rounds rotate good, the tested commit and bad, a block of training each, so the three
-    are compared side by side. A commit is bad-like when its level, (m - good) / (bad - good), is
-    above one half with 95% confidence; good-like when below; while it cannot tell, rounds are
-    added (up to --step-minutes), then a neighbour is tested. A commit whose env fails to import or
-    build is skipped. A commit slower than the bad end means two changes: both are searched for and
-    reported. Writes bisect.json; prints the first bad commit with its diffstat and the evidence.
+    checkout is untouched; the worktrees are removed at the end, also on Ctrl-C). One trainer
+    process imports your env (--env pkg.module:factory) from each commit's worktree (or its src/)
+    in isolation; for every step, fresh trainers of good, the tested commit and bad take turns, a
+    block of training each per round, side by side. A commit's level is 0 at good's speed and 1 at
+    bad's; a sequential test (Wald's, each wrong answer about 0.5% likely) adds rounds until it can
+    tell level 0 from 1, up to --step-minutes, then a neighbour is tested. A commit whose env fails
+    to import or build is skipped. A commit slower than the bad end means two changes: both are
+    searched for and reported. Writes bisect.json; prints the first bad commit with its diffstat
+    and the evidence.
 
     Example: perfkit bisect --repo ../myenv --good v1.2 --bad HEAD --env myenv.arena:make
     """

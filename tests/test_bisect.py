@@ -16,8 +16,18 @@ import pytest
 from click.testing import CliRunner
 
 from bench.bisect_power import make_repo
-from perfkit.bisect import (ALPHA, BisectError, Evidence, Noise, Search, Worktrees, classify, commit_range, conclude,
-                            side)
+from perfkit.bisect import (
+    ALPHA,
+    BisectError,
+    Evidence,
+    Noise,
+    Search,
+    Worktrees,
+    classify,
+    commit_range,
+    conclude,
+    side,
+)
 from perfkit.cli import main
 from perfkit.records.bisect import BisectRecord, Step
 from perfkit.render.bisect import render_bisect
@@ -278,3 +288,18 @@ def test_the_trainer_process_holds_two_commits_code_apart(tmp_path):
     assert set(learn["learning"]) >= {"episode_return", "food_per_agent"}
     assert dropped == {"dropped": "bad"} and nope == {"error": "unknown command 'nope'"}
     assert "userenv" not in sys.modules
+
+
+def test_a_recorded_non_monotonic_bisect_re_renders_exactly():
+    """tests/fixtures/records/bisect: a real run of bench/bisect_power.py (commit 36 costs ~10%,
+    commit 46 gives half back), re-rendered by `perfkit report` from its record."""
+    r = CliRunner().invoke(main, ["report", str(ROOT / "tests" / "fixtures" / "records" / "bisect")])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == ("Two change points (SPS), not one: b5b1eb04bd 'release 36: reconcile the ledger every "
+                        "step' (36/64) made it worse than the bad end, and d228be6086 'release 46: reconcile the "
+                        "ledger every step' (46/64) gave part of it back; 9 commits tested in 4.1 min.")
+    rec = BisectRecord.load(ROOT / "tests" / "fixtures" / "records" / "bisect" / "bisect.json")
+    assert [s.verdict for s in rec.steps if s.search == "second"] and rec.outcome["change_points"] == [36, 46]
+    assert sum(ln.endswith("| beyond-bad            |") for ln in lines) == \
+        sum(s.verdict == "beyond-bad" for s in rec.steps) >= 1

@@ -33,7 +33,9 @@ def headline(rec: BisectRecord) -> str:
         return (f"The first bad commit ({what}) is one of: " + ", ".join(_commit(rec, i) for i in o["candidates"])
                 + f" ({o['why']}); {took}.")
     if kind == "inconsistent":
-        return (f"Inconsistent evidence ({what}): {o['why']}. Commits involved: "
+        first = (f"{_commit(rec, cps[0])} made it slower than the bad end; the change after it is one of: "
+                 if cps else "commits involved: ")
+        return (f"Inconsistent evidence ({what}): {o['why']}. {first[0].upper() + first[1:]}"
                 + ", ".join(_commit(rec, i) for i in o.get("candidates", o.get("commits", [])))
                 + f"; no single culprit is claimed; {took}.")
     if kind == "no-regression":
@@ -44,6 +46,13 @@ def headline(rec: BisectRecord) -> str:
     if kind == "interrupted":
         return f"Interrupted; {took}; the steps so far are below."
     return f"{kind}; {took}."
+
+
+def _verdict(s) -> str:
+    """In the second search a commit is read against the commit found past the bad end."""
+    if s.search != "second":
+        return s.verdict
+    return {"good": "past bad (2nd search)", "bad": "at bad (2nd search)"}.get(s.verdict, s.verdict + " (2nd search)")
 
 
 def _ends(rec: BisectRecord) -> str:
@@ -68,7 +77,7 @@ def render_bisect(rec: BisectRecord, fmt: str = "github") -> str:
         rows = [[k + 1, s.sha[:10], s.subject[:40], f"{s.index}/{len(rec.commits) - 1}",
                  f"{s.to_good:.3f}" if not math.isnan(s.to_good) else "–", _ci(*s.to_good_ci),
                  f"{s.level:.2f}" if not math.isnan(s.level) else "–", _ci(*s.level_ci, 2), s.rounds,
-                 f"{s.seconds:.0f}", s.verdict + (" (second search)" if s.search == "second" else "")]
+                 f"{s.seconds:.0f}", _verdict(s)]
                 for k, s in enumerate(rec.steps)]
         parts.append(tabulate(rows, headers=["step", "commit", "subject", "index", ratio, "95% CI",
                                              "level (0 good, 1 bad)", "95% CI", "rounds", "s", "verdict"],
