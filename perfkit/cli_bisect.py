@@ -85,6 +85,8 @@ def bisect(repo, good, bad, metric, max_minutes, step_minutes, precision, block_
             job.run(lambda: record.save(run_dir / "bisect.json"))
     except BisectError as e:
         raise click.UsageError(str(e)) from None
+    except RuntimeError as e:  # an end that built, then failed: the steps so far are in bisect.json
+        raise click.ClickException(f"{e} (the steps so far are in {run_dir / 'bisect.json'})") from None
     click.echo(render_bisect(record, fmt))
     click.echo(f"\nwrote {run_dir / 'bisect.json'}", err=True)
     if record.interrupted:
