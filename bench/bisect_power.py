@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -65,8 +66,7 @@ def make_repo(path: Path, n: int, costs: dict[int, float], broken: tuple[int, ..
             text = text.replace("from forage_core import Forage", "from forage_core import Forage, Missing")
         (path / "userenv.py").write_text(text)
         _git(path, "add", "-A")
-        subject = {True: f"release {i}: reconcile the ledger every step"}.get(i in costs and i > 0,
-                                                                               f"release {i}: tidy up")
+        subject = f"release {i}: " + ("reconcile the ledger every step" if i in costs and i > 0 else "tidy up")
         _git(path, "commit", "-q", "-m", subject)
         shas.append(_git(path, "rev-parse", "HEAD").strip())
     return shas
@@ -83,7 +83,6 @@ def run_one(repo: Path, shas: list[str], out: Path, args) -> dict:
     rec = json.loads((out / "bisect.json").read_text())
     o = rec["outcome"]
     ends = rec.get("ends") or {}
-    import math
     return {"outcome": o["outcome"], "found": o.get("change_points", []), "candidates": o.get("candidates", []),
             "tested": len(rec["steps"]), "minutes": minutes,
             "ends_ratio": math.exp(ends["delta"]) if ends else None}

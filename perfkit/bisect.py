@@ -385,7 +385,7 @@ class Bisect:
         self.record, self.progress, self.clock = record, progress, clock
         self.n = len(commits) - 1
         self.trainers = TrainerProcess(spec, self.run_dir / "logs" / "trainers.log")
-        self.keys: dict[str, int] = {}  # trainer key in that process -> commit index
+        self.keys: set[str] = set()  # the trainers that process holds now
         self.evidence: dict[int, Evidence] = {}
         self.worktrees = Worktrees(repo, self.run_dir / "worktrees")
         self.start = clock()
@@ -401,11 +401,13 @@ class Bisect:
         if module and not Path(module).resolve().is_relative_to(path):
             self.trainers.ask(cmd="drop", key=key)
             raise CommitBroken(f"the env module was imported from {module}, not from this commit's worktree")
-        self.keys[key] = i
+        self.keys.add(key)
 
     def drop(self, *keys: str) -> None:
         for key in keys:
-            if self.keys.pop(key, None) is not None and self.trainers.proc is not None:
+            held = key in self.keys
+            self.keys.discard(key)
+            if held and self.trainers.proc is not None:
                 self.trainers.ask(cmd="drop", key=key)
 
     def value(self, key: str) -> float:

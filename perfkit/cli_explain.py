@@ -113,12 +113,12 @@ def _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed
 
 def _gpu_traces(variants, runner, run_dir) -> None:
     """On CUDA: one torch.profiler trace per variant for the GPU rows (perfkit/gpu.py)."""
-    from perfkit.gpu import HTA_HINT, capture
+    from perfkit.gpu import HtaUnavailable, _hta, capture
 
     try:
-        import hta  # noqa: F401
-    except ImportError:
-        click.echo(f"no GPU rows: Holistic Trace Analysis is not installed; {HTA_HINT}", err=True)
+        _hta()
+    except HtaUnavailable as e:
+        click.echo(f"no GPU rows: {e}", err=True)
         return
     errors = capture(variants, runner, run_dir, progress=lambda m: click.echo(m, err=True))
     for label, err in errors.items():

@@ -75,6 +75,7 @@ class GpuSummary:
 
 
 def _hta():
+    """HTA's TraceAnalysis; HtaUnavailable (with the install hint) without it."""
     try:
         logging.getLogger("hta").setLevel(logging.ERROR)
         from hta.trace_analysis import TraceAnalysis

@@ -46,9 +46,6 @@ class BisectRecord(Record):
     interrupted: bool = False
     machine: dict[str, Any] = field(default_factory=dict)
 
-    def commit(self, index: int) -> dict[str, str]:
-        return self.commits[index]
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["steps"] = [asdict(s) for s in self.steps]

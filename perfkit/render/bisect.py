@@ -22,8 +22,7 @@ def headline(rec: BisectRecord) -> str:
     o = rec.outcome
     kind, cps = o.get("outcome"), o.get("change_points", [])
     what = "SPS" if rec.metric == "sps" else rec.metric
-    tested = sum(1 for s in rec.steps)
-    took = f"{tested} commits tested in {rec.seconds / 60:.1f} min"
+    took = f"{len(rec.steps)} commits tested in {rec.seconds / 60:.1f} min"
     if kind == "found":
         return f"First bad commit ({what}): {_commit(rec, cps[0])}; {took}."
     if kind == "two-changes":
