@@ -285,7 +285,7 @@ def _read_stacks(path: str | None, base=None) -> dict[tuple[str, ...], float]:
     found = locate(path, base)
     if found is None or found.stat().st_size == 0:
         return {}
-    return read_folded(found).stacks
+    return read_folded(found, torn_ok=True).stacks
 
 
 def locate(path: str | None, base=None):

@@ -51,6 +51,20 @@ def test_bad_lines_name_file_and_line():
         parse_folded("a;b 1\na;b many\n", "x.folded")
 
 
+def test_a_frame_name_torn_by_nonblocking_sampling_is_dropped_from_perfkits_own_profiles():
+    """As py-spy --nonblocking once wrote it in a test run: a frame name read mid-update held a
+    newline, so one sample became a line without a count and a line of garbage frames."""
+    torn = ("m.py:_run;perfkit_block__a__r3 (markers.py:1);ppo.py:_step 5\n"
+            "m.py:_run;perfkit_block__a__r3 (markers.py:1);tabulate.py:_simple_separated_format\n"
+            " (`plain` tables do not use any pseudo-graphics to draw lines:;x.py:_f 1\n")
+    with pytest.raises(FoldedError, match=r"py.folded:2: expected 'frame;frame COUNT'"):
+        parse_folded(torn, "py.folded")
+    p = parse_folded(torn, "py.folded", torn_ok=True)
+    assert p.total == 6 and sorted(p.stacks.values()) == [1, 5]  # the torn sample's own line is gone
+    garbage = next(s for s, n in p.stacks.items() if n == 1)
+    assert not any("perfkit_block" in f for f in garbage)  # explain leaves it out: no block marker
+
+
 def test_round_trips_and_speedscope(tmp_path):
     a = read_folded(FIX / "a.folded")
     assert parse_folded(to_folded(a)).stacks == a.stacks

@@ -82,7 +82,12 @@ def normalise_frame(frame: str) -> str:
     return _TORCH_LINE.sub(":", _LINE.sub(")", frame))
 
 
-def parse_folded(text: str, source: str = "<text>") -> Profile:
+def parse_folded(text: str, source: str = "<text>", torn_ok: bool = False) -> Profile:
+    """Folded stacks -> Profile; FoldedError naming the line that is not `frame;frame COUNT`.
+    `torn_ok`: for py-spy's own output with --nonblocking, which reads a running process without
+    stopping it and can, rarely, read a frame name torn mid-update (even one holding a newline):
+    such lines are dropped, not fatal (the piece after the newline has no marker frame, so explain
+    leaves it out with the other samples outside any block)."""
     raw: dict[tuple[str, ...], float] = defaultdict(float)
     for i, line in enumerate(text.splitlines(), 1):
         line = line.rstrip()
@@ -92,6 +97,8 @@ def parse_folded(text: str, source: str = "<text>") -> Profile:
         try:
             n = float(count)
         except ValueError:
+            if torn_ok:
+                continue
             raise FoldedError(f"{source}:{i}: expected 'frame;frame COUNT', got {line[:80]!r}") from None
         if not (math.isfinite(n) and n >= 0):  # a negative or NaN count makes shares beyond 0..100%
             raise FoldedError(f"{source}:{i}: sample count {count!r} must be a finite number >= 0")
@@ -124,7 +131,7 @@ def _name_processes(raw: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], 
     return dict(out)
 
 
-def read_folded(path: str | Path) -> Profile:
+def read_folded(path: str | Path, torn_ok: bool = False) -> Profile:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -134,7 +141,7 @@ def read_folded(path: str | Path) -> Profile:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise FoldedError(f"{path}:{line}: not a text folded-stack file (byte {e.start} is not UTF-8)") from None
-    return parse_folded(text, str(path))
+    return parse_folded(text, str(path), torn_ok)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def draw_flamegraphs(files: dict[str, str], title: str, name: str = "") -> dict[
     for key, path in files.items():
         if not path.endswith(".folded") or not Path(path).exists() or Path(path).stat().st_size == 0:
             continue
-        prof = read_folded(path)
+        prof = read_folded(path, torn_ok=True)  # perfkit's own py-spy output
         svg = Path(path).with_suffix(".svg")
         atomic_write_text(svg, render_svg(prof, title))
         if key == "folded":

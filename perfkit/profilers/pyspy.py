@@ -66,6 +66,6 @@ def profile(runner, variant, out_dir: Path, rate: int = 100, native: bool = Fals
     folded = out_dir / "pyspy.folded"
     run = replace(runner, prefix=prefix(folded, rate, native, subprocesses))
     tr = require_ok(run(variant, 0, out_dir / "pyspy-trial.json"))
-    return {"sps": tr.sps, "samples": read_folded(folded).total, "sentinel": tr.sentinel,
+    return {"sps": tr.sps, "samples": read_folded(folded, torn_ok=True).total, "sentinel": tr.sentinel,
             "files": {"folded": str(folded)},
             "options": {"rate": rate, "native": native, "subprocesses": subprocesses}}
