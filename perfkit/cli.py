@@ -132,12 +132,21 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
 @click.option("--flamegraph", is_flag=True,
               help="Sample every block with py-spy (at 50 Hz, every variant alike) and draw a flamegraph per "
                    "variant from its steady blocks, with differential flamegraphs against the first.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: trials on this machine. ray: trials on the nodes of a Ray cluster, one trial per node "
+                   "at a time, every round on one node, statistics blocked by node (needs the extra: "
+                   "pip install 'perfkit[ray]'; fresh processes only, no --flamegraph).")
+@click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
+              help="--backend ray: the cluster to use; auto (default) finds the one started on this machine "
+                   "with `ray start`.")
+@click.option("--ray-requeues", type=click.IntRange(min=0, max=10), default=2, show_default=True,
+              help="--backend ray: times a round goes back in the queue when its node dies under it.")
 @opts.scenario_options
 @opts.budget_options
 @opts.trainer_options
 @opts.output_options
-def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, reruns, flamegraph, fmt, out, force,
-            seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
+def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, reruns, flamegraph, backend,
+            ray_address, ray_requeues, fmt, out, force, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
     Every combination of the --vary values runs in rounds, interleaved, each trial in a fresh
@@ -152,9 +161,16 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     from perfkit.compare import StopRule, SubprocessRunner, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.render.report import render_compare
 
+    if backend == "ray":
+        opts.check_ray_backend(mode, flamegraph)
+        mode = "process"
+    elif ray_address is not None:
+        raise click.UsageError("--ray-address is for --backend ray (the default backend is local)")
     base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
     variant_list, inprocess = opts.plan_and_mode(base, varied, mode)
     seconds, steps = opts.budget(seconds, steps)
+    if backend == "ray":  # before the results directory: an unreachable cluster leaves nothing behind
+        _connect_ray(ray_address or "auto")
     rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
                     max_seconds=60 * max_minutes if max_minutes else None, reruns=reruns)
     run_dir = opts.run_dir(out, "compare", force)
@@ -176,15 +192,22 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         click.echo(f"{len(variant_list)} variants, {until}, {budget} each, interleaved -> {run_dir}", err=True)
 
     def on_trial(i, n, v, tr):
+        where = f" on {tr.node['host']}/{tr.node['id'][:8]}" if tr.node else ""
+        if tr.status == "lost":
+            click.echo(f"[{i}/{n}] {v.label}: LOST with its node{where}; round {tr.round} re-queued", err=True)
+            return
         if tr.status == "failed":
             click.echo(f"[{i}/{n}] {v.label}: FAILED ({tr.error.splitlines()[0]})", err=True)
             return
         click.echo(f"[{i}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s "
-                   f"(first window {tr.first_window_sps:,.0f}, {tr.seconds:.1f} s)", err=True)
+                   f"(first window {tr.first_window_sps:,.0f}, {tr.seconds:.1f} s){where}", err=True)
 
     rate = FLAMEGRAPH_RATE if flamegraph else None
     with stop_on_sigterm():
-        if inprocess:
+        if backend == "ray":
+            result = _compare_on_ray(variant_list, rule, runner, run_dir, ray_address or "auto", on_trial,
+                                     stop_on_failure, ray_requeues)
+        elif inprocess:
             result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs, sample_rate=rate)
         else:
             from perfkit.explain import SamplingRunner
@@ -210,6 +233,33 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         click.echo(f"{failed} trial(s) failed: their errors are in {run_dir / 'sps.json'} and under Warnings",
                    err=True)
         sys.exit(1)
+
+
+def _connect_ray(address: str) -> None:
+    from perfkit.cluster import ClusterError, connect
+
+    try:
+        ray, connected = connect(address)
+    except ClusterError as e:
+        raise click.UsageError(str(e)) from None
+    if connected:
+        click.get_current_context().call_on_close(ray.shutdown)
+
+
+def _compare_on_ray(variant_list, rule, runner, run_dir, address, on_trial, stop_on_failure, requeues):
+    from perfkit.cluster import ClusterError, run_compare_ray
+
+    def on_nodes(infos):
+        names = ", ".join(f"{i['host']}/{nid[:8]} ({i['ray_cpus']:g} CPU{', ' + i['gpu'] if i.get('gpu') else ''})"
+                          for nid, i in infos.items())
+        click.echo(f"ray: {len(infos)} node(s), one trial per node at a time, each round on one node: {names}",
+                   err=True)
+
+    try:
+        return run_compare_ray(variant_list, rule, runner, run_dir, address, on_trial, stop_on_failure, requeues,
+                               on_nodes=on_nodes)
+    except ClusterError as e:
+        raise click.UsageError(str(e)) from None
 
 
 @main.command()

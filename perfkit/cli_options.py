@@ -298,3 +298,19 @@ def plan_and_mode(base, varied, mode: str):
         raise click.UsageError(f"--mode inprocess: varied axes {', '.join(a for a in names if a in PROCESS_AXES)} "
                                "change the process; use --mode process (or auto)")
     return variants, mode == "inprocess" or (mode == "auto" and shares_process(names) and len(variants) > 1)
+
+
+def check_ray_backend(mode: str, flamegraph: bool) -> None:
+    """`--backend ray`: usage errors for what it cannot do, and for Ray missing (with the install hint)."""
+    from perfkit.cluster import ClusterError, require_ray
+
+    if mode == "inprocess":
+        raise click.UsageError("--mode inprocess runs every variant in one local process; --backend ray runs each "
+                               "trial in a fresh process on a node: use --mode process (or auto) with --backend ray")
+    if flamegraph:
+        raise click.UsageError("--flamegraph is not available with --backend ray (the samples stay on the nodes); "
+                               "run it with --backend local")
+    try:
+        require_ray()
+    except ClusterError as e:
+        raise click.UsageError(str(e)) from None

@@ -106,11 +106,14 @@ class SubprocessRunner:
         atomic_write_text(spec_path, json.dumps(self.spec(variant), indent=1))
         launcher = self.launcher or [sys.executable, "-m", "perfkit.trial"]
         cmd = [*self.prefix, *launcher, str(spec_path), str(out)]
+        t0 = time.monotonic()
         code, err = run_child(cmd, grace_seconds=self.grace_seconds)
+        wall = time.monotonic() - t0
         if out.exists():
             result = TrialResult.load(out)
             if code not in (0, 130) and not result.error:
                 result.error, result.exit_status = _exit_text(code, err), code
+            result.process_s = wall
             return result
         return TrialResult.failed(variant.scenario.to_dict(), variant.label, _exit_text(code, err), code)
 

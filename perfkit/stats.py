@@ -112,6 +112,53 @@ def _t_interval(center: float, se: float, df: float, confidence: float) -> Compa
 
 
 
+NODES_DISAGREE_P = 0.01  # one-way ANOVA of the per-round log ratios by node: below this, the nodes disagree
+
+
+@dataclass(frozen=True)
+class NodeBlocked:
+    """A ratio measured on several machines, every round on one machine (node): the overall
+    comparison, one per node, and the p-value of "every node sees the same ratio" (None with fewer
+    than two nodes of two rounds)."""
+
+    overall: Comparison
+    per_node: dict[str, Comparison]
+    disagree_p: float | None
+
+    @property
+    def nodes_disagree(self) -> bool:
+        return self.disagree_p is not None and self.disagree_p < NODES_DISAGREE_P
+
+
+def compare_node_blocked(log_ratios: dict[str, list[float]], confidence: float = 0.95) -> NodeBlocked:
+    """Per-round log ratios log(other/base) grouped by the node each round ran on.
+
+    A round runs every variant on one node, so a fast node speeds up both sides of its ratios and
+    cancels. Rounds of one node still share that machine's view of the change, so the node is a
+    block: when the nodes agree (one-way ANOVA p >= NODES_DISAGREE_P), the interval uses the
+    spread within nodes (a blocked design: the mean of all rounds, pooled within-node variance,
+    N - J degrees of freedom); when they disagree, the ratio depends on the machine, and the
+    interval is over the J node means (J - 1 degrees of freedom: wide with few nodes, as it should be),
+    as it is when every node ran one round (no spread within a node to measure).
+    With one node this is the paired t-interval of `compare_log_ratios`."""
+    groups = {n: np.asarray(d, float) for n, d in log_ratios.items() if len(d)}
+    per_node = {n: compare_log_ratios(d, confidence) for n, d in groups.items()}
+    all_d = np.concatenate(list(groups.values())) if groups else np.asarray([], float)
+    if len(groups) < 2:
+        return NodeBlocked(compare_log_ratios(all_d, confidence), per_node, None)
+    testable = [d for d in groups.values() if len(d) >= 2]
+    p = None
+    if len(testable) >= 2 and any(d.var(ddof=1) > 0 for d in testable):
+        p = float(scipy.stats.f_oneway(*testable).pvalue)
+    n, j = len(all_d), len(groups)
+    if (p is not None and p < NODES_DISAGREE_P) or n - j < 1:  # they disagree, or one round per node
+        means = np.asarray([d.mean() for d in groups.values()])
+        overall = _t_interval(float(means.mean()), float(means.std(ddof=1) / math.sqrt(j)), j - 1, confidence)
+        return NodeBlocked(overall, per_node, p)
+    within = sum(float(((d - d.mean()) ** 2).sum()) for d in groups.values()) / (n - j)
+    return NodeBlocked(_t_interval(float(all_d.mean()), math.sqrt(within / n), n - j, confidence), per_node, p)
+
+
 def mean_interval(xs, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the mean +- t * its standard error. NaN bounds with fewer than two
     values, NaN everywhere with none."""

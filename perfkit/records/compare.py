@@ -8,6 +8,7 @@ profiler overhead) is computed here, once, from those; renderers only format it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ class VariantSummary:
     env_config_hash: str | None
     agents_per_env: int | None
     replaced: int = 0  # trials whose round was re-run because other processes disturbed it
+    lost: int = 0  # trials lost with their node (cluster runs); their rounds ran again elsewhere
 
     @property
     def env_sps(self) -> float:
@@ -57,6 +59,8 @@ class CompareResult(Record):
     # When every block was sampled (`perfkit explain`): tool, rate, the folded stacks (one file for
     # a shared process; per trial in TrialResult.artifacts["folded"]) and the sampler's CPU in cores.
     sampler: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"  # "local" or "ray" (trials on a cluster's nodes; see perfkit/cluster.py)
+    nodes: dict[str, dict] = field(default_factory=dict)  # ray: node id -> host, cpu, cores, gpu (and lost)
 
     def ok_trials(self, label: str) -> list[TrialResult]:
         """Trials whose numbers count. In one shared process an interrupted session still counts:
@@ -82,9 +86,37 @@ class CompareResult(Record):
         rounds = sorted(set(first) & set(this))
         return [first[k] for k in rounds], [this[k] for k in rounds]
 
+    @property
+    def multi_node(self) -> bool:
+        """Trials ran on more than one machine (compare --backend ray): statistics block by node."""
+        return len({t.node.get("id") for ts in self.trials.values() for t in ts if t.node.get("id")}) > 1
+
+    def node_log_ratios(self, label: str) -> dict[str, list[float]]:
+        """Per node, the log ratios log(this / reference) of the rounds both finished on that node
+        (a round runs every variant on one node; a round split across nodes is left out)."""
+        def by_round(ts: list[TrialResult]) -> dict[int, TrialResult]:
+            return {t.round: t for t in ts if t.round is not None and t.sps > 0}
+
+        first, this = by_round(self.ok_trials(self.variants[0])), by_round(self.ok_trials(label))
+        out: dict[str, list[float]] = {}
+        for k in sorted(set(first) & set(this)):
+            node = first[k].node.get("id")
+            if node == this[k].node.get("id"):
+                out.setdefault(node or "local", []).append(math.log(this[k].sps / first[k].sps))
+        return out
+
+    def node_comparisons(self) -> dict[str, stats.NodeBlocked]:
+        """Every variant after the first against the first, blocked by node: overall and per node."""
+        if not self.ok_trials(self.variants[0]):
+            return {}
+        return {label: stats.compare_node_blocked(self.node_log_ratios(label)) for label in self.variants[1:]}
+
     def comparisons(self) -> dict[str, stats.Comparison]:
         """Every variant after the first against the first (the reference): paired by round, or
-        by batches of blocks when the variants shared a process."""
+        by batches of blocks when the variants shared a process, or blocked by node when the
+        rounds ran on several machines (`stats.compare_node_blocked`)."""
+        if self.multi_node:
+            return {label: nb.overall for label, nb in self.node_comparisons().items()}
         if self.mode == "inprocess":
             if not self.blocks:
                 return {}
@@ -111,6 +143,7 @@ class CompareResult(Record):
             out.append(VariantSummary(
                 label=label, n=len(xs), failed=len(self.failed(label)),
                 replaced=sum(t.status == "replaced" for t in self.trials.get(label, [])),
+                lost=sum(t.status == "lost" for t in self.trials.get(label, [])),
                 sps=stats.summarize(xs) if xs else None, vs_reference=comparisons.get(label) if xs else None,
                 phases_ms_per_1k=phases, learning=stats.mean_learning([t.learning for t in done]) if done else None,
                 env_config_hash=done[0].env_config_hash if done else None,
@@ -132,8 +165,13 @@ class CompareResult(Record):
         """Things a careful reader should know before trusting the table."""
         out = []
         summaries = self.summaries()
+        spread_within = self.within_node_cv() if self.multi_node else {}
         for s in summaries:
-            if s.sps and s.sps.unstable:
+            if s.label in spread_within:
+                if spread_within[s.label] >= stats.UNSTABLE_CV:
+                    out.append(f"{s.label}: unstable measurement, spread ±{100 * spread_within[s.label]:.1f}% within "
+                               f"nodes (>= {100 * stats.UNSTABLE_CV:.0f}%); add trials or quiet the machines")
+            elif s.sps and s.sps.unstable:
                 out.append(f"{s.label}: unstable measurement, spread ±{100 * s.sps.cv:.1f}% of the mean "
                            f"(>= {100 * stats.UNSTABLE_CV:.0f}%); add trials or quiet the machine")
             if s.vs_reference and s.vs_reference.verdict == stats.TOO_FEW:
@@ -152,6 +190,7 @@ class CompareResult(Record):
             planned = self.trials_planned * len(self.variants)
             what = " while profiling" if self.stopping.get("flamegraphs") == "interrupted" else ""
             out.append(f"interrupted{what}: {done} of {planned} trials finished")
+        out += self.node_warnings()
         out += self.sentinel_warnings()
         rule = self.stopping.get("rule") or {}
         if rule.get("precision") and self.stopping.get("reason") != "precision":
@@ -161,6 +200,46 @@ class CompareResult(Record):
         if len(hashes) > 1 and not any("preset" in v for v in self.variants):
             out.append("variants ran different env configs (config hash differs): their SPS is not like for like")
         return out
+
+    def within_node_cv(self) -> dict[str, float]:
+        """Per variant, the spread of its SPS around each node's own mean (sd of log SPS, pooled
+        within nodes): how noisy the trials were, without the difference between machines."""
+        out = {}
+        for label in self.variants:
+            groups: dict[str, list[float]] = {}
+            for t in self.ok_trials(label):
+                if t.sps > 0:
+                    groups.setdefault(t.node.get("id") or "local", []).append(math.log(t.sps))
+            dof = sum(len(g) - 1 for g in groups.values())
+            if dof > 0:
+                ss = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in groups.values())
+                out[label] = math.sqrt(ss / dof)
+        return out
+
+    def node_warnings(self) -> list[str]:
+        """Cluster runs: nodes that disagree about a ratio, nodes lost and trials re-queued."""
+        out = []
+        if self.multi_node:
+            for label, nb in self.node_comparisons().items():
+                if nb.nodes_disagree:
+                    per = ", ".join(f"{self.node_name(n)} {c.ratio:.3f}" for n, c in nb.per_node.items())
+                    out.append(f"{label}: the nodes disagree about the ratio ({per}; p = {nb.disagree_p:.2g}): it "
+                               "depends on the machine, so the overall interval is over node means (wide with few "
+                               "nodes); see the per-node table")
+        lost = [t for ts in self.trials.values() for t in ts if t.node_lost]
+        if lost:
+            names = sorted({self.node_name(t.node.get("id", "?")) for t in lost})
+            requeued = sum(1 for ts in self.trials.values() for t in ts if t.requeued and t.status == "ok")
+            out.append(f"{len(lost)} trial(s) lost with their node ({', '.join(names)}): their rounds were re-queued "
+                       f"on another node ({requeued} trial(s) of re-queued rounds counted); the lost ones are kept "
+                       "in sps.json")
+        return out
+
+    def node_name(self, node_id: str) -> str:
+        """A short readable name for a node: host and the first 8 characters of its id."""
+        info = self.nodes.get(node_id, {})
+        short = node_id[:8]
+        return f"{info['host']}/{short}" if info.get("host") else short
 
     def sentinel_warnings(self) -> list[str]:
         """What else used the machine: trials (or, in one process, epochs) during which other
@@ -203,7 +282,8 @@ class CompareResult(Record):
             "trials": {label: [t.to_dict() for t in ts] for label, ts in self.trials.items()},
             "trials_planned": self.trials_planned, "interrupted": self.interrupted, "machine": self.machine,
             "profiles": self.profiles, "stopping": self.stopping, "mode": self.mode, "blocks": self.blocks,
-            "warmup_rounds": self.warmup_rounds, "sampler": self.sampler,
+            "warmup_rounds": self.warmup_rounds, "sampler": self.sampler, "backend": self.backend,
+            "nodes": self.nodes,
         }
 
     @classmethod
@@ -217,6 +297,6 @@ class CompareResult(Record):
             {label: {k: v for k, v in p.items() if k != "overhead_ratio"}
              for label, p in data.get("profiles", {}).items()},
             data.get("stopping", {}), data.get("mode", "process"), data.get("blocks", []), data.get("warmup_rounds", 0),
-            data.get("sampler", {}),
+            data.get("sampler", {}), data.get("backend", "local"), data.get("nodes", {}),
         )
 

@@ -47,6 +47,15 @@ class TrialResult(Record):
     round: int | None = None  # the compare round this trial ran in; None outside a compare
     # Its round was re-run because other processes disturbed it: kept in the record, not counted.
     replaced: bool = False
+    # On a cluster (compare --backend ray): the node it ran on (id, host, cpu, cores, gpu), how many
+    # times its round was re-queued because a node died, whether this trial died with its node (its
+    # round then ran again elsewhere), and the driver's time around the trial process (dispatch,
+    # transfer), in seconds; on a cluster or locally, the trial process's own wall time.
+    node: dict[str, Any] = field(default_factory=dict)
+    requeued: int = 0
+    node_lost: bool = False
+    dispatch_s: float | None = None
+    process_s: float | None = None  # wall time of the trial's process, start to exit (fresh-process trials)
 
     @property
     def steady_windows(self) -> list[dict[str, Any]]:
@@ -58,8 +67,10 @@ class TrialResult(Record):
 
     @property
     def status(self) -> str:
-        """"ok", "failed", "interrupted" or "replaced" (its round was re-run): only "ok" trials
-        enter statistics."""
+        """"ok", "failed", "interrupted", "replaced" (its round was re-run) or "lost" (its node died
+        under it; its round was re-queued on another node): only "ok" trials enter statistics."""
+        if self.node_lost:
+            return "lost"
         if self.error:
             return "failed"
         return "interrupted" if self.interrupted else "replaced" if self.replaced else "ok"

@@ -32,6 +32,7 @@ from perfkit.render.table import (
     render_flamediff,
     render_gate,
     render_learning,
+    render_nodes,
     render_phases,
     render_profiles,
     render_sps,
@@ -50,6 +51,8 @@ def compare_markdown(result: CompareResult, fmt: str = "github") -> str:
     """sps.md: tables, warnings, flamegraph links and differential flamegraph tables, plot links."""
     parts = [
         "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
+        *(["## Per node (every round ran on one node; ratios to the first variant, 95% CI)",
+            render_nodes(result, fmt)] if result.multi_node else []),
         "## Where the time goes", render_phases(result, fmt),
         "## Learning (per episode, last windows of each trial)", render_learning(result, fmt),
     ]

@@ -30,7 +30,8 @@ def _spread(s: stats.Summary) -> str:
 
 def _trials_cell(v: VariantSummary, mode: str = "process") -> str:
     n = f"{v.n} epochs" if mode == "inprocess" else f"{v.n}"
-    extra = [f"+{v.failed} failed"] * bool(v.failed) + [f"+{v.replaced} re-run"] * bool(v.replaced)
+    extra = [f"+{v.failed} failed"] * bool(v.failed) + [f"+{v.replaced} re-run"] * bool(v.replaced) + \
+        [f"+{v.lost} lost with a node"] * bool(v.lost)
     return n + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -55,6 +56,32 @@ def render_sps(result: CompareResult, fmt: str = "github") -> str:
     headers = ["variant", "trials", "agent-steps/s (geo-mean)", "spread (min–max, ±cv)", "env-steps/s",
                "ratio vs first (geo-mean, paired)", "95% CI", "verdict"]
     rows = [r if len(r) == len(headers) else r + [""] * (len(headers) - len(r)) for r in rows]
+    return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def render_nodes(result: CompareResult, fmt: str = "github") -> str:
+    """Cluster runs: every variant's ratio to the first on each node (rounds run there) and
+    overall, blocked by node, with the p-value of the nodes' disagreement."""
+    blocked = result.node_comparisons()
+    nodes = sorted({n for nb in blocked.values() for n in nb.per_node})
+
+    def cell(c: stats.Comparison | None) -> str:
+        if c is None:
+            return "–"
+        if c.verdict == stats.TOO_FEW:
+            return f"{c.ratio:.3f}"
+        return f"{c.ratio:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
+
+    rows = []
+    for n in nodes:
+        info = result.nodes.get(n, {})
+        rounds = max(len(result.node_log_ratios(label).get(n, [])) for label in blocked)
+        rows.append([result.node_name(n) + (" (lost)" if info.get("lost") else ""), info.get("cpu", "?"),
+                     f"{info.get('ray_cpus', 0):g}" if info else "?", str(rounds),
+                     *[cell(nb.per_node.get(n)) for nb in blocked.values()]])
+    rows.append(["overall (blocked by node)", "", "", str(sum(int(r[3]) for r in rows)),
+                 *[cell(nb.overall) + (" nodes disagree" if nb.nodes_disagree else "") for nb in blocked.values()]])
+    headers = ["node", "cpu", "cpus", "rounds", *[f"{label} vs first" for label in blocked]]
     return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 

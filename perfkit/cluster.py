@@ -1,0 +1,447 @@
+"""`perfkit compare --backend ray`: a compare's trials on the nodes of a Ray cluster.
+
+Every trial is the same `python -m perfkit.trial` as locally, in a fresh process, started on a
+node by that node's `NodeRunner` actor (one per node, pinned to it, holding all its CPUs and GPUs,
+so Ray puts nothing else there). The driver gives each node one *round* at a time (every variant once,
+in order), and one trial of it at a time: two trials never share a machine, and the two sides of
+every paired ratio ran on the same machine. Statistics then block by node
+(`stats.compare_node_blocked`): a fast node speeds up both sides of its rounds, and the table
+shows the ratio per node and warns when nodes disagree.
+
+Nothing measured is lost: every TrialResult is written to `trials/<variant>/trial-K.json`,
+atomically, as it arrives, and `sps.json` is rewritten after it (at most once a second: see
+`_Saver`) and at the end. A node that dies under a trial loses that trial (recorded,
+`node_lost`), and the whole round goes back in the queue for another node (at most `requeues`
+times), because its pairs must come from one machine; the round's trials already finished on the
+dead node are kept, marked replaced. A trial whose env raises is a failed trial, as locally.
+Ctrl-C or SIGTERM asks every running trial to stop and save (SIGINT to its process group, as
+locally) and records what they measured.
+
+Ray is the optional extra `perfkit[ray]`; nothing here imports it at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfkit.compare import StopRule, SubprocessRunner, Variant, _exit_text, precision_reached
+from perfkit.records.compare import CompareResult
+from perfkit.records.store import _cpu_model, machine_info
+from perfkit.records.trial import TrialResult
+
+INSTALL_HINT = "pip install 'perfkit[ray]'"
+REQUEUES = 2  # times one round may go back in the queue after its node died
+ACTOR_START_S = 120.0  # how long a node's runner may take to start before the node is left out
+GRACE_S = 30.0  # after Ctrl-C, how long running trials may take to save
+MIN_SAVE_S = 1.0  # sps.json is rewritten at most this often (each trial's own file at once)
+WAIT_S = 0.2  # the driver waits for results in steps this long, so a signal reaches it at once
+
+
+class ClusterError(RuntimeError):
+    """Ray is missing, the cluster cannot be reached, or it has no node to run trials on."""
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"--backend ray needs Ray, which is not installed here; install it with: {INSTALL_HINT}") \
+            from None
+    return ray
+
+
+class NodeRunner:
+    """Runs trials on one node, one at a time, each in a fresh `python -m perfkit.trial` process.
+    An async Ray actor (`ray.remote(NodeRunner)`), so `stop` can reach a running `run`."""
+
+    def __init__(self, pythonpath: list[str]):
+        self.pythonpath = pythonpath
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def info(self) -> dict[str, Any]:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        node_id = ctx.get_node_id()
+        resources = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == node_id), {})
+        accel = sorted(k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:"))
+        return {"id": node_id, "host": socket.gethostname(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+                "ray_cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0),
+                "gpu": accel[0] if accel else None, "python": sys.version.split()[0]}
+
+    async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Run one trial; returns its exit status, stderr, the trial's JSON (None if it wrote
+        none) and the trial process's wall time."""
+        work = Path(tempfile.mkdtemp(prefix="perfkit-trial-"))
+        try:
+            spec_path, out = work / "trial.spec.json", work / "trial.json"
+            spec_path.write_text(json.dumps(spec))
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (*self.pythonpath, env.get("PYTHONPATH")) if p)
+            t0 = time.monotonic()
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "perfkit.trial", str(spec_path), str(out), stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+            _, err = await self.proc.communicate()
+            wall = time.monotonic() - t0
+            code, self.proc = self.proc.returncode, None
+            trial = json.loads(out.read_text()) if out.exists() else None
+            return {"code": code, "stderr": err.decode(errors="replace"), "trial": trial, "wall_s": wall}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    async def stop(self) -> bool:
+        """Ask the running trial to stop and save (SIGINT to its process group, as Ctrl-C locally)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGINT)
+        return True
+
+
+def _die_with_parent() -> None:
+    """In the trial process, before it starts: be killed when the runner that started it dies (its
+    node removed) instead of running on, unseen, on a machine the next trials will measure on; and
+    take SIGINT and SIGTERM as a fresh process does (Ray's worker threads block them, and a blocked
+    mask is inherited: the trial could not be asked to stop and save)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class _Round:
+    """A round on its way through one node: every variant once, in order."""
+
+    k: int
+    requeued: int = 0  # times it went back in the queue because its node died
+    rerun: int = 0  # times it was re-run because other processes disturbed it
+    next: int = 0  # index of the next variant to run
+    trials: list[TrialResult] = field(default_factory=list)
+
+
+@dataclass
+class _Slot:
+    node: str
+    round: _Round
+    submitted: float
+
+
+def connect(address: str):
+    """Connect this process to the Ray cluster at `address` ("auto": the one started on this
+    machine with `ray start`). Returns (ray, whether this call connected it)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray, False
+    hint = ("Start one first, e.g. `ray start --head --num-cpus 1` on this machine and `ray start --address HEAD:6379 "
+            "--num-cpus N` on each other machine, then pass --ray-address auto or HEAD:6379")
+    if address != "auto":
+        _probe(address, hint)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+        # Ray's core worker installs its own SIGTERM handler (it logs and dies): perfkit's (stop the
+        # trials, keep what they measured) goes back in place.
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ClusterError(f"--ray-address {address}: cannot connect to a Ray cluster ({first}). {hint}") from None
+    return ray, True
+
+
+def _probe(address: str, hint: str, timeout: float = 5.0) -> None:
+    """Fail fast on an address nothing listens at (ray.init retries for minutes)."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"--ray-address {address!r} is not valid; valid: auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterError(f"--ray-address {address}: nothing answers at {host}:{port} ({e.strerror or e}). {hint}") \
+            from None
+
+
+def driver_pythonpath() -> list[str]:
+    """What the trials on the nodes put first on their PYTHONPATH: this perfkit, the driver's
+    working directory and its PYTHONPATH, as absolute paths, so `--env pkg.module:factory` imports
+    on a node as it did here (on a shared or identical file system; otherwise install the package
+    on every node)."""
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [str(Path(__file__).resolve().parent.parent), os.getcwd(), *(str(Path(p).resolve()) for p in extra)]
+    return list(dict.fromkeys(paths))
+
+
+def trial_nodes(ray) -> list[str]:
+    """Alive nodes with at least one CPU for Ray to give (a head started with --num-cpus 0 runs none)."""
+    return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
+
+
+def _lost_node_errors(ray) -> tuple[type[BaseException], ...]:
+    names = ("RayActorError", "ActorUnavailableError", "NodeDiedError", "WorkerCrashedError", "ObjectLostError",
+             "OwnerDiedError")
+    return tuple(getattr(ray.exceptions, n) for n in names if hasattr(ray.exceptions, n))
+
+
+def start_runners(ray, node_ids: list[str], pythonpath: list[str], timeout: float = ACTOR_START_S):
+    """One NodeRunner per node, pinned to it and holding all its CPUs. Returns ({node: actor},
+    {node: info}); nodes whose runner did not start in `timeout` s (busy with other work) are left out."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    resources = {n["NodeID"]: n["Resources"] for n in ray.nodes()}
+    remote = ray.remote(NodeRunner)
+    actors = {}
+    for nid in node_ids:
+        pinned = NodeAffinitySchedulingStrategy(nid, soft=False)
+        # All of the node's CPUs and GPUs: Ray puts nothing else there, and the trial sees the GPUs
+        # (Ray hides them from an actor that asked for none).
+        actors[nid] = remote.options(num_cpus=resources[nid].get("CPU", 1), num_gpus=resources[nid].get("GPU", 0),
+                                     max_restarts=0, max_concurrency=4, scheduling_strategy=pinned).remote(pythonpath)
+    refs = {actors[nid].info.remote(): nid for nid in node_ids}
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+    infos = {}
+    for ref in ready:
+        with contextlib.suppress(*_lost_node_errors(ray)):
+            info = ray.get(ref)
+            infos[refs[ref]] = info
+    for nid in set(actors) - set(infos):
+        ray.kill(actors.pop(nid))
+    if not infos:
+        raise ClusterError(f"no node of the cluster started a trial runner within {timeout:.0f} s "
+                           f"({len(node_ids)} node(s) with CPUs; are they busy with other Ray work?)")
+    return actors, infos
+
+
+def run_compare_ray(
+    variants: list[Variant],
+    rule: StopRule,
+    runner: SubprocessRunner,
+    run_dir: Path,
+    address: str = "auto",
+    on_trial: Callable[[int, int, Variant, TrialResult], None] | None = None,
+    stop_on_failure: bool = False,
+    requeues: int = REQUEUES,
+    on_dispatch: Callable[[str, int, Variant], None] | None = None,
+    on_nodes: Callable[[dict[str, dict]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> CompareResult:
+    """Run the compare's rounds on the cluster's nodes, one round per node at a time; the same
+    record as `run_compare`, with `backend="ray"`, every trial's node, and `nodes`.
+    `on_dispatch(node, round, variant)` is called as each trial is sent to a node."""
+    ray, connected = connect(address)
+    pythonpath = driver_pythonpath()
+    actors: dict[str, Any] = {}
+    try:
+        actors, infos = start_runners(ray, trial_nodes(ray), pythonpath)
+        if on_nodes is not None:
+            on_nodes(infos)
+        return _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, stop_on_failure, requeues,
+                         on_dispatch, clock)
+    finally:
+        for actor in actors.values():
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        if connected:
+            ray.shutdown()
+
+
+def _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, stop_on_failure, requeues, on_dispatch,
+              clock) -> CompareResult:
+    result = CompareResult(
+        variants=[v.label for v in variants], scenarios={v.label: v.scenario.to_dict() for v in variants},
+        trials={v.label: [] for v in variants}, trials_planned=rule.rounds, machine=machine_info(),
+        stopping={"rule": rule.to_dict(), "reason": "rounds"}, backend="ray", nodes=dict(infos),
+    )
+    saver = _Saver(result, run_dir / "sps.json")
+    lost_errors = _lost_node_errors(ray)
+    queue: deque[_Round] = deque()  # rounds to (re)start
+    next_round, adding, failed_stop = 0, True, False
+    idle = list(actors)
+    inflight: dict[Any, _Slot] = {}
+    done, n_total = 0, rule.rounds * len(variants)
+    start = clock()
+
+    def submit(node: str, rnd: _Round) -> None:
+        v = variants[rnd.next]
+        inflight[actors[node].run.remote(runner.spec(v))] = _Slot(node, rnd, time.monotonic())
+        if on_dispatch is not None:
+            on_dispatch(node, rnd.k, v)
+
+    def record(tr: TrialResult, slot: _Slot, v: Variant) -> None:
+        rnd = slot.round
+        tr.round, tr.node, tr.requeued = rnd.k, {k: infos[slot.node][k] for k in ("id", "host")}, rnd.requeued
+        result.trials[v.label].append(tr)
+        name = f"trial-{rnd.k}" + (f"-requeued{rnd.requeued}" if rnd.requeued else "") + \
+            (f"-rerun{rnd.rerun}" if rnd.rerun else "") + ("-lost" if tr.node_lost else "")
+        tr.save(run_dir / "trials" / v.slug / f"{name}.json")
+        saver.save()
+
+    try:
+        while True:
+            while idle and (queue or (adding and next_round < rule.rounds)):
+                if queue:
+                    rnd = queue.popleft()
+                else:
+                    rnd, next_round = _Round(next_round), next_round + 1
+                submit(idle.pop(0), rnd)
+            if not inflight:
+                break
+            ready: list = []
+            while not ready:  # short waits: a blocked ray.wait would hold off Ctrl-C and SIGTERM
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
+            ref = ready[0]
+            slot = inflight.pop(ref)
+            rnd, v = slot.round, variants[slot.round.next]
+            try:
+                payload = ray.get(ref)
+            except lost_errors as e:
+                tr = _node_died(result, infos, slot, v, e, requeues, queue, record)
+                actors.pop(slot.node, None)
+                if on_trial is not None:
+                    on_trial(done, n_total, v, tr)
+                if not actors and (queue or (adding and next_round < rule.rounds)):
+                    result.stopping["reason"] = "every node was lost"
+                    break
+                continue
+            except ray.exceptions.RayError as e:  # the runner itself failed (not the trial): a failed trial
+                tr = TrialResult.failed(v.scenario.to_dict(), v.label, f"trial runner on node failed: {e}")
+            else:
+                tr = _trial_from(payload, v)
+                tr.process_s = payload["wall_s"]
+                tr.dispatch_s = max(0.0, time.monotonic() - slot.submitted - tr.process_s)
+            record(tr, slot, v)
+            done += 1
+            if on_trial is not None:
+                on_trial(done, n_total, v, tr)
+            if tr.status == "failed" and stop_on_failure:
+                result.stopping["reason"] = f"a trial of {v.label} failed (--stop-on-failure)"
+                adding, failed_stop = False, True
+                queue.clear()
+            rnd.trials.append(tr)
+            rnd.next += 1
+            if rnd.next < len(variants) and not failed_stop:
+                submit(slot.node, rnd)
+                continue
+            if rnd.next == len(variants) and rnd.rerun < rule.reruns and \
+                    any(t.sentinel.get("disturbed") for t in rnd.trials):
+                for t in rnd.trials:  # a disturbed round runs again whole, on the same node
+                    t.replaced = True
+                saver.save()
+                n_total += len(variants)
+                submit(slot.node, _Round(rnd.k, rnd.requeued, rnd.rerun + 1))
+                continue
+            idle.append(slot.node)
+            if adding and rule.precision is not None and clock() - start >= rule.min_seconds and \
+                    precision_reached(result, rule.precision, rule.min_rounds):
+                result.stopping["reason"], adding = "precision", False
+            if adding and rule.max_seconds is not None and clock() - start >= rule.max_seconds:
+                result.stopping["reason"], adding = "time", False
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.stopping["reason"] = "interrupted"
+        _stop_running(ray, actors, inflight, variants, infos, record)
+    result.stopping["rounds_run"] = _complete_rounds(result)
+    saver.save(force=True)
+    return result
+
+
+class _Saver:
+    """Rewrites sps.json after a trial unless the last rewrite was very recent: at most once per
+    `MIN_SAVE_S`, and never more than a tenth of the time. A rewrite costs about 4 ms per trial
+    already in the record (40 KB each), so on many nodes, saving after every trial would make the
+    driver the bottleneck; each trial's own file is written at once, whatever this does."""
+
+    def __init__(self, result: CompareResult, path: Path):
+        self.result, self.path = result, path
+        self.last, self.cost = -math.inf, 0.0
+
+    def save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= max(MIN_SAVE_S, 10 * self.cost):
+            self.result.save(self.path)
+            self.last, self.cost = time.monotonic(), time.monotonic() - now
+
+
+def _trial_from(payload: dict[str, Any], v: Variant) -> TrialResult:
+    code, err = payload["code"], payload["stderr"]
+    if payload["trial"] is None:  # stopped while starting up (130, or SIGINT before its handler was in place)
+        stopped = code in (130, -signal.SIGINT)
+        return TrialResult.failed(v.scenario.to_dict(), v.label, None if stopped else _exit_text(code, err), code,
+                                  interrupted=stopped)
+    tr = TrialResult.from_dict(payload["trial"])
+    if code not in (0, 130) and not tr.error:
+        tr.error, tr.exit_status = _exit_text(code, err), code
+    return tr
+
+
+def _node_died(result, infos, slot, v, error, requeues, queue, record) -> TrialResult:
+    """The node under `slot` is gone: record the lost trial, mark the round's finished trials
+    replaced, and put the round back in the queue (or give it up after `requeues` times)."""
+    rnd = slot.round
+    infos[slot.node]["lost"] = True
+    result.nodes[slot.node] = infos[slot.node]
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    again = rnd.requeued < requeues
+    tr = TrialResult.failed(v.scenario.to_dict(), v.label,
+                            f"node {slot.node[:8]} was lost during the trial ({first})"
+                            + ("" if again else f"; its round was already re-queued {rnd.requeued} time(s), given up"))
+    tr.node_lost = again
+    record(tr, slot, v)
+    if again:
+        for t in rnd.trials:
+            t.replaced = True
+        queue.append(_Round(rnd.k, rnd.requeued + 1))
+    return tr
+
+
+def _stop_running(ray, actors, inflight, variants, infos, record) -> None:
+    """Ctrl-C: every running trial is asked to stop and save; what they measured is recorded."""
+    for slot in inflight.values():
+        if slot.node in actors:
+            with contextlib.suppress(Exception):
+                actors[slot.node].stop.remote()
+    ready: list = []
+    deadline = time.monotonic() + GRACE_S
+    try:
+        while len(ready) < len(inflight) and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=WAIT_S)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+        pass
+    for ref, slot in list(inflight.items()):
+        v = variants[slot.round.next]
+        tr = None
+        if ref in ready:
+            with contextlib.suppress(Exception):
+                tr = _trial_from(ray.get(ref, timeout=5), v)
+        if tr is None:
+            tr = TrialResult.failed(v.scenario.to_dict(), v.label, error=None, interrupted=True)
+        record(tr, slot, v)
+
+
+def _complete_rounds(result: CompareResult) -> int:
+    """Rounds in which every variant has a counted trial."""
+    rounds = [{t.round for t in result.ok_trials(label)} for label in result.variants]
+    return len(set.intersection(*rounds)) if rounds else 0

@@ -1,0 +1,290 @@
+"""`compare --backend ray`: node-blocked statistics on a recorded two-node run, the CLI's usage
+errors, and (with the `ray` extra) real sweeps on a local multi-node cluster started here.
+
+tests/fixtures/records/compare-ray/sps.json is a real run on two simulated nodes of this machine:
+`PYTHONPATH=bench/userenvs perfkit compare --backend ray --ray-address <2-node Cluster>
+--vary env=forage:make,forage:make_twin --trials 8 --seconds 2 --reruns 0` (forage:make_twin is
+the same code under another name: equal variants). Each trial's windows were cut to the first
+three to keep the file small; the statistics read each trial's `sps`. The faster/slower-node cases
+below scale one node's recorded SPS, in the test, so the change is visible here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from perfkit import stats
+from perfkit.cli import main
+from perfkit.records.compare import CompareResult
+from perfkit.render.report import compare_markdown
+from perfkit.render.table import render_nodes, render_sps
+
+FIXTURE = Path(__file__).parent / "fixtures" / "records" / "compare-ray" / "sps.json"
+REF, TWIN = "env=forage:make", "env=forage:make_twin"
+
+
+def recorded() -> CompareResult:
+    return CompareResult.load(FIXTURE)
+
+
+def node_ids(result: CompareResult) -> list[str]:
+    return sorted(result.nodes)
+
+
+def scale_node(result: CompareResult, node: str, factor: float, labels=(REF, TWIN)) -> CompareResult:
+    for label in labels:
+        for t in result.trials[label]:
+            if t.node.get("id") == node:
+                t.sps *= factor
+    return result
+
+
+def test_recorded_two_node_run_pairs_within_nodes_and_finds_no_difference_between_twins():
+    result = recorded()
+    assert result.backend == "ray" and result.multi_node and len(result.nodes) == 2
+    for k in range(8):  # every round ran both variants on one node
+        (a,), (b,) = ([t for t in result.trials[label] if t.round == k] for label in (REF, TWIN))
+        assert a.node["id"] == b.node["id"] in result.nodes
+    per_node = result.node_log_ratios(TWIN)
+    assert sorted(per_node) == node_ids(result) and sum(map(len, per_node.values())) == 8
+    c = result.comparison(TWIN)
+    assert c.verdict == stats.SAME and c.ci_low < 1 < c.ci_high
+
+
+def test_a_fast_node_and_a_slow_node_do_not_make_a_verdict_or_an_unstable_warning():
+    plain = recorded()
+    slow = scale_node(recorded(), node_ids(plain)[1], 0.7)  # one machine 30% slower for both variants
+    pooled = stats.summarize(slow.sps(REF))
+    assert pooled.unstable  # across machines the spread is large ...
+    assert not any("unstable" in w for w in slow.warnings())  # ... within each machine it is not
+    c, c0 = slow.comparison(TWIN), plain.comparison(TWIN)
+    assert c.verdict == stats.SAME
+    assert (c.ratio, c.ci_low, c.ci_high) == pytest.approx((c0.ratio, c0.ci_low, c0.ci_high))
+    # Had the rounds not stayed on one node, a fast reference against a slow variant would read
+    # as a regression: the same trials, compared as two independent samples across machines.
+    fast_ref = [t.sps for t in slow.ok_trials(REF) if t.node["id"] == node_ids(plain)[0]]
+    slow_twin = [t.sps for t in slow.ok_trials(TWIN) if t.node["id"] == node_ids(plain)[1]]
+    assert stats.compare_samples(fast_ref, slow_twin, paired=False).verdict == stats.SLOWER
+
+
+def test_a_round_split_across_nodes_is_left_out_of_the_pairs():
+    result = recorded()
+    a, b = node_ids(result)
+    moved = next(t for t in result.trials[TWIN] if t.node["id"] == a)
+    moved.node = {**moved.node, "id": b}
+    assert sum(map(len, result.node_log_ratios(TWIN).values())) == 7
+
+
+def test_nodes_that_disagree_are_named_and_widen_the_overall_interval():
+    result = scale_node(recorded(), node_ids(recorded())[1], 0.85, labels=(TWIN,))  # slower on one machine only
+    nb = result.node_comparisons()[TWIN]
+    assert nb.nodes_disagree
+    assert nb.per_node[node_ids(result)[1]].verdict == stats.SLOWER
+    assert nb.per_node[node_ids(result)[0]].verdict == stats.SAME
+    assert nb.overall.ci_low < 1 < nb.overall.ci_high  # two machines, two answers: no overall verdict
+    warning = next(w for w in result.warnings() if "the nodes disagree" in w)
+    assert TWIN in warning and "per-node table" in warning
+    table = render_nodes(result)
+    assert "nodes disagree" in table.splitlines()[-1]
+
+
+def test_one_node_is_the_paired_t_interval():
+    d = [0.01, -0.02, 0.03, 0.0, 0.015]
+    assert stats.compare_node_blocked({"n1": d}).overall == stats.compare_log_ratios(d)
+    assert stats.compare_node_blocked({"n1": d}).disagree_p is None
+
+
+def test_node_blocked_interval_holds_its_error_rate_across_unequal_machines():
+    """Simulated sweeps on 2-4 machines of different speeds (x0.6-x1.6) with per-round noise:
+    equal variants are called different about 5% of the time, and a 5% slowdown is found."""
+    rng = np.random.default_rng(7)
+    false, found, runs = 0, 0, 400
+    for _ in range(runs):
+        nodes = int(rng.integers(2, 5))
+        speed = rng.uniform(0.6, 1.6, nodes)
+        for effect, counter in ((0.0, "false"), (math.log(0.95), "found")):
+            groups = {}
+            for j in range(nodes):
+                rounds = int(rng.integers(3, 7))
+                base = np.log(1e5 * speed[j]) + rng.normal(0, 0.05, rounds)
+                other = base + effect + rng.normal(0, 0.03, rounds)
+                groups[f"n{j}"] = list(other - base)
+            verdict = stats.compare_node_blocked(groups).overall.verdict
+            if counter == "false":
+                false += verdict != stats.SAME
+            else:
+                found += verdict == stats.SLOWER
+    assert 0.01 <= false / runs <= 0.09
+    assert found / runs >= 0.8
+
+
+def test_the_per_node_table_and_the_report_show_every_node():
+    result = recorded()
+    text = compare_markdown(result)
+    assert "## Per node (every round ran on one node" in text
+    rows = render_nodes(result).splitlines()
+    assert len(rows) == 2 + 2 + 1  # header, rule, two nodes, overall
+    assert rows[-1].startswith("| overall (blocked by node)") and "| 8 " in rows[-1]
+    r = CliRunner().invoke(main, ["report", str(FIXTURE.parent), "--out", "/tmp/perfkit-test-report-ray"])
+    assert r.exit_code == 0, r.output
+    assert "Per node" in r.output
+
+
+def test_without_ray_the_backend_is_a_usage_error_with_the_install_hint(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    r = CliRunner().invoke(main, ["compare", "--backend", "ray", "--vary", "wrapper=none,getattr",
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert "pip install 'perfkit[ray]'" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray-address", "auto"], "--ray-address is for --backend ray"),
+    (["--backend", "ray", "--mode", "inprocess"], "use --mode process (or auto) with --backend ray"),
+    (["--backend", "ray", "--flamegraph"], "--flamegraph is not available with --backend ray"),
+    (["--backend", "slurm"], "'slurm' is not one of 'local', 'ray'"),
+])
+def test_backend_options_that_cannot_work_are_usage_errors(args, message, tmp_path):
+    r = CliRunner().invoke(main, ["compare", "--vary", "wrapper=none,getattr", *args, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and message in r.output, r.output
+
+
+# --- on a real local cluster (the `ray` extra) ------------------------------------------------------
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="needs the ray extra: pip install 'perfkit[ray]'")
+QUICK = ["--ppo", "num_steps=16", "--ppo", "minibatch_size=512", "--num-envs", "1", "--reruns", "0"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head runs no trials
+    c.add_node(num_cpus=1)
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    yield c
+    if ray.is_initialized():
+        ray.shutdown()
+    c.shutdown()
+
+
+@needs_ray
+def test_an_unreachable_address_is_a_usage_error_at_once(tmp_path):
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["compare", "--backend", "ray", "--ray-address", "127.0.0.1:9",
+                                  "--vary", "wrapper=none,getattr", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "nothing answers at 127.0.0.1:9" in r.output and "ray start --head" in r.output
+    assert time.monotonic() - t0 < 30
+
+
+@needs_ray
+def test_compare_on_a_two_node_cluster_gives_the_local_table_and_per_node_records(cluster, tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["compare", "--backend", "ray", "--ray-address", cluster.address,
+                                  "--vary", "wrapper=none,getattr", "--trials", "2", "--seconds", "1", *QUICK,
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "ray: 2 node(s)" in r.output
+    result = CompareResult.load(out / "sps.json")
+    assert result.backend == "ray" and len(result.nodes) == 2
+    for k in range(2):
+        a, b = (next(t for t in result.trials[label] if t.round == k) for label in result.variants)
+        assert a.status == b.status == "ok" and a.node["id"] == b.node["id"] in result.nodes
+        assert a.dispatch_s is not None and a.process_s > a.seconds
+    assert {t.node["id"] for ts in result.trials.values() for t in ts} == set(result.nodes)  # both nodes worked
+    for label in result.variants:  # labels wrapper=none, wrapper=getattr are their own folder names
+        assert sorted(p.name for p in (out / "trials" / label).iterdir()) == ["trial-0.json", "trial-1.json"]
+    # The same throughput table as a local compare: the columns, and a row per variant.
+    local = CompareResult.load(Path(__file__).parent / "fixtures" / "records" / "compare-process" / "sps.json")
+    def columns(text):
+        return [cell.strip() for cell in text.splitlines()[0].split("|")]
+
+    assert columns(render_sps(result)) == columns(render_sps(local))
+    assert [line.split("|")[1].strip() for line in render_sps(result).splitlines()[2:]] == result.variants
+    assert "## Per node" in (out / "sps.md").read_text()
+
+
+@needs_ray
+def test_a_node_removed_mid_sweep_requeues_its_round_and_the_table_is_complete(cluster, tmp_path):
+    from perfkit.cluster import run_compare_ray
+    from perfkit.compare import StopRule, SubprocessRunner, plan_variants
+    from perfkit.scenario import Scenario
+
+    victim = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    variants = plan_variants(Scenario.build({}, seed=1), [("wrapper", ["none", "getattr"])])
+    runner = SubprocessRunner(seconds=1.5, ppo={"num_steps": 16, "minibatch_size": 512}, num_envs=1)
+    removed = threading.Event()
+
+    def on_dispatch(node, k, v):  # the victim's first trial: remove its node while the trial runs
+        if node == victim.node_id and not removed.is_set():
+            removed.set()
+            threading.Timer(2.5, cluster.remove_node, args=(victim,)).start()
+
+    result = run_compare_ray(variants, StopRule(rounds=3, reruns=0), runner, tmp_path, cluster.address,
+                             on_dispatch=on_dispatch)
+    assert removed.is_set()
+    lost = [t for ts in result.trials.values() for t in ts if t.status == "lost"]
+    assert len(lost) == 1 and lost[0].node["id"] == victim.node_id and "was lost" in lost[0].error
+    assert result.nodes[victim.node_id].get("lost") is True
+    for label in result.variants:  # every round complete, one of them re-run on a node that stayed
+        ok = result.ok_trials(label)
+        assert sorted(t.round for t in ok) == [0, 1, 2] and victim.node_id not in {t.node["id"] for t in ok}
+    assert any(t.requeued == 1 for t in result.ok_trials(result.variants[0]))
+    assert result.stopping["reason"] == "rounds" and not result.interrupted
+    assert any("lost with their node" in w for w in result.warnings())
+    assert "+1 lost with a node" in render_sps(result)
+
+
+@needs_ray
+def test_ctrl_c_stops_the_running_trials_and_keeps_what_they_measured(cluster, tmp_path):
+    from perfkit.cluster import run_compare_ray
+    from perfkit.compare import StopRule, SubprocessRunner, plan_variants
+    from perfkit.scenario import Scenario
+
+    variants = plan_variants(Scenario.build({}, seed=1), [("wrapper", ["none", "getattr"])])
+    runner = SubprocessRunner(seconds=60, ppo={"num_steps": 16, "minibatch_size": 512}, num_envs=1)
+    started = threading.Event()
+
+    def on_dispatch(node, k, v):
+        if not started.is_set():
+            started.set()
+            threading.Timer(9.0, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+
+    t0 = time.monotonic()
+    result = run_compare_ray(variants, StopRule(rounds=2, reruns=0), runner, tmp_path, cluster.address,
+                             on_dispatch=on_dispatch)
+    assert time.monotonic() - t0 < 45
+    assert result.interrupted and result.stopping["reason"] == "interrupted"
+    stopped = [t for ts in result.trials.values() for t in ts]
+    assert len(stopped) == 2 and all(t.status == "interrupted" for t in stopped)  # one per node, both stopped
+    assert any(t.windows for t in stopped)  # and what they measured came back
+    assert CompareResult.load(tmp_path / "sps.json").interrupted
+    assert not _running_trials()
+
+
+def _running_trials() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "-m perfkit.trial" in line]
+
+
+def test_one_round_per_node_is_an_interval_over_the_machines():
+    """More nodes than rounds: no spread within a node, so the rounds' ratios vary as machines do."""
+    d = {"n1": [0.01], "n2": [-0.02], "n3": [0.03], "n4": [0.0]}
+    nb = stats.compare_node_blocked(d)
+    assert nb.overall == stats.compare_log_ratios([0.01, -0.02, 0.03, 0.0]) and nb.disagree_p is None
