@@ -7,8 +7,8 @@ runs three ways, one after the other on this machine:
   - locally (`run_compare` with fresh processes, the default backend);
   - on a simulated Ray cluster of 1 node, then of 2 nodes (`ray.cluster_utils.Cluster`, a head
     with no CPUs and N nodes of `--num-cpus 1` each, so each node runs one trial at a time).
-For each: trials, wall time of the sweep (from the first trial sent to the last result; the
-cluster's start is shown apart), trials per minute, speed-up against local, the driver's time per
+For each: trials, wall time of the sweep (from the call, runners' start included, to the last
+result; the cluster's start is shown apart), trials per minute, speed-up against local, the driver's time per
 trial around the trial process (Ray dispatch and result transfer: `dispatch_s`), the trial
 process's own wall time, and the measured ratio with its interval. Writes every run's sps.json
 under --out.

@@ -154,7 +154,8 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     and sps.md and plots (and a flamegraph per variant with --flamegraph) at the end, under the
     results directory. A failed trial is recorded (exit status, stderr tail) and counted in the
     table, and the run goes on; Ctrl-C or SIGTERM stops the running trial and writes the table of
-    what finished. Exit status: 0, 1 if any trial failed, 130 if interrupted.
+    what finished. Exit status: 0, 1 if any trial failed (or, with --backend ray, every node was
+    lost), 130 if interrupted.
 
     Example: perfkit compare --vary wrapper=getattribute,getattr,none --trials 5 --seconds 10
     """
@@ -229,6 +230,10 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     failed = sum(len(result.failed(v)) for v in result.variants)
     if result.interrupted:
         sys.exit(130)
+    if result.stopping.get("reason") == "every node was lost":
+        click.echo("every node of the cluster was lost before the sweep finished: the table holds what they measured",
+                   err=True)
+        sys.exit(1)
     if failed:
         click.echo(f"{failed} trial(s) failed: their errors are in {run_dir / 'sps.json'} and under Warnings",
                    err=True)

@@ -13,9 +13,12 @@ atomically, as it arrives, and `sps.json` is rewritten after it (at most once a 
 `_Saver`) and at the end. A node that dies under a trial loses that trial (recorded,
 `node_lost`), and the whole round goes back in the queue for another node (at most `requeues`
 times), because its pairs must come from one machine; the round's trials already finished on the
-dead node are kept, marked replaced. A trial whose env raises is a failed trial, as locally.
-Ctrl-C or SIGTERM asks every running trial to stop and save (SIGINT to its process group, as
-locally) and records what they measured.
+dead node are kept, marked superseded. A node whose trial process cannot even start (no result,
+while the same variant ran on another node: perfkit or the env not importable there) is dropped
+the same way, so one broken machine cannot fail most of the sweep. A trial whose env raises is
+a failed trial, as locally. Ctrl-C or SIGTERM asks every running trial to stop and save (SIGINT
+to its process group, as locally) and records what they measured; what still runs after the
+grace period is killed with its process group.
 
 Ray is the optional extra `perfkit[ray]`; nothing here imports it at module level.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -73,6 +77,7 @@ class NodeRunner:
     def __init__(self, pythonpath: list[str]):
         self.pythonpath = pythonpath
         self.proc: asyncio.subprocess.Process | None = None
+        self.prctl = _prctl()  # looked up here: a child of a threaded process must not dlopen
 
     async def info(self) -> dict[str, Any]:
         import ray
@@ -97,7 +102,8 @@ class NodeRunner:
             t0 = time.monotonic()
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "perfkit.trial", str(spec_path), str(out), stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+                preexec_fn=functools.partial(_child_setup, self.prctl))
             _, err = await self.proc.communicate()
             wall = time.monotonic() - t0
             code, self.proc = self.proc.returncode, None
@@ -108,14 +114,31 @@ class NodeRunner:
 
     async def stop(self) -> bool:
         """Ask the running trial to stop and save (SIGINT to its process group, as Ctrl-C locally)."""
+        return self._signal(signal.SIGINT)
+
+    async def kill(self) -> bool:
+        """End the running trial and every process of its group (its rollout workers) at once."""
+        return self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> bool:
         if self.proc is None or self.proc.returncode is not None:
             return False
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGINT)
+            os.killpg(self.proc.pid, sig)
         return True
 
 
-def _die_with_parent() -> None:
+def _prctl():
+    """libc's prctl, or None where there is none (not Linux)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _child_setup(prctl) -> None:
     """In the trial process, before it starts: be killed when the runner that started it dies (its
     node removed) instead of running on, unseen, on a machine the next trials will measure on; and
     take SIGINT and SIGTERM as a fresh process does (Ray's worker threads block them, and a blocked
@@ -123,10 +146,8 @@ def _die_with_parent() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -219,7 +240,7 @@ def start_runners(ray, node_ids: list[str], pythonpath: list[str], timeout: floa
         # All of the node's CPUs and GPUs: Ray puts nothing else there, and the trial sees the GPUs
         # (Ray hides them from an actor that asked for none).
         actors[nid] = remote.options(num_cpus=resources[nid].get("CPU", 1), num_gpus=resources[nid].get("GPU", 0),
-                                     max_restarts=0, max_concurrency=4, scheduling_strategy=pinned).remote(pythonpath)
+                                     max_restarts=0, max_concurrency=2, scheduling_strategy=pinned).remote(pythonpath)
     refs = {actors[nid].info.remote(): nid for nid in node_ids}
     ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
     infos = {}
@@ -261,11 +282,23 @@ def run_compare_ray(
         return _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, stop_on_failure, requeues,
                          on_dispatch, clock)
     finally:
-        for actor in actors.values():
-            with contextlib.suppress(Exception):
-                ray.kill(actor)
+        _end_runners(ray, actors)
         if connected:
             ray.shutdown()
+
+
+def _end_runners(ray, actors: dict[str, Any]) -> None:
+    """Kill whatever trial is still running on each node (a second Ctrl-C, a trial past its grace
+    period), with its rollout workers, then the runners."""
+    refs = []
+    for actor in actors.values():
+        with contextlib.suppress(Exception):
+            refs.append(actor.kill.remote())
+    with contextlib.suppress(Exception):
+        ray.wait(refs, num_returns=len(refs), timeout=5.0)
+    for actor in actors.values():
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
 
 
 def _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, stop_on_failure, requeues, on_dispatch,
@@ -277,11 +310,13 @@ def _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, sto
     )
     saver = _Saver(result, run_dir / "sps.json")
     lost_errors = _lost_node_errors(ray)
-    queue: deque[_Round] = deque()  # rounds to (re)start
-    next_round, adding, failed_stop = 0, True, False
+    queue: deque[_Round] = deque()  # rounds whose node was lost, to start again elsewhere
+    next_round = 0
+    adding = True  # new rounds may start (False once the rule is met, or on a failure with --stop-on-failure)
+    cut = False  # --stop-on-failure: rounds under way stop too
     idle = list(actors)
     inflight: dict[Any, _Slot] = {}
-    done, n_total = 0, rule.rounds * len(variants)
+    progress = {"done": 0, "total": rule.rounds * len(variants)}
     start = clock()
 
     def submit(node: str, rnd: _Round) -> None:
@@ -292,39 +327,62 @@ def _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, sto
 
     def record(tr: TrialResult, slot: _Slot, v: Variant) -> None:
         rnd = slot.round
-        tr.round, tr.node, tr.requeued = rnd.k, {k: infos[slot.node][k] for k in ("id", "host")}, rnd.requeued
+        tr.round, tr.node, tr.requeued = rnd.k, dict(infos[slot.node]), rnd.requeued
         result.trials[v.label].append(tr)
         name = f"trial-{rnd.k}" + (f"-requeued{rnd.requeued}" if rnd.requeued else "") + \
             (f"-rerun{rnd.rerun}" if rnd.rerun else "") + ("-lost" if tr.node_lost else "")
         tr.save(run_dir / "trials" / v.slug / f"{name}.json")
         saver.save()
 
+    def drop_node(slot: _Slot, v: Variant, tr: TrialResult, reason: str) -> None:
+        """The node under `slot` is lost (or cannot run trials): no more rounds go there, and its
+        round starts again on another node unless it has been re-queued `requeues` times. The trial
+        is recorded as lost (`reason` kept in its error), or as failed when its round is given up."""
+        rnd = slot.round
+        actor = actors.pop(slot.node, None)
+        if actor is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        again = rnd.requeued < requeues and not cut
+        tr.node_lost = again
+        tr.error = reason if again else f"{reason}; its round was already re-queued {rnd.requeued} time(s), given up"
+        record(tr, slot, v)
+        if again:
+            for t in rnd.trials:
+                t.superseded = True
+            progress["total"] += len(rnd.trials)
+            queue.append(_Round(rnd.k, rnd.requeued + 1))
+        else:
+            progress["total"] -= len(variants) - len(rnd.trials) - 1
+        if on_trial is not None:
+            on_trial(progress["done"], progress["total"], v, tr)
+
     try:
         while True:
-            while idle and (queue or (adding and next_round < rule.rounds)):
+            while idle and adding and (queue or next_round < rule.rounds):
                 if queue:
                     rnd = queue.popleft()
                 else:
                     rnd, next_round = _Round(next_round), next_round + 1
                 submit(idle.pop(0), rnd)
             if not inflight:
+                if adding and (queue or next_round < rule.rounds):
+                    result.stopping["reason"] = "every node was lost"
                 break
             ready: list = []
             while not ready:  # short waits: a blocked ray.wait would hold off Ctrl-C and SIGTERM
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
             ref = ready[0]
-            slot = inflight.pop(ref)
+            slot = inflight[ref]
             rnd, v = slot.round, variants[slot.round.next]
             try:
                 payload = ray.get(ref)
             except lost_errors as e:
-                tr = _node_died(result, infos, slot, v, e, requeues, queue, record)
-                actors.pop(slot.node, None)
-                if on_trial is not None:
-                    on_trial(done, n_total, v, tr)
-                if not actors and (queue or (adding and next_round < rule.rounds)):
-                    result.stopping["reason"] = "every node was lost"
-                    break
+                del inflight[ref]
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                infos[slot.node]["lost"] = True
+                drop_node(slot, v, TrialResult.failed(v.scenario.to_dict(), v.label, None),
+                          f"node {slot.node[:8]} was lost during the trial ({first})")
                 continue
             except ray.exceptions.RayError as e:  # the runner itself failed (not the trial): a failed trial
                 tr = TrialResult.failed(v.scenario.to_dict(), v.label, f"trial runner on node failed: {e}")
@@ -332,26 +390,36 @@ def _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, sto
                 tr = _trial_from(payload, v)
                 tr.process_s = payload["wall_s"]
                 tr.dispatch_s = max(0.0, time.monotonic() - slot.submitted - tr.process_s)
+                if payload["trial"] is None and not tr.interrupted and _ran_elsewhere(result, v, slot.node):
+                    # The trial's process could not even start here, and it did on another node: the
+                    # node is at fault (perfkit or the env not importable there), not the variant.
+                    del inflight[ref]
+                    infos[slot.node]["lost"] = True
+                    infos[slot.node]["broken"] = tr.error or "no result"
+                    drop_node(slot, v, tr, f"node {slot.node[:8]} cannot run trials, though another node ran this "
+                                           f"variant: {tr.error}")
+                    continue
+            del inflight[ref]
             record(tr, slot, v)
-            done += 1
+            progress["done"] += 1
             if on_trial is not None:
-                on_trial(done, n_total, v, tr)
+                on_trial(progress["done"], progress["total"], v, tr)
             if tr.status == "failed" and stop_on_failure:
                 result.stopping["reason"] = f"a trial of {v.label} failed (--stop-on-failure)"
-                adding, failed_stop = False, True
-                queue.clear()
+                adding, cut = False, True
             rnd.trials.append(tr)
             rnd.next += 1
-            if rnd.next < len(variants) and not failed_stop:
+            if cut:
+                continue
+            if rnd.next < len(variants):
                 submit(slot.node, rnd)
                 continue
-            if rnd.next == len(variants) and rnd.rerun < rule.reruns and \
-                    any(t.sentinel.get("disturbed") for t in rnd.trials):
+            if rnd.rerun < rule.reruns and any(t.sentinel.get("disturbed") for t in rnd.trials):
                 for t in rnd.trials:  # a disturbed round runs again whole, on the same node
                     t.replaced = True
-                saver.save()
-                n_total += len(variants)
+                progress["total"] += len(variants)
                 submit(slot.node, _Round(rnd.k, rnd.requeued, rnd.rerun + 1))
+                saver.save()
                 continue
             idle.append(slot.node)
             if adding and rule.precision is not None and clock() - start >= rule.min_seconds and \
@@ -362,10 +430,16 @@ def _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, sto
     except KeyboardInterrupt:
         result.interrupted = True
         result.stopping["reason"] = "interrupted"
-        _stop_running(ray, actors, inflight, variants, infos, record)
-    result.stopping["rounds_run"] = _complete_rounds(result)
-    saver.save(force=True)
+        _stop_running(ray, actors, inflight, variants, record)
+    finally:
+        result.stopping["rounds_run"] = _complete_rounds(result)
+        saver.save(force=True)
     return result
+
+
+def _ran_elsewhere(result: CompareResult, v: Variant, node: str) -> bool:
+    """A trial of `v` finished on another node than `node`."""
+    return any(t.node.get("id") not in (None, node) for t in result.ok_trials(v.label))
 
 
 class _Saver:
@@ -397,37 +471,17 @@ def _trial_from(payload: dict[str, Any], v: Variant) -> TrialResult:
     return tr
 
 
-def _node_died(result, infos, slot, v, error, requeues, queue, record) -> TrialResult:
-    """The node under `slot` is gone: record the lost trial, mark the round's finished trials
-    replaced, and put the round back in the queue (or give it up after `requeues` times)."""
-    rnd = slot.round
-    infos[slot.node]["lost"] = True
-    result.nodes[slot.node] = infos[slot.node]
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    again = rnd.requeued < requeues
-    tr = TrialResult.failed(v.scenario.to_dict(), v.label,
-                            f"node {slot.node[:8]} was lost during the trial ({first})"
-                            + ("" if again else f"; its round was already re-queued {rnd.requeued} time(s), given up"))
-    tr.node_lost = again
-    record(tr, slot, v)
-    if again:
-        for t in rnd.trials:
-            t.replaced = True
-        queue.append(_Round(rnd.k, rnd.requeued + 1))
-    return tr
-
-
-def _stop_running(ray, actors, inflight, variants, infos, record) -> None:
+def _stop_running(ray, actors, inflight, variants, record) -> None:
     """Ctrl-C: every running trial is asked to stop and save; what they measured is recorded."""
     for slot in inflight.values():
         if slot.node in actors:
             with contextlib.suppress(Exception):
                 actors[slot.node].stop.remote()
-    ready: list = []
+    ready: set = set()
     deadline = time.monotonic() + GRACE_S
     try:
         while len(ready) < len(inflight) and time.monotonic() < deadline:
-            ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=WAIT_S)
+            ready = set(ray.wait(list(inflight), num_returns=len(inflight), timeout=WAIT_S)[0])
     except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
         pass
     for ref, slot in list(inflight.items()):

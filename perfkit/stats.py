@@ -135,28 +135,29 @@ def compare_node_blocked(log_ratios: dict[str, list[float]], confidence: float =
 
     A round runs every variant on one node, so a fast node speeds up both sides of its ratios and
     cancels. Rounds of one node still share that machine's view of the change, so the node is a
-    block: when the nodes agree (one-way ANOVA p >= NODES_DISAGREE_P), the interval uses the
-    spread within nodes (a blocked design: the mean of all rounds, pooled within-node variance,
-    N - J degrees of freedom); when they disagree, the ratio depends on the machine, and the
-    interval is over the J node means (J - 1 degrees of freedom: wide with few nodes, as it should be),
-    as it is when every node ran one round (no spread within a node to measure).
+    block (a randomized block design with these machines as the blocks): the centre is the mean of
+    all rounds, the interval uses the spread within nodes (pooled, N - J degrees of freedom). It
+    answers "on these machines"; whether the nodes agree is tested apart (one-way ANOVA,
+    `disagree_p`), for a warning and the per-node ratios, and never switches the interval. When no
+    node ran two rounds (or the rounds of every node agree exactly), there is no spread within a
+    node to use, and the interval is over the nodes' means (J - 1 degrees of freedom).
     With one node this is the paired t-interval of `compare_log_ratios`."""
     groups = {n: np.asarray(d, float) for n, d in log_ratios.items() if len(d)}
     per_node = {n: compare_log_ratios(d, confidence) for n, d in groups.items()}
     all_d = np.concatenate(list(groups.values())) if groups else np.asarray([], float)
     if len(groups) < 2:
         return NodeBlocked(compare_log_ratios(all_d, confidence), per_node, None)
-    testable = [d for d in groups.values() if len(d) >= 2]
-    p = None
-    if len(testable) >= 2 and any(d.var(ddof=1) > 0 for d in testable):
-        p = float(scipy.stats.f_oneway(*testable).pvalue)
     n, j = len(all_d), len(groups)
-    if (p is not None and p < NODES_DISAGREE_P) or n - j < 1:  # they disagree, or one round per node
-        means = np.asarray([d.mean() for d in groups.values()])
-        overall = _t_interval(float(means.mean()), float(means.std(ddof=1) / math.sqrt(j)), j - 1, confidence)
-        return NodeBlocked(overall, per_node, p)
-    within = sum(float(((d - d.mean()) ** 2).sum()) for d in groups.values()) / (n - j)
-    return NodeBlocked(_t_interval(float(all_d.mean()), math.sqrt(within / n), n - j, confidence), per_node, p)
+    within = sum(float(((d - d.mean()) ** 2).sum()) for d in groups.values()) / (n - j) if n > j else 0.0
+    means = np.asarray([d.mean() for d in groups.values()])
+    p = None
+    testable = [d for d in groups.values() if len(d) >= 2]
+    if len(testable) >= 2:
+        p = float(scipy.stats.f_oneway(*testable).pvalue) if within > 0 else (0.0 if np.ptp(means) > 0 else 1.0)
+    if within > 0:
+        return NodeBlocked(_t_interval(float(all_d.mean()), math.sqrt(within / n), n - j, confidence), per_node, p)
+    overall = _t_interval(float(means.mean()), float(means.std(ddof=1) / math.sqrt(j)), j - 1, confidence)
+    return NodeBlocked(overall, per_node, p)
 
 
 def mean_interval(xs, confidence: float = 0.95) -> tuple[float, float, float]:

@@ -3,6 +3,7 @@ when its tool cannot run on this machine."""
 
 import gzip
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -35,10 +36,14 @@ def test_profile_with_all_three_profilers(tmp_path):
     r = CliRunner().invoke(main, ["profile", "--with", "pyspy", "--with", "torch", "--with", "scalene",
                                   "--repeats", "1", "--out", str(tmp_path), *SMALL], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert "ratio to unprofiled (paired)" in r.output and "outside profiled epochs" in r.output
+    assert "ratio to unprofiled (paired)" in r.output
     assert "Scalene: top lines by CPU %" in r.output and "perfkit/train/ppo.py" in r.output
     record = ProfileRecord.load(tmp_path / "profile.json")
-    assert record.unprofiled_sps() > 0 and set(record.artifacts) == {"pyspy", "torch", "scalene"}
+    assert set(record.artifacts) == {"pyspy", "torch", "scalene"}
+    if math.isnan(record.unprofiled_sps()):  # a busy machine: the one unprofiled trial was left out, and says so
+        assert "left out (disturbed)" in r.output
+    else:
+        assert record.unprofiled_sps() > 0 and "outside profiled epochs" in r.output
     # every trial recorded with the sentinel's reading (py-spy's own CPU counts as the trial's)
     assert sorted(t["tool"] for t in record.trials) == ["none", "pyspy", "scalene", "torch"]
     assert all(t["sentinel"].get("others_cores") is not None for t in record.trials)

@@ -33,7 +33,7 @@ class VariantSummary:
     env_config_hash: str | None
     agents_per_env: int | None
     replaced: int = 0  # trials whose round was re-run because other processes disturbed it
-    lost: int = 0  # trials lost with their node (cluster runs); their rounds ran again elsewhere
+    lost: int = 0  # trials lost with their node, or superseded (cluster runs); their rounds ran again elsewhere
 
     @property
     def env_sps(self) -> float:
@@ -77,14 +77,20 @@ class CompareResult(Record):
             return [b["sps"][label] for b in self.blocks[self.warmup_rounds:] if b["sps"].get(label, 0) > 0]
         return [t.sps for t in self.ok_trials(label)]
 
-    def paired(self, label: str) -> tuple[list[float], list[float]]:
-        """(reference SPS, this variant's SPS) over rounds in which both finished."""
-        def by_round(ts: list[TrialResult]) -> dict[int, float]:
-            return {t.round if t.round is not None else i: t.sps for i, t in enumerate(ts)}
+    def pairs(self, label: str) -> list[tuple[TrialResult, TrialResult]]:
+        """(reference trial, this variant's trial) for every round in which both finished, on the
+        same node (a round runs every variant on one node; a pair across nodes is never formed)."""
+        def by_round(ts: list[TrialResult]) -> dict[int, TrialResult]:
+            return {t.round if t.round is not None else i: t for i, t in enumerate(ts) if t.sps > 0}
 
         first, this = by_round(self.ok_trials(self.variants[0])), by_round(self.ok_trials(label))
-        rounds = sorted(set(first) & set(this))
-        return [first[k] for k in rounds], [this[k] for k in rounds]
+        return [(first[k], this[k]) for k in sorted(set(first) & set(this))
+                if first[k].node.get("id") == this[k].node.get("id")]
+
+    def paired(self, label: str) -> tuple[list[float], list[float]]:
+        """(reference SPS, this variant's SPS) over rounds in which both finished (`pairs`)."""
+        pairs = self.pairs(label)
+        return [a.sps for a, _ in pairs], [b.sps for _, b in pairs]
 
     @property
     def multi_node(self) -> bool:
@@ -92,17 +98,10 @@ class CompareResult(Record):
         return len({t.node.get("id") for ts in self.trials.values() for t in ts if t.node.get("id")}) > 1
 
     def node_log_ratios(self, label: str) -> dict[str, list[float]]:
-        """Per node, the log ratios log(this / reference) of the rounds both finished on that node
-        (a round runs every variant on one node; a round split across nodes is left out)."""
-        def by_round(ts: list[TrialResult]) -> dict[int, TrialResult]:
-            return {t.round: t for t in ts if t.round is not None and t.sps > 0}
-
-        first, this = by_round(self.ok_trials(self.variants[0])), by_round(self.ok_trials(label))
+        """Per node, the log ratios log(this / reference) of its rounds (`pairs`)."""
         out: dict[str, list[float]] = {}
-        for k in sorted(set(first) & set(this)):
-            node = first[k].node.get("id")
-            if node == this[k].node.get("id"):
-                out.setdefault(node or "local", []).append(math.log(this[k].sps / first[k].sps))
+        for a, b in self.pairs(label):
+            out.setdefault(a.node.get("id") or "local", []).append(math.log(b.sps / a.sps))
         return out
 
     def node_comparisons(self) -> dict[str, stats.NodeBlocked]:
@@ -143,7 +142,7 @@ class CompareResult(Record):
             out.append(VariantSummary(
                 label=label, n=len(xs), failed=len(self.failed(label)),
                 replaced=sum(t.status == "replaced" for t in self.trials.get(label, [])),
-                lost=sum(t.status == "lost" for t in self.trials.get(label, [])),
+                lost=sum(t.status in ("lost", "superseded") for t in self.trials.get(label, [])),
                 sps=stats.summarize(xs) if xs else None, vs_reference=comparisons.get(label) if xs else None,
                 phases_ms_per_1k=phases, learning=stats.mean_learning([t.learning for t in done]) if done else None,
                 env_config_hash=done[0].env_config_hash if done else None,
@@ -165,10 +164,11 @@ class CompareResult(Record):
         """Things a careful reader should know before trusting the table."""
         out = []
         summaries = self.summaries()
-        spread_within = self.within_node_cv() if self.multi_node else {}
+        multi_node = self.multi_node
+        spread_within = self.within_node_cv() if multi_node else {}
         for s in summaries:
-            if s.label in spread_within:
-                if spread_within[s.label] >= stats.UNSTABLE_CV:
+            if multi_node:  # across machines the spread is the machines'; within one it is noise
+                if spread_within.get(s.label, 0.0) >= stats.UNSTABLE_CV:
                     out.append(f"{s.label}: unstable measurement, spread ±{100 * spread_within[s.label]:.1f}% within "
                                f"nodes (>= {100 * stats.UNSTABLE_CV:.0f}%); add trials or quiet the machines")
             elif s.sps and s.sps.unstable:
@@ -224,15 +224,18 @@ class CompareResult(Record):
                 if nb.nodes_disagree:
                     per = ", ".join(f"{self.node_name(n)} {c.ratio:.3f}" for n, c in nb.per_node.items())
                     out.append(f"{label}: the nodes disagree about the ratio ({per}; p = {nb.disagree_p:.2g}): it "
-                               "depends on the machine, so the overall interval is over node means (wide with few "
-                               "nodes); see the per-node table")
+                               "depends on the machine, and the overall ratio holds for this mix of machines only; "
+                               "see the per-node table")
         lost = [t for ts in self.trials.values() for t in ts if t.node_lost]
         if lost:
             names = sorted({self.node_name(t.node.get("id", "?")) for t in lost})
             requeued = sum(1 for ts in self.trials.values() for t in ts if t.requeued and t.status == "ok")
             out.append(f"{len(lost)} trial(s) lost with their node ({', '.join(names)}): their rounds were re-queued "
-                       f"on another node ({requeued} trial(s) of re-queued rounds counted); the lost ones are kept "
-                       "in sps.json")
+                       f"({requeued} trial(s) of re-queued rounds counted); the lost trials, and those of their rounds "
+                       "that finished before, are kept in sps.json")
+        if self.stopping.get("reason") == "every node was lost":
+            out.append(f"incomplete: every node was lost, after {self.stopping.get('rounds_run')} of "
+                       f"{self.trials_planned} rounds")
         return out
 
     def node_name(self, node_id: str) -> str:

@@ -11,8 +11,9 @@ History of `schema_version` (one number for every kind of record):
       see CompareResult.summaries and profile_overhead) but writes each differential flamegraph's
       top frames (`flamediff_frames`), so `perfkit report` can redraw its table. Version-1 and -2
       files are still read: their `rows` and `overhead_ratio` are ignored.
-  4 — a trial may record the cluster node it ran on (`node`), `requeued`, `node_lost` and
-      `dispatch_s`; a compare records its `backend` ("local" or "ray") and the `nodes` it used.
+  4 — a trial may record the cluster node it ran on (`node`), `requeued`, `node_lost`,
+      `superseded`, `dispatch_s` and `process_s`; a compare records its `backend` ("local" or
+      "ray") and the `nodes` it used.
       Earlier versions ran locally: the new fields take their defaults.
 Files with any other version are rejected, never half-read.
 """

@@ -49,11 +49,13 @@ class TrialResult(Record):
     replaced: bool = False
     # On a cluster (compare --backend ray): the node it ran on (id, host, cpu, cores, gpu), how many
     # times its round was re-queued because a node died, whether this trial died with its node (its
-    # round then ran again elsewhere), and the driver's time around the trial process (dispatch,
-    # transfer), in seconds; on a cluster or locally, the trial process's own wall time.
+    # round then ran again elsewhere) or was superseded by that re-run, and the driver's time
+    # around the trial process (dispatch, transfer) in seconds. `process_s`: the trial process's
+    # own wall time, on a cluster or locally.
     node: dict[str, Any] = field(default_factory=dict)
     requeued: int = 0
     node_lost: bool = False
+    superseded: bool = False  # finished, but its round ran again on another node after its node was lost
     dispatch_s: float | None = None
     process_s: float | None = None  # wall time of the trial's process, start to exit (fresh-process trials)
 
@@ -67,13 +69,16 @@ class TrialResult(Record):
 
     @property
     def status(self) -> str:
-        """"ok", "failed", "interrupted", "replaced" (its round was re-run) or "lost" (its node died
-        under it; its round was re-queued on another node): only "ok" trials enter statistics."""
+        """"ok", "failed", "interrupted", "replaced" (its round was re-run), "lost" (its node died
+        under it; its round was re-queued on another node) or "superseded" (finished on that node
+        before it died; the round ran again elsewhere): only "ok" trials enter statistics."""
         if self.node_lost:
             return "lost"
         if self.error:
             return "failed"
-        return "interrupted" if self.interrupted else "replaced" if self.replaced else "ok"
+        if self.interrupted:
+            return "interrupted"
+        return "replaced" if self.replaced else "superseded" if self.superseded else "ok"
 
     @property
     def env_steps_per_second(self) -> float:
