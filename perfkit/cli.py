@@ -37,6 +37,7 @@ def main() -> None:
     Start here:
       perfkit variants                                  the axes and their values
       perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
+      perfkit compare --backend ray --vary ...          the same sweep on a Ray cluster's nodes
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit explain --vary wrapper=none,getattribute  why one is slower: phases, functions
       perfkit bisect --repo R --good A --bad B --env M  which commit did it

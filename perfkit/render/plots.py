@@ -42,7 +42,10 @@ def render_sps_png(result: CompareResult) -> bytes:
         xs = result.sps(v.label)
         lo, hi = stats.geomean_interval(xs)
         ax.bar(i, v.sps.geomean, color="#4c72b0", alpha=0.8)
-        ax.errorbar(i, v.sps.geomean, yerr=[[v.sps.geomean - lo], [hi - v.sps.geomean]], color="black", capsize=6)
+        # max(0, ...): with one sample the interval is the point, and np.exp and math.exp of the same
+        # log can differ in the last bit, which matplotlib refuses as a negative error bar.
+        ax.errorbar(i, v.sps.geomean, yerr=[[max(0.0, v.sps.geomean - lo)], [max(0.0, hi - v.sps.geomean)]],
+                    color="black", capsize=6)
         ax.scatter([i] * len(xs), xs, color="#dd8452", zorder=3, s=14)
     ax.set_xticks(range(len(result.variants)), [v.replace(",", "\n") for v in result.variants], fontsize=8)
     ax.set_ylabel("agent-steps/s (steady state, geo-mean)")
