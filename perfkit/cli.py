@@ -242,7 +242,7 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
 
 
 def _connect_ray(address: str) -> None:
-    from perfkit.cluster import ClusterError, connect
+    from perfkit.cluster import ClusterError, connect, require_trial_nodes
 
     try:
         ray, connected = connect(address)
@@ -250,6 +250,10 @@ def _connect_ray(address: str) -> None:
         raise click.UsageError(str(e)) from None
     if connected:
         click.get_current_context().call_on_close(ray.shutdown)
+    try:
+        require_trial_nodes(ray)
+    except ClusterError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def _compare_on_ray(variant_list, rule, runner, run_dir, address, on_trial, stop_on_failure, requeues):

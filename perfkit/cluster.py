@@ -221,6 +221,16 @@ def trial_nodes(ray) -> list[str]:
     return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
 
 
+def require_trial_nodes(ray) -> list[str]:
+    """`trial_nodes`, or a ClusterError that says how to add one."""
+    nodes = trial_nodes(ray)
+    if not nodes:
+        raise ClusterError("the Ray cluster has no node with CPUs to run trials on (a head started with "
+                           "--num-cpus 0 runs none); start one with `ray start --address HEAD:6379` on a machine "
+                           "for the trials, or `ray start --head --num-cpus 1` to try it on this one")
+    return nodes
+
+
 def _lost_node_errors(ray) -> tuple[type[BaseException], ...]:
     names = ("RayActorError", "ActorUnavailableError", "NodeDiedError", "WorkerCrashedError", "ObjectLostError",
              "OwnerDiedError")
@@ -276,7 +286,7 @@ def run_compare_ray(
     pythonpath = driver_pythonpath()
     actors: dict[str, Any] = {}
     try:
-        actors, infos = start_runners(ray, trial_nodes(ray), pythonpath)
+        actors, infos = start_runners(ray, require_trial_nodes(ray), pythonpath)
         if on_nodes is not None:
             on_nodes(infos)
         return _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, stop_on_failure, requeues,

@@ -423,3 +423,13 @@ def _complete(result):
     from perfkit.cluster import _complete_rounds
 
     return _complete_rounds(result)
+
+
+def test_a_cluster_without_a_node_for_trials_is_a_clear_error(tmp_path, monkeypatch):
+    from perfkit import cluster
+
+    head_only = type("Ray", (), {"nodes": staticmethod(lambda: [{"NodeID": "h", "Alive": True,
+                                                                 "Resources": {"memory": 1.0}}])})()
+    monkeypatch.setattr(cluster, "connect", lambda address: (head_only, False))
+    with pytest.raises(cluster.ClusterError, match="no node with CPUs to run trials on"):
+        cluster.run_compare_ray([], None, None, tmp_path)
