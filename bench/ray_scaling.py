@@ -2,8 +2,9 @@
 
     python bench/ray_scaling.py --nodes 1,2 --rounds 4 --seconds 3
 
-The same sweep (a user's env, `--env forage:make` against `forage:make_slow`, from bench/userenvs)
-runs three ways, one after the other on this machine:
+The same sweep (a user's env, `--env forage:make` against `forage:make_slow`, from bench/userenvs,
+whose env step costs `--cost-us` more: about 5% of SPS) runs three ways, one after the other on
+this machine:
   - locally (`run_compare` with fresh processes, the default backend);
   - on a simulated Ray cluster of 1 node, then of 2 nodes (`ray.cluster_utils.Cluster`, a head
     with no CPUs and N nodes of `--num-cpus 1` each, so each node runs one trial at a time).
@@ -55,7 +56,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench-ray-scaling")
+    ap.add_argument("--cost-us", type=float, default=6.0, help="forage:make_slow's extra cost per env step")
     args = ap.parse_args()
+    # Read by forage:make_slow in every trial process: the local ones inherit it, and the simulated
+    # nodes (started below, from this process) pass it on to theirs.
+    os.environ["PERFKIT_BENCH_COST_US"] = str(args.cost_us)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(USERENVS), os.environ.get("PYTHONPATH")) if p)
     sys.path.insert(0, str(USERENVS))
     from tabulate import tabulate
@@ -77,7 +82,7 @@ def main() -> None:
     headers = ["backend", "nodes", "trials", "cluster start s", "sweep wall s", "trials/min", "vs local",
                "driver ms/trial (median)", "trial process s (median)", "make_slow / make [95% CI]"]
     print(f"\n{args.rounds} rounds x 2 variants, --seconds {args.seconds:g} per trial, "
-          f"env forage:make vs forage:make_slow (bench/userenvs)\n")
+          f"env forage:make vs forage:make_slow (+{args.cost_us:g} us per env step; bench/userenvs)\n")
     print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
 
 
