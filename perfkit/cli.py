@@ -231,7 +231,7 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     failed = sum(len(result.failed(v)) for v in result.variants)
     if result.interrupted:
         sys.exit(130)
-    if result.stopping.get("reason") == "every node was lost":
+    if result.nodes_all_lost:
         click.echo("every node of the cluster was lost before the sweep finished: the table holds what they measured",
                    err=True)
         sys.exit(1)

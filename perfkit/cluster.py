@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from perfkit.compare import StopRule, SubprocessRunner, Variant, _exit_text, precision_reached
-from perfkit.records.compare import CompareResult
+from perfkit.records.compare import NODES_ALL_LOST, CompareResult
 from perfkit.records.store import _cpu_model, machine_info
 from perfkit.records.trial import TrialResult
 
@@ -174,8 +174,9 @@ def connect(address: str):
     ray = require_ray()
     if ray.is_initialized():
         return ray, False
-    hint = ("Start one first, e.g. `ray start --head --num-cpus 1` on this machine and `ray start --address HEAD:6379 "
-            "--num-cpus N` on each other machine, then pass --ray-address auto or HEAD:6379")
+    hint = ("Start one first: `ray start --head --num-cpus 0` on this machine and `ray start --address HEAD:6379` on "
+            "each machine for the trials (or `ray start --head --num-cpus 1` to try it on this one), then pass "
+            "--ray-address auto or HEAD:6379")
     if address != "auto":
         _probe(address, hint)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -377,7 +378,7 @@ def _schedule(ray, actors, infos, variants, rule, runner, run_dir, on_trial, sto
                 submit(idle.pop(0), rnd)
             if not inflight:
                 if adding and (queue or next_round < rule.rounds):
-                    result.stopping["reason"] = "every node was lost"
+                    result.stopping["reason"] = NODES_ALL_LOST
                 break
             ready: list = []
             while not ready:  # short waits: a blocked ray.wait would hold off Ctrl-C and SIGTERM

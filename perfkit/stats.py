@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.stats
@@ -124,6 +124,7 @@ class NodeBlocked:
     overall: Comparison
     per_node: dict[str, Comparison]
     disagree_p: float | None
+    rounds: dict[str, int] = field(default_factory=dict)  # per node: the rounds behind its ratio
 
     @property
     def nodes_disagree(self) -> bool:
@@ -144,20 +145,33 @@ def compare_node_blocked(log_ratios: dict[str, list[float]], confidence: float =
     With one node this is the paired t-interval of `compare_log_ratios`."""
     groups = {n: np.asarray(d, float) for n, d in log_ratios.items() if len(d)}
     per_node = {n: compare_log_ratios(d, confidence) for n, d in groups.items()}
+    rounds = {n: len(d) for n, d in groups.items()}
     all_d = np.concatenate(list(groups.values())) if groups else np.asarray([], float)
     if len(groups) < 2:
-        return NodeBlocked(compare_log_ratios(all_d, confidence), per_node, None)
+        return NodeBlocked(compare_log_ratios(all_d, confidence), per_node, None, rounds)
     n, j = len(all_d), len(groups)
-    within = sum(float(((d - d.mean()) ** 2).sum()) for d in groups.values()) / (n - j) if n > j else 0.0
+    within, _ = pooled_within_var(list(groups.values()))
     means = np.asarray([d.mean() for d in groups.values()])
     p = None
     testable = [d for d in groups.values() if len(d) >= 2]
     if len(testable) >= 2:
         p = float(scipy.stats.f_oneway(*testable).pvalue) if within > 0 else (0.0 if np.ptp(means) > 0 else 1.0)
     if within > 0:
-        return NodeBlocked(_t_interval(float(all_d.mean()), math.sqrt(within / n), n - j, confidence), per_node, p)
-    overall = _t_interval(float(means.mean()), float(means.std(ddof=1) / math.sqrt(j)), j - 1, confidence)
-    return NodeBlocked(overall, per_node, p)
+        overall = _t_interval(float(all_d.mean()), math.sqrt(within / n), n - j, confidence)
+    else:
+        overall = _t_interval(float(means.mean()), float(means.std(ddof=1) / math.sqrt(j)), j - 1, confidence)
+    return NodeBlocked(overall, per_node, p, rounds)
+
+
+def pooled_within_var(groups) -> tuple[float, int]:
+    """(variance around each group's own mean, pooled over the groups; its degrees of freedom):
+    the noise of a measurement once the differences between groups (machines) are taken out.
+    (0.0, 0) when no group has two values."""
+    groups = [np.asarray(g, float) for g in groups if len(g)]
+    dof = sum(len(g) - 1 for g in groups)
+    if dof < 1:
+        return 0.0, 0
+    return sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / dof, dof
 
 
 def mean_interval(xs, confidence: float = 0.95) -> tuple[float, float, float]:

@@ -18,6 +18,8 @@ from perfkit.inprocess import block_comparisons
 from perfkit.records.store import Record
 from perfkit.records.trial import TrialResult
 
+NODES_ALL_LOST = "every node was lost"  # stopping["reason"] of a cluster sweep left without nodes
+
 
 @dataclass(frozen=True)
 class VariantSummary:
@@ -91,6 +93,11 @@ class CompareResult(Record):
         """(reference SPS, this variant's SPS) over rounds in which both finished (`pairs`)."""
         pairs = self.pairs(label)
         return [a.sps for a, _ in pairs], [b.sps for _, b in pairs]
+
+    @property
+    def nodes_all_lost(self) -> bool:
+        """A cluster sweep that stopped because no node was left (cluster.py sets the reason)."""
+        return self.stopping.get("reason") == NODES_ALL_LOST
 
     @property
     def multi_node(self) -> bool:
@@ -210,10 +217,9 @@ class CompareResult(Record):
             for t in self.ok_trials(label):
                 if t.sps > 0:
                     groups.setdefault(t.node.get("id") or "local", []).append(math.log(t.sps))
-            dof = sum(len(g) - 1 for g in groups.values())
-            if dof > 0:
-                ss = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in groups.values())
-                out[label] = math.sqrt(ss / dof)
+            var, dof = stats.pooled_within_var(list(groups.values()))
+            if dof:
+                out[label] = math.sqrt(var)
         return out
 
     def node_warnings(self) -> list[str]:
@@ -233,7 +239,7 @@ class CompareResult(Record):
             out.append(f"{len(lost)} trial(s) lost with their node ({', '.join(names)}): their rounds were re-queued "
                        f"({requeued} trial(s) of re-queued rounds counted); the lost trials, and those of their rounds "
                        "that finished before, are kept in sps.json")
-        if self.stopping.get("reason") == "every node was lost":
+        if self.nodes_all_lost:
             out.append(f"incomplete: every node was lost, after {self.stopping.get('rounds_run')} of "
                        f"{self.trials_planned} rounds")
         return out

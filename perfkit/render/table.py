@@ -75,7 +75,7 @@ def render_nodes(result: CompareResult, fmt: str = "github") -> str:
     rows = []
     for n in nodes:
         info = result.nodes.get(n, {})
-        rounds = max(len(result.node_log_ratios(label).get(n, [])) for label in blocked)
+        rounds = max(nb.rounds.get(n, 0) for nb in blocked.values())
         rows.append([result.node_name(n) + (" (lost)" if info.get("lost") else ""), info.get("cpu", "?"),
                      f"{info.get('ray_cpus', 0):g}" if info else "?", str(rounds),
                      *[cell(nb.per_node.get(n)) for nb in blocked.values()]])
