@@ -16,6 +16,10 @@ SPS ratio is known to +-2%, at most 3 minutes, every block sampled by py-spy at 
   host-sync    a `.item()` every rollout step (`fault=host-sync`): expected phase forward, `_fault_host_sync`
   obs-copy     one more copy of each observation batch: expected phase copy, `_fault_obs_copy`
   half-minibatch  half the minibatch size: expected phase learn, and some function named
+  scratch      `forage:make` against `make_scratch`, whose short method `_scratch_tally` allocates with
+               `np.full` for every agent every step: expected phase env, numpy's `full` named with the
+               caller `_scratch_tally` (a sampler that reads a running process can show it under
+               `_observe`, called right after): the torn-stack column counts such samples
   twins        `forage:make` against `forage:make_twin` (the same code): expected no function named
 It prints: fault, runs, top-ranked cause, correct?, share of the gap the phases beyond noise add up
 to, share the named functions' self time accounts for, minutes per explain; the sampler's CPU; and
@@ -51,16 +55,21 @@ FAULTS = {
     "obs-copy": (["--vary", "fault=none,obs-copy"], "copy", ("_fault_obs_copy",)),
     # the learner's extra optimizer steps are spread over torch's frames: any named function counts
     "half-minibatch": (["--vary", "fault=none,half-minibatch"], "learn", ("",)),
+    "scratch": (["--vary", "env=forage:make,forage:make_scratch"], "env", ("full (numpy",)),
     "twins": (["--vary", "env=forage:make,forage:make_twin"], None, None),
 }
+# A fault whose named function must come with this caller (`via`), and the samples that tell a torn
+# stack: leaf `full` in B's blocks whose nearest frame outside libraries is not `_scratch_tally`.
+CALLER = {"scratch": "_scratch_tally"}
 
 
 def run_one(fault: str, out: Path, args) -> dict:
     vary, phase, func = FAULTS[fault]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")]),
-           "PERFKIT_BENCH_COST_US": str(args.stall_us)}
+           "PERFKIT_BENCH_COST_US": str(args.stall_us), "PERFKIT_BENCH_SCRATCH": str(args.scratch)}
     cmd = [sys.executable, "-m", "perfkit", "explain", *vary, "--out", str(out), "--force",
-           "--max-minutes", str(args.max_minutes), "--rate", str(args.rate), "--min-seconds", str(args.min_seconds)]
+           "--max-minutes", str(args.max_minutes), "--rate", str(args.rate), "--min-seconds", str(args.min_seconds),
+           *(["--nonblocking"] if args.nonblocking else [])]
     if args.device:
         cmd += ["--device", args.device]
     t0 = time.monotonic()
@@ -78,6 +87,8 @@ def run_one(fault: str, out: Path, args) -> dict:
     else:
         top = causes[0] + " " + (ex["causes"][0].get("via") or "") if causes else ""
         correct = bool(causes) and any(f in top for f in func) and (phase is None or top_phase == phase)
+        if fault in CALLER:
+            correct = correct and CALLER[fault] in (ex["causes"][0].get("via") or "")
     gap = ex["gap"]["delta_us"]
     closure = sum(p["delta_us"] for p in moved) / gap if gap else float("nan")
     explained = (sum(c["inclusive" if c.get("by") == "inclusive" else "self"]["delta_us"] for c in ex["causes"]) / gap
@@ -87,7 +98,24 @@ def run_one(fault: str, out: Path, args) -> dict:
             "ratio": ex["ratio"], "ratio_ci": ex["ratio_ci"], "rounds": ex["rounds"],
             "sampler_cores": rec.get("sampler", {}).get("sampler_cores"),
             "gpu": {k: rec.get("gpu", {}).get(ex[k]) for k in ("a", "b")} if rec.get("gpu") else None,
-            "gpu_notes": rec.get("gpu_notes", [])}
+            "gpu_notes": rec.get("gpu_notes", []), "via": ex["causes"][0].get("via") if causes else None,
+            "torn": torn_share(out, ex["b"], CALLER[fault]) if fault in CALLER else None}
+
+
+def torn_share(run: Path, b_label: str, caller: str) -> float | None:
+    """Share of B's samples with numpy's `full` as the leaf whose nearest frame outside libraries
+    is not `caller`, the only code that calls it: stacks a sampler read torn."""
+    from perfkit.explain import is_library, pairs_from_compare
+    from perfkit.records.compare import CompareResult
+
+    result = CompareResult.load(run / "sps.json")
+    right = wrong = 0.0
+    for _, blk in pairs_from_compare(result, result.variants[0], b_label, run):
+        for stack, n in (blk.stacks or {}).items():
+            if stack[-1].startswith("full (numpy"):
+                near = next((f for f in reversed(stack[:-1]) if not is_library(f)), "")
+                right, wrong = (right + n, wrong) if caller in near else (right, wrong + n)
+    return wrong / (right + wrong) if right + wrong else None
 
 
 def gpu_table(results) -> list[str]:
@@ -125,7 +153,7 @@ def overhead(args) -> str:
             out = tmp / f"{k}-{sampled}"
             cmd = [sys.executable, "-m", "perfkit", "explain" if sampled else "compare", *common, "--out", str(out)]
             if sampled:
-                cmd += ["--rate", str(args.rate)]
+                cmd += ["--rate", str(args.rate), *(["--nonblocking"] if args.nonblocking else [])]
             subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
             r = CompareResult.load(out / "sps.json")
             sps[sampled] = math.exp(sum(math.log(x) for v in r.variants for x in r.sps(v))
@@ -133,7 +161,8 @@ def overhead(args) -> str:
         logs.append(math.log(sps[True] / sps[False]))
         print(f"overhead pair {k + 1}: sampled/unsampled {sps[True] / sps[False]:.4f}", file=sys.stderr)
     c = stats.compare_log_ratios(logs)
-    return (f"sampling every block at {args.rate} Hz: SPS {c.ratio:.4f}x unsampled, 95% CI [{c.ci_low:.4f}, "
+    mode = "non-blocking" if args.nonblocking else "blocking"
+    return (f"sampling every block at {args.rate} Hz, {mode}: SPS {c.ratio:.4f}x unsampled, 95% CI [{c.ci_low:.4f}, "
             f"{c.ci_high:.4f}] ({len(logs)} pairs of {args.overhead_minutes:g}-minute sessions)")
 
 
@@ -147,6 +176,8 @@ def main() -> int:
     ap.add_argument("--device", default=None, help="cuda: also the GPU rows (a torch.profiler trace per variant)")
     ap.add_argument("--keep", default=None, help="keep each explain's directory under this folder")
     ap.add_argument("--stall-us", type=float, default=30.0)
+    ap.add_argument("--scratch", type=int, default=64, help="elements of the scratch fault's np.full")
+    ap.add_argument("--nonblocking", action="store_true", help="sample as explain --nonblocking does")
     ap.add_argument("--out", default=str(ROOT / "results" / "explain-faults"))
     ap.add_argument("--overhead-pairs", type=int, default=4, help="pairs of sessions timing the sampler (0: skip)")
     ap.add_argument("--overhead-minutes", type=float, default=0.75)
@@ -163,19 +194,23 @@ def main() -> int:
                   f"top cause {r['top_cause']} (phase {r['top_phase']}), correct {r['correct']}, "
                   f"ratio {r['ratio']:.3f}, {r['rounds']} rounds, {r['minutes']:.2f} min"), file=sys.stderr)
             (out_dir / "runs.json").write_text(json.dumps(results, indent=1))
+    mode = "non-blocking" if args.nonblocking else "blocking"
+    print(f"py-spy at {args.rate} Hz, {mode}\n")
     print("| fault | runs | top-ranked cause (most runs) | correct | phases beyond noise / gap (median) "
-          "| named functions / gap (median) | minutes per explain (median) |")
-    print("|---|---|---|---|---|---|---|")
+          "| named functions / gap (median) | torn stacks (median) | minutes per explain (median) |")
+    print("|---|---|---|---|---|---|---|---|")
     for fault in args.faults.split(","):
         rs = [r for r in results if r["fault"] == fault and "error" not in r]
         errors = sum(1 for r in results if r["fault"] == fault and "error" in r)
         if not rs:
-            print(f"| {fault} | {errors} | (every run failed) | | | | |")
+            print(f"| {fault} | {errors} | (every run failed) | | | | | |")
             continue
-        top = statistics.mode(r["top_cause"] for r in rs)
-        print(f"| {fault} | {len(rs)}{f' (+{errors} failed)' if errors else ''} | `{top}` | "
+        top = statistics.mode(f"`{r['top_cause']}`" + (f" via `{r['via']}`" if r.get("via") else "") for r in rs)
+        torn = [r["torn"] for r in rs if r.get("torn") is not None]
+        print(f"| {fault} | {len(rs)}{f' (+{errors} failed)' if errors else ''} | {top} | "
               f"{sum(r['correct'] for r in rs)}/{len(rs)} | {statistics.median(r['closure'] for r in rs):.2f} | "
               f"{statistics.median(r['explained'] for r in rs):.2f} | "
+              f"{f'{statistics.median(torn):.1%}' if torn else '–'} | "
               f"{statistics.median(r['minutes'] for r in rs):.2f} |")
     gpu = gpu_table([r for r in results if "error" not in r])
     if gpu:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perfkit.records.profile import ProfileRecord  # noqa: E402
+from perfkit.records.profiling import ProfileRecord  # noqa: E402
 
 
 def _trials(d: Path) -> list[tuple[str, dict]]:

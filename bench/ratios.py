@@ -1,4 +1,5 @@
-"""Print perfkit's measured throughput next to the reference figures of FACTS §7, as ratios.
+"""Print perfkit's measured throughput next to the original investigation's reference figures
+(docs/background.md), as ratios.
 
     python bench/ratios.py [--seconds 20]
 
@@ -7,7 +8,7 @@
   `mettagrid` is installed (`pip install 'perfkit[mettagrid]'`) it is also measured side by side.
 - trainer: perfkit's PPO end to end (96 agents, 128-unit MLP, 1 update epoch, CPU, serial), against
   the reference trainer's ~40k agent-steps/s (PuffeRL on the real env, same shape).
-The reference numbers are the ones measured on this project's 2-core machines (FACTS §7); the
+The reference numbers are the ones measured on this project's 2-core machines (docs/background.md); the
 perfkit numbers are measured now, on this machine.
 """
 
@@ -19,8 +20,8 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-REF_ENV_SPS = 120_000  # FACTS §7: ~113-127k agent-steps/s, real mettagrid env, one process
-REF_TRAINER_SPS = 40_000  # FACTS §7: PuffeRL, 96 agents, MLP 128, 1 update epoch, CPU
+REF_ENV_SPS = 120_000  # the investigation's figure: ~113-127k agent-steps/s, real mettagrid env, one process
+REF_TRAINER_SPS = 40_000  # the investigation's figure: PuffeRL, 96 agents, MLP 128, 1 update epoch, CPU
 ENV_GOAL, TRAINER_GOAL = 2.0, 1.25
 
 
@@ -55,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     e = env_sps(args.seconds)
-    rows.append(["reference arena env, random actions, 1 core", f"{e:,.0f}", f"{REF_ENV_SPS:,} (FACTS §7)",
+    rows.append(["reference arena env, random actions, 1 core", f"{e:,.0f}", f"{REF_ENV_SPS:,} (reference)",
                  f"{e / REF_ENV_SPS:.2f}x", f"{ENV_GOAL}x"])
     from envs.mettagrid import available, make_mettagrid_env
 
@@ -65,7 +66,7 @@ def main() -> None:
                      f"{ENV_GOAL}x"])
     t = trainer_sps(args.seconds)
     rows.append(["perfkit PPO end to end (96 agents, MLP 128, 1 epoch, CPU)", f"{t:,.0f}",
-                 f"{REF_TRAINER_SPS:,} (FACTS §7)", f"{t / REF_TRAINER_SPS:.2f}x", f"{TRAINER_GOAL}x"])
+                 f"{REF_TRAINER_SPS:,} (reference)", f"{t / REF_TRAINER_SPS:.2f}x", f"{TRAINER_GOAL}x"])
     print(tabulate(rows, headers=["workload", "agent-steps/s", "reference", "ratio", "goal"], tablefmt="github"))
 
 

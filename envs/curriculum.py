@@ -1,4 +1,4 @@
-"""The curriculum wrapper in each dispatch style and config timing of FACTS §1–§2.
+"""The curriculum wrapper in each dispatch style and config timing of the investigation (docs/background.md).
 
 dispatch
   `getattribute` — as shipped: `__getattribute__` intercepts *every* attribute access. Names on an
@@ -25,10 +25,7 @@ import numpy as np
 import pufferlib
 
 from envs.arena.config import ArenaConfig
-
-DISPATCH_STYLES = ("getattribute", "getattr", "none")
-CONFIG_TIMINGS = ("per-episode", "deferred")
-CURRICULA = ("single", "mixed")
+from envs.values import CONFIG_TIMINGS, CURRICULA, DISPATCH_STYLES  # noqa: F401 -- re-exported
 
 
 @dataclass

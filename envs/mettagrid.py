@@ -4,11 +4,11 @@ package (0.26.x; optional: `pip install 'perfkit[mettagrid]'`).
 In that version `make_arena` has walls only, so this adapter adds the resource chain itself:
 mines, generators and altars are grid objects whose on-use handlers move items between agent and
 building (take output, else deposit inputs), and timestep events convert inputs to outputs at the
-cooldowns of FACTS §5 (a mine refills every 50 steps up to one ore; a generator turns one ore into
+cooldowns of the real env (a mine refills every 50 steps up to one ore; a generator turns one ore into
 a battery every 25; an altar turns N batteries into a heart every 10). These are periodic, where
 the reference arena restarts a cooldown when a building is emptied: timings differ by up to one
-period. Blocks are placed as walls. Rewards follow the preset's item map with caps, computed from the inventory as the real
-stack does.
+period. Blocks are placed as walls. Rewards follow the preset's item map with caps, computed from
+the inventory as the real stack does.
 
 The env auto-resets inside `step` and returns infos as a dict; the adapter returns them as the
 list of dicts the vector env wants, once per episode, with mettagrid's `heart.gained`-style stats
@@ -99,7 +99,7 @@ def _handlers():
     from mettagrid.simulator import SimulatorEventHandler
 
     class FirstEpisodeDesync(SimulatorEventHandler):
-        """Truncate the first episode at a drawn step (FACTS §5), from a per-env or the shared RNG."""
+        """Truncate the first episode at a drawn step (docs/axes.md, desync), from a per-env or the shared RNG."""
 
         def __init__(self, mode: str, rng: str, seed: int):
             super().__init__()

@@ -113,11 +113,11 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
 @click.option("--trials", type=click.IntRange(min=1), default=None,
               help="Rounds: every variant runs this many trials, interleaved A B C A B C ... "
                    "(default 3; with --precision, the most rounds to run).")
-@click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=None, metavar="P",
+@click.option("--precision", type=opts.FiniteRange(min=0.001, max=0.5), default=None, metavar="P",
               help="Add rounds until every ratio's 95% interval is within ±P (e.g. 0.02), at least 6 rounds, "
                    "at most --trials (default 20 with --precision) or --max-minutes. Stops on the "
                    "interval's width alone, so it does not make verdicts more likely.")
-@click.option("--max-minutes", type=click.FloatRange(min=0.1), default=None, metavar="M",
+@click.option("--max-minutes", type=opts.FiniteRange(min=0.1), default=None, metavar="M",
               help="Stop adding rounds after M minutes (the round under way finishes).")
 @click.option("--mode", type=click.Choice(["auto", "process", "inprocess"]), default="auto", show_default=True,
               help="process: every trial in a fresh process. inprocess: all variants in one process, "
@@ -131,8 +131,9 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
                    "(the sentinel's reading, never the SPS, decides), at most this many times per round; "
                    "the disturbed trials stay in sps.json, marked replaced.")
 @click.option("--flamegraph", is_flag=True,
-              help="Sample every block with py-spy (at 50 Hz, every variant alike) and draw a flamegraph per "
-                   "variant from its steady blocks, with differential flamegraphs against the first.")
+              help="Sample every block with py-spy (at 50 Hz, pausing the trainer for each stack read so no "
+                   "stack is torn; every variant alike) and draw a flamegraph per variant from its steady "
+                   "blocks, with differential flamegraphs against the first.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: trials on this machine. ray: trials on the nodes of a Ray cluster, one trial per node "
                    "at a time, every round on one node, statistics blocked by node (needs the extra: "
@@ -150,7 +151,9 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
             ray_address, ray_requeues, fmt, out, force, seed, seconds, steps, num_envs, ppo, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
-    Every combination of the --vary values runs in rounds, interleaved, each trial in a fresh
+    Every combination of the --vary values runs in rounds, interleaved: by default (--mode auto)
+    all variants share one process, their training loops alternating epoch by epoch, and when the
+    varied axes change the process itself (workers, device, threads) each trial runs in a fresh
     process. The first variant is the reference of every ratio. Writes sps.json after every trial,
     and sps.md and plots (and a flamegraph per variant with --flamegraph) at the end, under the
     results directory. A failed trial is recorded (exit status, stderr tail) and counted in the
@@ -160,9 +163,6 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
 
     Example: perfkit compare --vary wrapper=getattribute,getattr,none --trials 5 --seconds 10
     """
-    from perfkit.compare import StopRule, SubprocessRunner, run_compare, run_inprocess, stop_on_sigterm
-    from perfkit.render.report import render_compare
-
     if backend == "ray":
         opts.check_ray_backend(mode, flamegraph)
         mode = "process"
@@ -171,6 +171,10 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
     variant_list, inprocess = opts.plan_and_mode(base, varied, mode)
     seconds, steps = opts.budget(seconds, steps)
+    # the engine loads only once the input is known to be good: usage errors stay instant
+    from perfkit.compare import StopRule, SubprocessRunner, run_compare, run_inprocess, stop_on_sigterm
+    from perfkit.render.report import render_compare
+
     if backend == "ray":  # before the results directory: an unreachable cluster leaves nothing behind
         _connect_ray(ray_address or "auto")
     rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
@@ -204,24 +208,26 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
         click.echo(f"[{i}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s "
                    f"(first window {tr.first_window_sps:,.0f}, {tr.seconds:.1f} s){where}", err=True)
 
-    rate = FLAMEGRAPH_RATE if flamegraph else None
+    from perfkit.profilers.pyspy import Sampling
+
+    sampling = Sampling(FLAMEGRAPH_RATE) if flamegraph else None
     with stop_on_sigterm():
         if backend == "ray":
             result = _compare_on_ray(variant_list, rule, runner, run_dir, ray_address or "auto", on_trial,
                                      stop_on_failure, ray_requeues)
         elif inprocess:
-            result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs, sample_rate=rate)
+            result = run_inprocess(variant_list, rule, run_dir, seconds, steps, ppo, num_envs, sampling=sampling)
         else:
             from perfkit.explain import SamplingRunner
 
-            result = run_compare(variant_list, rule, SamplingRunner(runner, rate) if rate else runner, run_dir,
-                                 on_trial, stop_on_failure=stop_on_failure)
-            if rate:
-                result.sampler = {"tool": "py-spy", "rate": rate}
+            result = run_compare(variant_list, rule, SamplingRunner(runner, sampling) if sampling else runner,
+                                 run_dir, on_trial, stop_on_failure=stop_on_failure)
+            if sampling:
+                result.sampler = sampling.to_dict()
     if flamegraph:
         from perfkit import flamegraphs
 
-        flamegraphs.from_blocks(result, run_dir, rate)
+        flamegraphs.from_blocks(result, run_dir, sampling.rate)
     result.save(run_dir / "sps.json")
     rendered = render_compare(result, fmt)
     _write(run_dir, rendered.files)
@@ -280,9 +286,10 @@ def _compare_on_ray(variant_list, rule, runner, run_dir, address, on_trial, stop
 def report(results_dir, fmt, out) -> None:
     """Re-render a past run from its record, without running anything.
 
-    RESULTS_DIR is a results directory of `perfkit compare` (sps.json: prints its tables and
-    rewrites sps.md and the plots), `perfkit run` (trial.json: prints the run table) or `perfkit
-    diagnose` (diagnose.json: prints the diagnose table), or one of those files.
+    RESULTS_DIR is a results directory of any perfkit command, or its record: compare (sps.json:
+    prints its tables and rewrites sps.md and the plots), explain (explain.json), run (trial.json),
+    gate (gate.json), profile (profile.json), bisect (bisect.json) or diagnose (diagnose.json).
+    With --out, the re-rendered files go there instead.
 
     Example: perfkit report results/20261127-compare --format plain
     """
@@ -301,7 +308,13 @@ def report(results_dir, fmt, out) -> None:
 
 
 def _write(run_dir: Path, files: dict[str, str | bytes]) -> None:
+    """The re-rendered files; a directory that cannot take them (read-only, full) is a clear error
+    after the tables were printed, never a traceback."""
     from perfkit.records.store import atomic_write_bytes
 
     for name, data in files.items():
-        atomic_write_bytes(run_dir / name, data.encode() if isinstance(data, str) else data)
+        try:
+            atomic_write_bytes(run_dir / name, data.encode() if isinstance(data, str) else data)
+        except OSError as e:
+            raise click.ClickException(f"could not write {run_dir / name}: {e.strerror}; the tables are printed "
+                                       "above (pass --out DIR to write the files elsewhere)") from None

@@ -18,13 +18,13 @@ from perfkit import cli_options as opts
 @click.option("--metric", default="sps", show_default=True, metavar="sps|KEY",
               help="sps (agent-steps/s), or a learning key the env reports per episode (hearts = heart.get, "
                    "episode_return, ...): then each round trains every commit afresh for --learn-epochs.")
-@click.option("--max-minutes", type=click.FloatRange(min=0.1), default=15.0, show_default=True, metavar="M",
+@click.option("--max-minutes", type=opts.FiniteRange(min=0.1), default=15.0, show_default=True, metavar="M",
               help="Stop testing commits after M minutes (the record says how far it got).")
-@click.option("--step-minutes", type=click.FloatRange(min=0.05), default=2.0, show_default=True, metavar="M",
+@click.option("--step-minutes", type=opts.FiniteRange(min=0.05), default=2.0, show_default=True, metavar="M",
               help="At most this long on one commit before calling it \"cannot tell\" and testing a neighbour.")
-@click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=0.01, show_default=True,
+@click.option("--precision", type=opts.FiniteRange(min=0.001, max=0.5), default=0.01, show_default=True,
               metavar="P", help="Measure the regression between the ends to ±P (or a third of its size) first.")
-@click.option("--block-seconds", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
+@click.option("--block-seconds", type=opts.FiniteRange(min=0.05), default=0.5, show_default=True,
               help="Training per commit per round (sps): rounds rotate good, tested commit, bad.")
 @click.option("--learn-epochs", type=click.IntRange(min=2), default=40, show_default=True,
               help="With a learning --metric: epochs of one fresh training run per commit per round.")
@@ -48,11 +48,10 @@ def bisect(repo, good, bad, metric, max_minutes, step_minutes, precision, block_
 
     Example: perfkit bisect --repo ../myenv --good v1.2 --bad HEAD --env myenv.arena:make
     """
-    from perfkit.bisect import Bisect, BisectError, BisectOptions, commit_range
-    from perfkit.compare import stop_on_sigterm
-    from perfkit.records.bisect import BisectRecord
+    from perfkit.bisection import Bisect, BisectError, BisectOptions, Interrupts, commit_range
+    from perfkit.records.bisection import BisectRecord
     from perfkit.records.store import machine_info
-    from perfkit.render.bisect import render_bisect
+    from perfkit.render.bisection import render_bisect
     from perfkit.scenario import Scenario, ScenarioError
 
     metric = {"hearts": "heart.get"}.get(metric, metric)
@@ -80,14 +79,17 @@ def bisect(repo, good, bad, metric, max_minutes, step_minutes, precision, block_
     click.echo(f"{len(commits) - 1} commits from {commits[0].short} (good) to {commits[-1].short} (bad), "
                f"metric {metric}, at most {max_minutes:g} min -> {run_dir}", err=True)
     job = Bisect(repo, commits, spec, run_dir, options, record, progress=lambda m: click.echo(m, err=True))
-    try:
-        with stop_on_sigterm():
-            job.run(lambda: record.save(run_dir / "bisect.json"))
-    except BisectError as e:
-        raise click.UsageError(str(e)) from None
-    except RuntimeError as e:  # an end that built, then failed: the steps so far are in bisect.json
-        raise click.ClickException(f"{e} (the steps so far are in {run_dir / 'bisect.json'})") from None
-    click.echo(render_bisect(record, fmt))
-    click.echo(f"\nwrote {run_dir / 'bisect.json'}", err=True)
-    if record.interrupted:
-        sys.exit(130)
+    # Ctrl-C or SIGTERM: the first stops the search; later ones cannot cut short its cleanup (the
+    # trainers ended, the worktrees removed, bisect.json saved), nor the printing of the result, nor
+    # the exit (130).
+    with Interrupts(linger=True) as interrupts:
+        try:
+            job.run(lambda: record.save(run_dir / "bisect.json"), interrupts)
+        except BisectError as e:
+            raise click.UsageError(str(e)) from None
+        except RuntimeError as e:  # an end that built, then failed: the steps so far are in bisect.json
+            raise click.ClickException(f"{e} (the steps so far are in {run_dir / 'bisect.json'})") from None
+        click.echo(render_bisect(record, fmt))
+        click.echo(f"\nwrote {run_dir / 'bisect.json'}", err=True)
+        if record.interrupted or interrupts.received:
+            sys.exit(130)

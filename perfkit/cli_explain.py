@@ -16,14 +16,18 @@ from perfkit import cli_options as opts
               help="Run a compare of these variants first (every block sampled), then explain it.")
 @click.option("--a", "label_a", default=None, metavar="LABEL", help="The reference (default: the first variant).")
 @click.option("--b", "label_b", default=None, metavar="LABEL", help="The variant to explain (default: every other).")
-@click.option("--min-seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
+@click.option("--min-seconds", type=opts.FiniteRange(min=0), default=30.0, show_default=True,
               help="Run at least this long before the precision may stop the run: the functions need samples.")
 @click.option("--rate", type=click.IntRange(min=1, max=1000), default=200, show_default=True,
-              help="py-spy samples per second in every block, non-blocking: every variant pays the same small "
-                   "cost (at 200 Hz, 0.993x SPS on a 2-core CPU machine, 95% CI [0.960, 1.027]).")
-@click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=0.02, show_default=True,
+              help="py-spy samples per second in every block; each sample pauses the trainer for the moment "
+                   "py-spy reads its stack, and every variant pays that alike (the cost is measured in "
+                   "docs/benchmarks.md).")
+@click.option("--nonblocking", is_flag=True,
+              help="Read stacks without pausing: cheaper, but a short function that returns mid-read can have its "
+                   "callee shown under the wrong caller.")
+@click.option("--precision", type=opts.FiniteRange(min=0.001, max=0.5), default=0.02, show_default=True,
               metavar="P", help="Add rounds until the SPS ratio is known to ±P (as compare --precision).")
-@click.option("--max-minutes", type=click.FloatRange(min=0.1), default=3.0, show_default=True, metavar="M",
+@click.option("--max-minutes", type=opts.FiniteRange(min=0.1), default=3.0, show_default=True, metavar="M",
               help="Stop adding rounds after M minutes.")
 @click.option("--mode", type=click.Choice(["auto", "process", "inprocess"]), default="auto", show_default=True,
               help="As compare --mode: variants in one process (epochs interleaved) when the axes allow.")
@@ -31,8 +35,8 @@ from perfkit import cli_options as opts
 @opts.budget_options
 @opts.trainer_options
 @opts.output_options
-def explain(results_dir, vary, label_a, label_b, min_seconds, rate, precision, max_minutes, mode, fmt, out, force,
-            seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
+def explain(results_dir, vary, label_a, label_b, min_seconds, rate, nonblocking, precision, max_minutes, mode, fmt,
+            out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
     """Why is B slower than A? The gap in time per agent-step with its paired 95% interval, split
     over phases (env, forward, copy, learn, checkpoint, eval, misc), then the functions whose time
     per agent-step changed beyond noise, from py-spy samples of every block (warm-up left out).
@@ -47,6 +51,7 @@ def explain(results_dir, vary, label_a, label_b, min_seconds, rate, precision, m
     host, between kernels, other), kernel time, and CUDA syncs per rollout step.
     """
     from perfkit.explain import write_explain
+    from perfkit.profilers.pyspy import Sampling
     from perfkit.records.compare import CompareResult
     from perfkit.records.store import ResultsError
     from perfkit.render.explain import render_explain
@@ -58,33 +63,52 @@ def explain(results_dir, vary, label_a, label_b, min_seconds, rate, precision, m
             result = CompareResult.load(results_dir / "sps.json")
         except ResultsError as e:
             raise click.UsageError(f"{results_dir}: {e}") from None
+        check_labels(result.variants, label_a, label_b, "this compare")
         run_dir = results_dir
+        if out is not None and out.resolve() == results_dir.resolve():
+            out = None  # --out RESULTS_DIR: beside the compare, as without --out
+        out_dir = opts.run_dir(out, "explain", force) if out is not None else opts.writable_dir(
+            results_dir, "RESULTS_DIR", "; pass --out DIR to write the explanation elsewhere")
     else:
         if not vary:
             raise click.UsageError("give RESULTS_DIR (a finished compare) or --vary AXIS=A,B (run one)")
-        result, run_dir = _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed, seconds, steps,
-                               num_envs, ppo, fixes, kwargs)
-    for name, label in (("--a", label_a), ("--b", label_b)):
-        if label is not None and label not in result.variants:
-            raise click.UsageError(f"{name} {label!r} is not a variant of this compare; choose from "
-                                   f"{', '.join(result.variants)}")
-    if len(result.variants) < 2:
-        raise click.UsageError(f"{run_dir}: a compare of one variant has nothing to explain")
-    record = write_explain(result, run_dir, label_a, label_b)
+        sampling = Sampling(rate, blocking=not nonblocking)
+        result, run_dir = _run(vary, sampling, precision, max_minutes, min_seconds, mode, out, force, seed, seconds,
+                               steps, num_envs, ppo, fixes, kwargs, label_a, label_b)
+        out_dir = run_dir
+    record = write_explain(result, run_dir, label_a, label_b, out_dir)
     click.echo(render_explain(record, fmt))
-    click.echo(f"\nwrote {run_dir / 'explain.json'}", err=True)
-    if result.interrupted:
+    click.echo(f"\nwrote {out_dir / 'explain.json'}", err=True)
+    if results_dir is not None and result.interrupted:
+        click.echo(f"note: the compare in {results_dir} was interrupted; this explains the rounds it finished",
+                   err=True)
+    elif results_dir is None and result.interrupted:
         sys.exit(130)
 
 
-def _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed, seconds, steps, num_envs, ppo,
-         fixes, kwargs):
+def check_labels(labels: list[str], label_a: str | None, label_b: str | None, where: str) -> None:
+    """--a and --b name two different variants of the compare; there are at least two."""
+    if len(labels) < 2:
+        raise click.UsageError(f"{where} has one variant ({', '.join(labels)}): nothing to explain against")
+    for name, label in (("--a", label_a), ("--b", label_b)):
+        if label is not None and label not in labels:
+            raise click.UsageError(f"{name} {label!r} is not a variant of {where}; choose from {', '.join(labels)}")
+    a = label_a or labels[0]  # the reference by default
+    if label_b == a:
+        default = "" if label_a else " (--a defaults to the first variant)"
+        raise click.UsageError(f"--a and --b are both {a!r}{default}: a variant against itself has nothing to explain")
+
+
+def _run(vary, sampling, precision, max_minutes, min_seconds, mode, out, force, seed, seconds, steps, num_envs, ppo,
+         fixes, kwargs, label_a, label_b):
     from perfkit.compare import StopRule, SubprocessRunner, run_compare, run_inprocess, stop_on_sigterm
     from perfkit.explain import SamplingRunner
     from perfkit.profilers import ProfilerUnavailable, pyspy
 
     base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
     variants, inprocess = opts.plan_and_mode(base, varied, mode)
+    # before minutes of measuring, not after
+    check_labels([v.label for v in variants], label_a, label_b, "the compare --vary asks for")
     try:
         pyspy.check()
     except ProfilerUnavailable as e:
@@ -94,17 +118,19 @@ def _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed
                     min_seconds=min(min_seconds, 60 * max_minutes))
     run_dir = opts.run_dir(out, "explain", force)
     click.echo(f"{len(variants)} variants, {'one process' if inprocess else 'a fresh process per trial'}, every "
-               f"block sampled at {rate} Hz, until ±{precision:.1%} (at most {max_minutes:g} min) -> {run_dir}",
+               f"block sampled at {sampling.rate} Hz{'' if sampling.blocking else ' (non-blocking)'}, until "
+               f"±{precision:.1%} (at most {max_minutes:g} min) -> {run_dir}",
                err=True)
     with stop_on_sigterm():
         if inprocess:
-            result = run_inprocess(variants, rule, run_dir, seconds, steps, ppo, num_envs, sample_rate=rate)
+            result = run_inprocess(variants, rule, run_dir, seconds, steps, ppo, num_envs, sampling=sampling)
         else:
-            runner = SamplingRunner(SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs), rate)
+            runner = SamplingRunner(SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs),
+                                    sampling)
             result = run_compare(variants, rule, runner, run_dir,
                                  lambda i, n, v, tr: click.echo(f"[{i}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s",
                                                                 err=True))
-            result.sampler = {"tool": "py-spy", "rate": rate}
+            result.sampler = sampling.to_dict()
             result.save(run_dir / "sps.json")
         if not result.interrupted and any(t.device.startswith("cuda") for ts in result.trials.values() for t in ts):
             _gpu_traces(variants, SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs), run_dir)
@@ -113,10 +139,10 @@ def _run(vary, rate, precision, max_minutes, min_seconds, mode, out, force, seed
 
 def _gpu_traces(variants, runner, run_dir) -> None:
     """On CUDA: one torch.profiler trace per variant for the GPU rows (perfkit/gpu.py)."""
-    from perfkit.gpu import HtaUnavailable, _hta, capture
+    from perfkit.gpu import HtaUnavailable, capture, require_hta
 
     try:
-        _hta()
+        require_hta()
     except HtaUnavailable as e:
         click.echo(f"no GPU rows: {e}", err=True)
         return

@@ -4,6 +4,7 @@ into usage errors (exit 2)."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +14,22 @@ from tabulate import tabulate_formats
 from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary
 
 DEFAULT_SECONDS = 10.0
+
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN and infinity: NaN compares false with both bounds, so
+    FloatRange lets it through (`--precision nan` ran "until ±nan%", `--seconds nan` never ended)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            lo = "" if self.min is None else f"{self.min:g} <= "
+            hi = "" if self.max is None else f" <= {self.max:g}"
+            self.fail(f"{value!r} is not a finite number; expected a number {lo}x{hi}.", param, ctx)
+        return rv
+
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy's seeding accepts; outside it numpy raises mid-trial
 
 
@@ -39,7 +56,7 @@ def budget_options(f):
     """How long each trial trains: `--seconds` or `--steps` (see `budget`)."""
     f = click.option("--steps", type=click.IntRange(min=1), default=None,
                      help="Budget per trial in agent-steps (instead of --seconds).")(f)
-    f = click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
+    f = click.option("--seconds", type=FiniteRange(min=0.1), default=None,
                      help=f"Budget per trial in seconds of training (default {DEFAULT_SECONDS:g}).")(f)
     return f
 
@@ -47,7 +64,7 @@ def budget_options(f):
 def parse_ppo(ctx, param, values: tuple[str, ...]) -> dict:
     from dataclasses import fields
 
-    from perfkit.train.ppo import PPOConfig, PPOConfigError
+    from perfkit.train.config import PPOConfig, PPOConfigError
 
     known = {f.name: f.type for f in fields(PPOConfig)}
     out: dict = {}
@@ -164,13 +181,21 @@ def run_dir(out: Path | None, command: str, force: bool = False) -> Path:
                 raise click.UsageError(f"--out {str(out)!r} is not empty (holds {shown}); choose another directory "
                                        "or pass --force to delete its contents first")
             _clear(out)
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
     except OSError as e:
         raise click.UsageError(f"results directory {str(out)!r} is not writable: {e.strerror}") from None
-    return out
+    return writable_dir(out, "results directory")
+
+
+def writable_dir(path: Path, what: str, hint: str = "") -> Path:
+    """`path`, created if missing and checked writable now: a usage error naming it (and `hint`)
+    before anything is measured or rendered, not an OSError after."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".perfkit-write-test-"):
+            pass
+    except OSError as e:
+        raise click.UsageError(f"{what} {str(path)!r} is not writable: {e.strerror}{hint}") from None
+    return path
 
 
 def _new_dir(parent: Path, name: str) -> Path:

@@ -45,9 +45,9 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
     Example: perfkit profile --with pyspy --with torch --seconds 15
     """
     from perfkit.compare import SubprocessRunner, Variant
-    from perfkit.profile import ProfileOptions, run_profile
     from perfkit.profilers import ProfilerUnavailable, pyspy, torchprof
     from perfkit.profilers import scalene as scalene_mod
+    from perfkit.profiling import ProfileOptions, run_profile
     from perfkit.render.report import render_profile_record
 
     scenario, _ = opts.scenario_from_options(kwargs, fixes, seed)
@@ -157,11 +157,11 @@ def _round_progress(r: int, n: int) -> None:
                    "(atomically), then exit.")
 @click.option("--baseline-runs", type=click.IntRange(min=2), default=5, show_default=True,
               help="Processes measured for a baseline: their spread is what a baseline check allows for.")
-@click.option("--precision", type=click.FloatRange(min=0.001, max=0.5), default=None, metavar="P",
+@click.option("--precision", type=opts.FiniteRange(min=0.001, max=0.5), default=None, metavar="P",
               help="Add rounds until every check's ratio, as this run measures it, is known to ±P "
                    "(default 0.01; at least 6 rounds, at most --rounds or --max-minutes). Stops on the "
                    "interval's width alone, so it does not make failures more or less likely.")
-@click.option("--max-minutes", type=click.FloatRange(min=0.05), default=None, metavar="M",
+@click.option("--max-minutes", type=opts.FiniteRange(min=0.05), default=None, metavar="M",
               help="Stop adding rounds after M minutes of measuring (default 3; 1 with --quick).")
 @click.option("--rounds", type=click.IntRange(min=2), default=None,
               help="The most rounds (default 1000 while adding rounds to a precision). Given without "
@@ -213,6 +213,8 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, pre
         opts.check_device(dict(g.scenario_for(label).values), f"check workload sps({label})")
     opts.check_scenarios(g.scenario_for(label) for label in g.labels_needed(parsed))
     if update_baseline:
+        # checked now, not after minutes of measuring that a failed write would lose
+        opts.writable_dir(baseline_path.parent, "--baseline's directory")
         written = g.update_baseline(
             baseline_path, parsed, baseline_runs, rule.rounds if rounds else 20, block_steps,
             on_run=lambda k, n: click.echo(f"baseline run {k}/{n} (fresh process) ...", err=True))
@@ -239,7 +241,7 @@ def gate(checks, checks_file, baseline_path, update_baseline, baseline_runs, pre
 
 
 @click.command()
-@click.option("--max-unreachable", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+@click.option("--max-unreachable", type=opts.FiniteRange(0, 1), default=0.10, show_default=True,
               help="Fail when more than this fraction of first episodes end before a heart is possible.")
 @opts.scenario_options
 @opts.output_options

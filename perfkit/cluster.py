@@ -78,6 +78,7 @@ class NodeRunner:
         self.pythonpath = pythonpath
         self.proc: asyncio.subprocess.Process | None = None
         self.prctl = _prctl()  # looked up here: a child of a threaded process must not dlopen
+        self.stopping: int | None = None  # the signal a stop or kill asked for: no trial starts after it
 
     async def info(self) -> dict[str, Any]:
         import ray
@@ -92,7 +93,10 @@ class NodeRunner:
 
     async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Run one trial; returns its exit status, stderr, the trial's JSON (None if it wrote
-        none) and the trial process's wall time."""
+        none) and the trial process's wall time. After a stop (or kill) no trial starts: it
+        returns at once as a trial stopped before it began (exit 130, no JSON)."""
+        if self.stopping is not None:
+            return {"code": 130, "stderr": "", "trial": None, "wall_s": 0.0, "stopped": True}
         work = Path(tempfile.mkdtemp(prefix="perfkit-trial-"))
         try:
             spec_path, out = work / "trial.spec.json", work / "trial.json"
@@ -104,20 +108,30 @@ class NodeRunner:
                 sys.executable, "-m", "perfkit.trial", str(spec_path), str(out), stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
                 preexec_fn=functools.partial(_child_setup, self.prctl))
+            if self.stopping is not None:  # the stop came while the process was being started: it gets it now
+                self._signal(self.stopping)
             _, err = await self.proc.communicate()
             wall = time.monotonic() - t0
             code, self.proc = self.proc.returncode, None
             trial = json.loads(out.read_text()) if out.exists() else None
-            return {"code": code, "stderr": err.decode(errors="replace"), "trial": trial, "wall_s": wall}
+            # "stopped": it was asked to stop (or killed); without a result, that is why, whatever its
+            # exit status (a stop that lands while Python starts up is a fatal error there, exit 1)
+            return {"code": code, "stderr": err.decode(errors="replace"), "trial": trial, "wall_s": wall,
+                    "stopped": self.stopping is not None}
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     async def stop(self) -> bool:
-        """Ask the running trial to stop and save (SIGINT to its process group, as Ctrl-C locally)."""
+        """Ask the running trial to stop and save (SIGINT to its process group, as Ctrl-C locally);
+        a trial being started gets it as soon as it exists, and none starts afterwards."""
+        if self.stopping is None:
+            self.stopping = signal.SIGINT
         return self._signal(signal.SIGINT)
 
     async def kill(self) -> bool:
-        """End the running trial and every process of its group (its rollout workers) at once."""
+        """End the running trial and every process of its group (its rollout workers) at once;
+        likewise one being started, and none starts afterwards."""
+        self.stopping = signal.SIGKILL
         return self._signal(signal.SIGKILL)
 
     def _signal(self, sig: int) -> bool:
@@ -473,7 +487,7 @@ class _Saver:
 def _trial_from(payload: dict[str, Any], v: Variant) -> TrialResult:
     code, err = payload["code"], payload["stderr"]
     if payload["trial"] is None:  # stopped while starting up (130, or SIGINT before its handler was in place)
-        stopped = code in (130, -signal.SIGINT)
+        stopped = code in (130, -signal.SIGINT) or bool(payload.get("stopped"))
         return TrialResult.failed(v.scenario.to_dict(), v.label, None if stopped else _exit_text(code, err), code,
                                   interrupted=stopped)
     tr = TrialResult.from_dict(payload["trial"])
@@ -483,11 +497,14 @@ def _trial_from(payload: dict[str, Any], v: Variant) -> TrialResult:
 
 
 def _stop_running(ray, actors, inflight, variants, record) -> None:
-    """Ctrl-C: every running trial is asked to stop and save; what they measured is recorded."""
-    for slot in inflight.values():
-        if slot.node in actors:
-            with contextlib.suppress(Exception):
-                actors[slot.node].stop.remote()
+    """Ctrl-C: every running trial is asked to stop and save; what they measured is recorded.
+    Every runner is told, not only those with a trial in `inflight`: a trial sent just as the
+    Ctrl-C came (not yet in `inflight`), or still being started on its node, must not start and
+    run for the whole grace period. Whatever has not answered after `GRACE_S` is given up on here
+    (recorded as interrupted; `_end_runners` kills it)."""
+    for actor in actors.values():
+        with contextlib.suppress(Exception):
+            actor.stop.remote()
     ready: set = set()
     deadline = time.monotonic() + GRACE_S
     try:

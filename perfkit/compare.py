@@ -14,10 +14,8 @@ measured, and returns everything that finished.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,52 +23,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perfkit import stats
 from perfkit.records.compare import CompareResult
 from perfkit.records.store import atomic_write_text, machine_info
-from perfkit.records.trial import TrialResult
-from perfkit.scenario import Scenario
+from perfkit.records.trial import TrialFailed, TrialResult, require_ok  # noqa: F401 -- re-exported
+from perfkit.scenario import Scenario, Variant, plan_variants  # noqa: F401 -- compare's vocabulary
+
+if TYPE_CHECKING:
+    from perfkit.profilers.pyspy import Sampling
 
 STDERR_TAIL = 15  # lines of a failed trial's stderr kept in its record
 
 
-@dataclass(frozen=True)
-class Variant:
-    label: str
-    scenario: Scenario
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.label.replace(",", "__"))
-
-
-def plan_variants(base: Scenario, vary: list[tuple[str, list[str]]]) -> list[Variant]:
-    """Every combination of the varied axes' values, first value of each axis first."""
-    if not vary:
-        return [Variant("defaults", base)]
-    names = [name for name, _ in vary]
-    if len(set(names)) != len(names):
-        raise ValueError(f"an axis is varied twice: {', '.join(names)}")
-    variants = []
-    for combo in itertools.product(*(values for _, values in vary)):
-        sc = base.with_values(**dict(zip(names, combo, strict=True)))
-        variants.append(Variant(sc.label(names), sc))
-    return variants
-
-
-def interleave(n_variants: int, trials: int) -> list[tuple[int, int]]:
-    """(round, variant index) in run order: round k runs every variant once."""
-    return [(k, v) for k in range(trials) for v in range(n_variants)]
-
-
 class Runner(Protocol):
     def __call__(self, variant: Variant, trial: int, out: Path) -> TrialResult: ...
-
-
-class TrialFailed(RuntimeError):
-    """A trial that produced no result (profilers raise it; `run_compare` records it instead)."""
 
 
 @dataclass
@@ -286,13 +254,6 @@ def _finish(result: CompareResult, sps_json: Path) -> CompareResult:
     return result
 
 
-def require_ok(tr: TrialResult) -> TrialResult:
-    """For callers that need a measurement (profilers): a failed trial becomes `TrialFailed`."""
-    if tr.error:
-        raise TrialFailed(f"trial {tr.label} failed: {tr.error}")
-    return tr
-
-
 def run_inprocess(
     variants: list[Variant],
     rule: StopRule,
@@ -302,12 +263,12 @@ def run_inprocess(
     ppo: dict[str, Any] | None = None,
     num_envs: int | None = None,
     progress: bool = True,
-    sample_rate: int | None = None,
+    sampling: Sampling | None = None,
 ) -> CompareResult:
     """All variants in ONE fresh process (`python -m perfkit.inprocess`), epoch-interleaved. The
     budget is the same training time per variant as `rule.rounds` trials of `seconds` each (or
     `steps` agent-steps), unless the precision is reached first or `rule.max_seconds` passes.
-    With `sample_rate`, py-spy samples the whole session (session/session.folded) at that rate;
+    With `sampling`, py-spy samples the whole session (session/session.folded) as it says;
     the blocks' marker frames split its stacks by variant and round (perfkit/explain.py)."""
     import resource
 
@@ -335,10 +296,8 @@ def run_inprocess(
     )
     cmd = [sys.executable, "-m", "perfkit.inprocess", str(spec_path), str(out)]
     folded = session_dir / "session.folded"
-    if sample_rate:
-        from perfkit.profilers import pyspy
-
-        cmd = [*pyspy.prefix(folded, sample_rate, subprocesses=False), *cmd]
+    if sampling:
+        cmd = [*sampling.prefix(folded, subprocesses=False), *cmd]
     before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     try:
         code, err = run_child(cmd, progress)
@@ -348,14 +307,15 @@ def run_inprocess(
     after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
     if out.exists():
         data = json.loads(out.read_text())
-        if sample_rate:
+        if sampling:
             # py-spy is our child; the session it started is counted among our children only when
             # py-spy reaped it, so take the session's own CPU off only when it is in there.
             children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
             session_cpu = data.get("cpu_seconds", 0.0)
             sampler_cpu = children - session_cpu if children >= session_cpu else children
             sampler = sampler_cpu / wall if wall > 0 else None
-            result.sampler = {"tool": "py-spy", "rate": sample_rate, "folded": str(folded),
+            # the samples' path relative to the run directory: a copy of the directory reads its own
+            result.sampler = {**sampling.to_dict(), "folded": str(folded.relative_to(run_dir)),
                               "sampler_cores": sampler}
         result.blocks, result.warmup_rounds = data["blocks"], data["warmup_rounds"]
         result.trials = {k: [TrialResult.from_dict({**t, "round": 0})] for k, t in data["trials"].items()}

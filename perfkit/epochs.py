@@ -9,7 +9,11 @@ layout, where the OS puts its threads) is shared by the commits compared, not mi
 Limit: code a commit imports later, at call time, or a compiled extension built in the worktree,
 cannot be told apart from another commit's.
 
-Protocol, one JSON object per line on stdin, one answer per line on stdout:
+Protocol, one JSON object per line on stdin, one answer per line on stdout. The process keeps
+these two to itself: at start it moves them to private descriptors, then points fd 1 (and
+`sys.stdout`) at stderr, the log, and fd 0 at /dev/null, so whatever a commit's code prints (at
+import, in its factory, from C) goes to the log and cannot be mistaken for an answer, and nothing it
+reads can swallow a command:
   {"cmd": "load", "key": K, "paths": [...]}   import the env from these paths, build a trainer
                                               under key K and warm it up: {"ready", "module"}
   {"cmd": "block", "key": K, "seconds": S}    train K's epochs until S seconds passed (at least
@@ -136,7 +140,14 @@ def serve(spec: dict, stdin=sys.stdin, stdout=sys.stdout, clock=time.perf_counte
     apply_thread_policy(spec["values"])
     server = Server(spec, clock)
     for line in stdin:
-        cmd = json.loads(line)
+        try:
+            cmd = json.loads(line)
+        except json.JSONDecodeError:
+            cmd = None
+        if not isinstance(cmd, dict):
+            stdout.write(json.dumps({"error": f"not a JSON command: {line.strip()[:200]!r}"}) + "\n")
+            stdout.flush()
+            continue
         if cmd.get("cmd") == "quit":
             break
         try:
@@ -152,5 +163,27 @@ def serve(spec: dict, stdin=sys.stdin, stdout=sys.stdout, clock=time.perf_counte
     return 0
 
 
+def private_channels() -> tuple[Any, Any]:
+    """(commands, answers): the process's stdin and stdout, moved to descriptors of their own. Then
+    fd 1 and `sys.stdout` write to stderr (the log) and fd 0 reads /dev/null, so that a commit's
+    code that prints, from Python or from C, cannot corrupt an answer, nor read a command."""
+    sys.stdout.flush()
+    commands = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdout = sys.stderr
+    return commands, answers
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(argv[0])
+    commands, answers = private_channels()
+    return serve(spec, commands, answers)
+
+
 if __name__ == "__main__":
-    sys.exit(serve(json.loads(sys.argv[1])))
+    sys.exit(main())

@@ -168,7 +168,7 @@ def _package(frame: str) -> str | None:
     return path.split("/", 1)[0].removesuffix(".py")
 
 
-def _is_library(frame: str) -> bool:
+def is_library(frame: str) -> bool:
     """A frame of the stdlib or of an installed third-party package (numpy, torch, pufferlib ...),
     not of the code under test (perfkit, its envs, or a user's module on the path)."""
     import sys
@@ -197,7 +197,7 @@ def caller_outside_libraries(frame: str, blocks_b: Sequence[Block], blocks_a: Se
     """For a cause in library code (numpy's `_all`), the caller that pulls in its change: the
     nearest frame above it outside libraries, whose share of samples through `frame` grew most from
     A to B (from B alone without A). None when the cause is not library code."""
-    if not _is_library(frame):
+    if not is_library(frame):
         return None
     votes: dict[str, float] = defaultdict(float)
     for blocks, sign in ((blocks_b, 1.0), (blocks_a, -1.0)):
@@ -205,7 +205,7 @@ def caller_outside_libraries(frame: str, blocks_b: Sequence[Block], blocks_a: Se
         for blk in blocks:
             for stack, n in (blk.stacks or {}).items():
                 if stack and stack[-1] == frame:
-                    caller = next((f for f in reversed(stack[:-1]) if not _is_library(f)), None)
+                    caller = next((f for f in reversed(stack[:-1]) if not is_library(f)), None)
                     if caller is not None:
                         votes[caller] += sign * n / total
     return max(votes, key=votes.get) if votes else None
@@ -239,44 +239,6 @@ def batch_pairs(pairs: Sequence[tuple[Block, Block]], min_samples: int = MIN_BAT
             for i in range(0, len(pairs) - size + 1, size)]
 
 
-def summary(ex: Explanation) -> str:
-    """One paragraph a person can paste into a PR."""
-    pct = (1 / ex.ratio - 1) * 100 if ex.ratio and not math.isnan(ex.ratio) else math.nan
-    lo, hi = ex.ratio_ci
-    if math.isnan(lo):
-        speed = f"{ex.b} runs at {ex.ratio:.3f}x the speed of {ex.a} (too few rounds for an interval)"
-    elif hi < 1:
-        speed = (f"{ex.b} is {pct:.1f}% slower than {ex.a} [{(1 / hi - 1) * 100:.1f}, {(1 / lo - 1) * 100:.1f}]")
-    elif lo > 1:
-        speed = (f"{ex.b} is {-pct:.1f}% faster than {ex.a} [{(1 - 1 / lo) * 100:.1f}, {(1 - 1 / hi) * 100:.1f}]")
-    else:
-        speed = f"{ex.b} and {ex.a} run at the same speed within noise (ratio {ex.ratio:.3f} [{lo:.3f}, {hi:.3f}])"
-    parts = [f"{speed}: {_signed(ex.gap.delta_us)} µs per agent-step"]
-    moved = sorted((p for p in ex.phases if p.significant), key=lambda p: -abs(p.delta_us))
-    if moved:
-        parts.append(", of which " + ", ".join(f"{p.name} {_signed(p.delta_us)} [{p.ci_low:.2f}, {p.ci_high:.2f}]"
-                                                for p in moved[:3]))
-    else:
-        parts.append("; no phase changed beyond noise")
-    text = "".join(parts)
-    if ex.causes:
-        top = ex.causes[0]
-        d = top.inclusive if top.by == "inclusive" else top.self_
-        share = d.delta_us / ex.gap.delta_us if ex.gap.delta_us else math.nan
-        where = "in and below" if top.by == "inclusive" else "is"
-        via = f" (called from `{top.via}`)" if top.via else ""
-        text += (f"; the largest function change {where} `{top.frame}`{via} {_signed(d.delta_us)} µs "
-                 f"[{d.ci_low:.2f}, {d.ci_high:.2f}]"
-                 + (f" ({share:.0%} of the gap)" if not math.isnan(share) and 0 < share < 10 else ""))
-    elif ex.frames_tested:
-        text += f"; no function sampled changed beyond noise ({ex.frames_tested} tests)"
-    return text + "."
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.2f}"
-
-
 # -- from a compare record ------------------------------------------------------------------------
 
 def _read_stacks(path: str | None, base=None) -> dict[tuple[str, ...], float]:
@@ -289,21 +251,22 @@ def _read_stacks(path: str | None, base=None) -> dict[tuple[str, ...], float]:
 
 
 def locate(path: str | None, base=None):
-    """`path` if it exists, else the longest tail of it that exists under `base` (a results
-    directory copied or moved elsewhere keeps its own files), else None."""
+    """Where a sample file recorded as `path` is now. A relative `path` is under `base` (the
+    record's directory). An absolute one (older records) is looked for first as the longest tail of
+    it under `base`, so a results directory copied elsewhere reads its own files even while the
+    original still exists (and may have been overwritten), then as itself. None if neither exists."""
     from pathlib import Path
 
     if not path:
         return None
     p = Path(path)
-    if p.exists():
-        return p
     if base is not None:
-        for i in range(1, len(p.parts)):
-            cand = Path(base).joinpath(*p.parts[i:])
-            if cand.exists():
+        parts = p.parts[1:] if p.is_absolute() else p.parts
+        for i in range(len(parts)):
+            cand = Path(base).joinpath(*parts[i:])
+            if cand.is_file():
                 return cand
-    return None
+    return p if p.exists() else None
 
 
 def pairs_from_compare(result, a: str, b: str, base=None) -> list[tuple[Block, Block]]:
@@ -356,27 +319,26 @@ LEARNING_KEYS = ("episode_return", "heart.get", "episodes")
 
 
 class SamplingRunner:
-    """A trial runner that samples each trial with py-spy at `rate` into `<trial>.folded` (the
+    """A trial runner that samples each trial with py-spy (`sampling`) into `<trial>.folded` (the
     trial's epochs run under marker frames, so warm-up samples are left out later)."""
 
-    def __init__(self, runner, rate: int):
-        self.runner, self.rate = runner, rate
+    def __init__(self, runner, sampling):
+        self.runner, self.sampling = runner, sampling
 
     def __call__(self, variant, trial: int, out):
         from dataclasses import replace
 
-        from perfkit.profilers import pyspy
-
         folded = out.with_suffix(".folded")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tr = replace(self.runner, prefix=pyspy.prefix(folded, self.rate))(variant, trial, out)
+        tr = replace(self.runner, prefix=self.sampling.prefix(folded))(variant, trial, out)
         tr.artifacts["folded"] = str(folded)
         return tr
 
 
-def write_explain(result, run_dir, a: str | None = None, b: str | None = None):
-    """Explain a compare record (beside it in `run_dir`), draw a differential flamegraph per
-    explained variant coloured only where a function changed beyond noise, and save explain.json."""
+def write_explain(result, run_dir, a: str | None = None, b: str | None = None, out_dir=None):
+    """Explain a compare record (read from `run_dir`, with its sample files), draw a differential
+    flamegraph per explained variant coloured only where a function changed beyond noise, and save
+    explain.json, all into `out_dir` (default: `run_dir`)."""
     from pathlib import Path
 
     from perfkit.flame.folded import Profile
@@ -385,17 +347,19 @@ def write_explain(result, run_dir, a: str | None = None, b: str | None = None):
     from perfkit.records.explain import ExplainRecord
 
     run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
     explanations = explain_compare(result, a, b, run_dir)
     flamegraphs = {}
     for ex in explanations:
         pairs = pairs_from_compare(result, ex.a, ex.b, run_dir)
         pa, pb = merge_blocks([x for x, _ in pairs]).stacks, merge_blocks([y for _, y in pairs]).stacks
         if pa and pb:
-            files, _ = write_flamediff(Profile(pa), Profile(pb), run_dir, ex.a, ex.b,
+            files, _ = write_flamediff(Profile(pa), Profile(pb), out_dir, ex.a, ex.b,
                                        stem=f"explain-{block_slug(ex.b)}",
                                        significant={c.frame for c in ex.causes})
             flamegraphs[ex.b] = files
     gpu, gpu_notes = summarise_dir(run_dir, sorted({x for ex in explanations for x in (ex.a, ex.b)}))
-    record = ExplainRecord(explanations, "sps.json", dict(result.sampler), flamegraphs, gpu, gpu_notes)
-    record.save(run_dir / "explain.json")
+    compare = "sps.json" if out_dir.resolve() == run_dir.resolve() else str((run_dir / "sps.json").resolve())
+    record = ExplainRecord(explanations, compare, dict(result.sampler), flamegraphs, gpu, gpu_notes)
+    record.save(out_dir / "explain.json")
     return record

@@ -18,11 +18,10 @@ import glob
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from perfkit.markers import block_slug
+from perfkit.records.explain import GpuSummary
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 # The torch.profiler schedule of a GPU trace, in epochs: epoch 0 is SPS's warm-up; one more epoch
@@ -35,46 +34,7 @@ class HtaUnavailable(RuntimeError):
     pass
 
 
-@dataclass
-class GpuSummary:
-    """Where one variant's GPU time went during its profiled epochs."""
-
-    epochs: int  # profiler steps in the trace
-    agent_steps_per_epoch: int
-    rollout_steps_per_epoch: int
-    kernel_us: float  # per agent-step, summed kernel durations on the main stream
-    idle_us: dict[str, float]  # per agent-step: host_wait, kernel_wait, other
-    syncs_per_rollout_step: float
-    kernels_per_rollout_step: float
-    stream: int
-    trace: str = ""  # path of the trace, relative to the run directory
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def idle_total_us(self) -> float:
-        return sum(self.idle_us.values())
-
-    @property
-    def idle_share(self) -> float:
-        """Idle over idle + kernel time on the main stream."""
-        busy = self.idle_total_us + self.kernel_us
-        return self.idle_total_us / busy if busy else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "agent_steps_per_epoch": self.agent_steps_per_epoch,
-                "rollout_steps_per_epoch": self.rollout_steps_per_epoch, "kernel_us": self.kernel_us,
-                "idle_us": dict(self.idle_us), "syncs_per_rollout_step": self.syncs_per_rollout_step,
-                "kernels_per_rollout_step": self.kernels_per_rollout_step, "stream": self.stream,
-                "trace": self.trace, "extra": dict(self.extra)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GpuSummary:
-        return cls(**{k: d[k] for k in ("epochs", "agent_steps_per_epoch", "rollout_steps_per_epoch", "kernel_us",
-                                        "idle_us", "syncs_per_rollout_step", "kernels_per_rollout_step", "stream")},
-                   trace=d.get("trace", ""), extra=d.get("extra", {}))
-
-
-def _hta():
+def require_hta():
     """HTA's TraceAnalysis; HtaUnavailable (with the install hint) without it."""
     try:
         logging.getLogger("hta").setLevel(logging.ERROR)
@@ -89,7 +49,7 @@ def analyse_trace(path: str | os.PathLike, agent_steps_per_epoch: int, rollout_s
     trace holds no GPU kernels (a CPU trial), HtaUnavailable without HTA."""
     with warnings.catch_warnings():  # HTA's own deprecation warnings (pandas) are not the user's
         warnings.simplefilter("ignore")
-        return _analyse(_hta(), path, agent_steps_per_epoch, rollout_steps_per_epoch)
+        return _analyse(require_hta(), path, agent_steps_per_epoch, rollout_steps_per_epoch)
 
 
 def _analyse(TraceAnalysis, path, agent_steps_per_epoch: int, rollout_steps_per_epoch: int) -> GpuSummary:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +32,8 @@ from perfkit import stats
 from perfkit.markers import call_marked, marker_name
 from perfkit.records.store import atomic_write_text, machine_info
 from perfkit.records.trial import TrialResult
+from perfkit.scenario import label_slug
+from perfkit.stats import block_comparisons
 
 # Axes whose values change the process itself (worker processes, the device, torch's thread pool):
 # variants that differ in one of these must run in separate processes.
@@ -43,23 +44,6 @@ SAVE_EVERY_SECONDS = 10.0  # how often the session record on disk is brought up 
 
 def shares_process(varied_axes: list[str]) -> bool:
     return not any(a in PROCESS_AXES for a in varied_axes)
-
-
-def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, batch: int) -> list[float]:
-    """Batch means of per-round log(SPS label / SPS first), warm-up rounds left out; a round in
-    which either block measured nothing (sps 0) is skipped."""
-    d = [math.log(b["sps"][label] / b["sps"][first]) for b in blocks[warmup:]
-         if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0]
-    return stats.batch_means(d, max(1, batch))
-
-
-def block_comparisons(blocks: list[dict], labels: list[str], warmup: int) -> dict[str, tuple[int, stats.Comparison]]:
-    """Every variant after the first against the first: (batch means used, Comparison)."""
-    out = {}
-    for label in labels[1:]:
-        d = block_log_ratios(blocks, labels[0], label, warmup, len(labels))
-        out[label] = (len(d), stats.compare_log_ratios(d))
-    return out
 
 
 @dataclass
@@ -132,7 +116,7 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
         env = vec.make(creator, plan, seed=sc.seed)
         driver = env.driver_env
         env_cfg = driver.get_env_config() if hasattr(driver, "get_env_config") else None
-        ckpt_dir = str(out_dir / f"{_slug(label)}-checkpoints") if out_dir else None
+        ckpt_dir = str(out_dir / f"{label_slug(label)}-checkpoints") if out_dir else None
         trainers[label] = Trainer(env, cfg, device, seed=sc.seed, checkpoint=Cadence.parse(values["checkpoint"]),
                                   evaluate=Cadence.parse(values["eval"]), checkpoint_dir=ckpt_dir,
                                   make_eval_env=lambda c=creator, s=sc.seed: c(seed=s + 99_991),
@@ -207,10 +191,6 @@ def _with_trials(session: Session, trainers, meta, device, cfg, threads, machine
     return session
 
 
-def _slug(label: str) -> str:
-    from perfkit.compare import Variant
-
-    return Variant(label, None).slug  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:

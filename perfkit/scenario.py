@@ -8,14 +8,14 @@ prints this table; the CLI turns `ScenarioError` into a usage error (exit 2).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from envs.arena.config import PRESETS
-from envs.arena.env import DESYNC_MODES, DESYNC_RNGS
-from envs.curriculum import CONFIG_TIMINGS, CURRICULA, DISPATCH_STYLES
+from envs.values import CONFIG_TIMINGS, CURRICULA, DESYNC_MODES, DESYNC_RNGS, DISPATCH_STYLES
 
 
 class ScenarioError(ValueError):
@@ -247,3 +247,32 @@ def parse_vary(text: str) -> tuple[str, list[str]]:
         # Values are compared canonically (`0` == `0.0`), so name the value as it was understood.
         raise ScenarioError(f"--vary {a.name} repeats a value: {values!r} (as {', '.join(repeated)})")
     return a.name, parsed
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    scenario: Scenario
+
+    @property
+    def slug(self) -> str:
+        return label_slug(self.label)
+
+
+def label_slug(label: str) -> str:
+    """A variant's label as a file name: `wrapper=getattr,env=x:y` -> `wrapper=getattr__env=x_y`."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label.replace(",", "__"))
+
+
+def plan_variants(base: Scenario, vary: list[tuple[str, list[str]]]) -> list[Variant]:
+    """Every combination of the varied axes' values, first value of each axis first."""
+    if not vary:
+        return [Variant("defaults", base)]
+    names = [name for name, _ in vary]
+    if len(set(names)) != len(names):
+        raise ValueError(f"an axis is varied twice: {', '.join(names)}")
+    variants = []
+    for combo in itertools.product(*(values for _, values in vary)):
+        sc = base.with_values(**dict(zip(names, combo, strict=True)))
+        variants.append(Variant(sc.label(names), sc))
+    return variants

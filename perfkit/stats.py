@@ -280,3 +280,22 @@ def mean_learning(ds: list[dict[str, float]]) -> dict[str, float]:
         vals = [d[k] for d in ds if k in d]
         out[k] = max(vals) if k.startswith(COUNTER_PREFIX) else sum(vals) / len(vals)
     return out
+
+
+# -- blocks of one process (compare --mode inprocess): one round = one epoch of every variant ------
+
+def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, batch: int) -> list[float]:
+    """Batch means of per-round log(SPS label / SPS first), warm-up rounds left out; a round in
+    which either block measured nothing (sps 0) is skipped."""
+    d = [math.log(b["sps"][label] / b["sps"][first]) for b in blocks[warmup:]
+         if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0]
+    return batch_means(d, max(1, batch))
+
+
+def block_comparisons(blocks: list[dict], labels: list[str], warmup: int) -> dict[str, tuple[int, Comparison]]:
+    """Every variant after the first against the first: (batch means used, Comparison)."""
+    out = {}
+    for label in labels[1:]:
+        d = block_log_ratios(blocks, labels[0], label, warmup, len(labels))
+        out[label] = (len(d), compare_log_ratios(d))
+    return out

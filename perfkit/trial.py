@@ -22,7 +22,7 @@ from perfkit.records.trial import WARMUP_WINDOWS, TrialResult
 from perfkit.scenario import Scenario, ScenarioError
 from perfkit.timing import Window, steady_state
 
-NUM_ENVS = 4  # arenas per trial: 4 x 24 = 96 agents, as in the reference trainer (FACTS §7)
+NUM_ENVS = 4  # arenas per trial: 4 x 24 = 96 agents, as in the reference trainer (docs/background.md)
 
 
 def resolve_device(spec: str):

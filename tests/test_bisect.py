@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.bisect_power import make_repo
-from perfkit.bisect import (
+from perfkit.bisection import (
     ALPHA,
     BisectError,
     Evidence,
@@ -29,8 +29,8 @@ from perfkit.bisect import (
     side,
 )
 from perfkit.cli import main
-from perfkit.records.bisect import BisectRecord, Step
-from perfkit.render.bisect import render_bisect
+from perfkit.records.bisection import BisectRecord, Step
+from perfkit.render.bisection import render_bisect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,6 +186,7 @@ def test_worktrees_leave_the_checkout_and_its_worktree_list_as_they_were(tmp_pat
     assert _state(repo) == before and not (tmp_path / "run" / "worktrees").exists()
 
 
+@pytest.mark.slow
 def test_an_env_failing_at_both_ends_is_a_usage_error(tmp_path):
     repo, shas = _repo(tmp_path, n=3)
     r = CliRunner().invoke(main, ["bisect", "--repo", str(repo), "--good", shas[0], "--bad", shas[-1],
@@ -197,8 +198,55 @@ def test_an_env_failing_at_both_ends_is_a_usage_error(tmp_path):
 # -- end to end
 
 FAST = ["--num-envs", "1", "--ppo", "num_steps=16", "--block-seconds", "0.1"]
+# A bisect that cannot end soon after it starts, however loaded the machine: the ends alone train
+# for at least 12 rounds x 2 blocks x 0.3 s of wall time, then each step 6 rounds x 3 blocks.
+LONG = ["--num-envs", "1", "--ppo", "num_steps=16", "--block-seconds", "0.3", "--max-minutes", "30",
+        "--step-minutes", "10"]
+STARTED = "measuring the ends"  # on stderr once both ends' worktrees and trainers are up
+WAIT_S = 600  # upper bounds only, for a slow, loaded machine: every wait ends at its event
 
 
+class Lines:
+    """A process's stderr, read line by line in a thread: `wait_for(text)` returns when a line
+    containing it arrives (an event, not a clock), False if the stream ends or `timeout` passes."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._new = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._new:
+                self.lines.append(line)
+                self._new.notify_all()
+        with self._new:
+            self._done = True
+            self._new.notify_all()
+
+    def wait_for(self, text: str, timeout: float = WAIT_S) -> bool:
+        with self._new:
+            return self._new.wait_for(lambda: self._done or any(text in ln for ln in self.lines), timeout) and \
+                any(text in ln for ln in self.lines)
+
+    def text(self, timeout: float = 10) -> str:
+        self._thread.join(timeout)
+        with self._new:
+            return "".join(self.lines)
+
+
+def start_bisect(repo: Path, shas: list[str], out: Path, *args: str) -> tuple[subprocess.Popen, Lines]:
+    """`perfkit bisect` in a process of its own, as a user runs it, its stderr read as it comes."""
+    p = subprocess.Popen([sys.executable, "-m", "perfkit", "bisect", "--repo", str(repo), "--good", shas[0],
+                          "--bad", shas[-1], "--env", "userenv:make", "--out", str(out), "--force", *args],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return p, Lines(p.stderr)
+
+
+@pytest.mark.slow
 def test_bisect_finds_a_large_cost_and_skips_a_commit_that_does_not_import(tmp_path):
     repo, shas = _repo(tmp_path, n=8, costs={0: 0.0, 6: 400.0}, broken=(4,))
     before = _state(repo)
@@ -220,23 +268,25 @@ def test_bisect_finds_a_large_cost_and_skips_a_commit_that_does_not_import(tmp_p
     assert again.exit_code == 0 and again.output.splitlines()[0] == first
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_the_checkout_as_it_was_and_the_record_on_disk(tmp_path):
     repo, shas = _repo(tmp_path, n=8)
     before = _state(repo)
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "perfkit", "bisect", "--repo", str(repo), "--good", shas[0],
-                          "--bad", shas[-1], "--env", "userenv:make", "--out", str(out), "--force", *FAST],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out / "bisect.json").exists():  # the ends are measured
-        time.sleep(0.2)
-    assert (out / "bisect.json").exists()
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
+    p, err = start_bisect(repo, shas, out, *LONG)
+    try:
+        # The event, not a clock: both ends are up and training; the bisect has 20 s and more to go.
+        assert err.wait_for(STARTED), err.text()
+        assert (out / "worktrees").is_dir()
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=WAIT_S)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err.text()
     assert _state(repo) == before
-    assert json.loads((out / "bisect.json").read_text())["outcome"]["outcome"] == "interrupted"
+    rec = json.loads((out / "bisect.json").read_text())
+    assert rec["interrupted"] and rec["outcome"]["outcome"] == "interrupted"
     assert not (out / "worktrees").exists()
 
 
@@ -255,6 +305,7 @@ def test_the_record_renders_its_evidence_table_exactly():
            "| [0.85, 1.09]  | 9        | 7   | bad       |" in lines
 
 
+@pytest.mark.slow
 def test_the_trainer_process_holds_two_commits_code_apart(tmp_path):
     """perfkit.epochs, in this process: two commits' env modules (same name, different code)
     imported in isolation, a block of training each, a fresh seeded learning run, a broken commit

@@ -34,6 +34,7 @@ def test_help_explains_commands():
     assert "--vary" in r.output and "--wrapper" in r.output and "interleaved" in r.output
 
 
+@pytest.mark.slow
 def test_run_prints_sps_phases_and_writes_trial_json(tmp_path):
     r = invoke("run", "--wrapper", "getattribute", "--steps", ONE_EPOCH, "--out", str(tmp_path), "--format", "plain")
     assert r.exit_code == 0, r.output
@@ -71,6 +72,7 @@ def test_unwritable_results_dir_is_a_usage_error(tmp_path):
     assert r.exit_code == 2 and "is not writable" in r.output
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("PERFKIT_SKIP_SLOW") == "1", reason="PERFKIT_SKIP_SLOW=1")
 def test_compare_end_to_end_in_subprocesses_with_flamegraph(tmp_path):
     """The real path: console entry point, fresh trial processes, py-spy flamegraphs."""
@@ -97,6 +99,7 @@ def test_compare_end_to_end_in_subprocesses_with_flamegraph(tmp_path):
     assert json.loads((out / "sps.json").read_text())["schema_version"] == SCHEMA_VERSION
 
 
+@pytest.mark.slow
 def test_compare_inprocess_interleaves_epochs_of_every_variant(tmp_path):
     """auto mode runs variants that share a process in one, epoch by epoch, rotating the order."""
     out = tmp_path / "run"

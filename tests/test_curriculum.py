@@ -53,7 +53,7 @@ def test_timings_agree_on_a_multi_task_curriculum():
 
 
 def test_getattribute_with_deferred_never_applies_the_pending_config():
-    """The quirk of FACTS §1 (reset is not on the allow-list) meets the deferred timing."""
+    """The wrapper's quirk (reset is not on the allow-list) meets the deferred timing."""
     env = ArenaEnv(preset("basic_easy_shaped").replace(max_steps=5), seed=0)
     tasks = make_curriculum("mixed", env.cfg, seed=0)
     w = GetattributeCurriculumEnv(env, tasks, "deferred")

@@ -21,6 +21,7 @@ def test_fraction_of_first_episodes_truncated_before_a_heart(mode, expected):
     assert d.truncated_before(mode, 90, 1000) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_reachability_check_measures_what_it_predicts():
     out = d.check_reachability(Scenario.build({"preset": "make_arena", "desync": "early-reset"}), 0.10, samples=3000)
     rows = out.data["by_desync_mode"]
@@ -52,6 +53,7 @@ def test_config_check_reads_back_the_running_config():
     assert "altar needs 3" in out.detail
 
 
+@pytest.mark.slow
 def test_observation_check_covers_every_variant():
     out = d.check_observations(Scenario.build(), steps=50)
     assert out.verdict == d.OK and out.data["differ"] == []
@@ -62,6 +64,7 @@ def test_observation_check_covers_every_variant():
     assert "wrapper=getattribute,env-config=deferred" in quirk.data["differ"]
 
 
+@pytest.mark.slow
 def test_diagnose_cli_tables_json_and_exit_code(tmp_path):
     r = CliRunner().invoke(main, ["diagnose", "--preset", "make_arena", "--desync", "early-reset",
                                   "--desync-rng", "shared", "--out", str(tmp_path)])

@@ -8,7 +8,7 @@ import pytest
 from perfkit import explain as ex
 from perfkit.markers import call_marked, marker_name, parse_marker
 from perfkit.records.explain import ExplainRecord
-from perfkit.render.explain import render_explain
+from perfkit.render.explain import render_explain, summary
 
 LOOP = ("<module> (perfkit/inprocess.py)", "run_session (perfkit/inprocess.py)")
 
@@ -106,7 +106,7 @@ def test_too_few_batches_gives_phases_and_says_why_not_functions():
 
 def test_summary_and_record_round_trip(tmp_path):
     e = ex.explain("A", "B", _blocks())
-    text = ex.summary(e)
+    text = summary(e)
     assert text.startswith(f"B is {(1 / e.ratio - 1) * 100:.1f}% slower than A [")
     assert ", of which env +" in text and "the largest function change is `_reconcile_ledger (mymod.py)` +" in text
     rec = ExplainRecord([e], sampler={"tool": "py-spy", "rate": 25, "sampler_cores": 0.012})
@@ -137,7 +137,7 @@ def test_a_cost_spread_over_many_callees_is_named_by_its_caller():
                                                                   "checkpoint": 0.010 * extra / 100}, b_st)))
     e = ex.explain("A", "B", pairs)
     assert [(c.frame, c.by) for c in e.causes] == [("save_checkpoint (ppo.py)", "inclusive")]
-    assert "the largest function change in and below `save_checkpoint (ppo.py)` +" in ex.summary(e)
+    assert "the largest function change in and below `save_checkpoint (ppo.py)` +" in summary(e)
     assert "No single frame moved; this caller's inclusive time accounts for" in render_explain(
         ExplainRecord([e]))
 
@@ -185,6 +185,7 @@ def test_explain_needs_a_results_dir_or_vary(tmp_path):
     assert r.exit_code == 2 and f"{tmp_path}" in r.output and "sps.json" in r.output
 
 
+@pytest.mark.slow
 def test_explain_runs_a_sampled_compare_end_to_end(tmp_path):
     """The real path: one process with py-spy sampling every block, then the explanation."""
     from click.testing import CliRunner

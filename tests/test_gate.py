@@ -104,6 +104,7 @@ def test_cli_bad_check_text_is_exit_2():
     assert r.exit_code == 2 and "cannot parse check" in r.output
 
 
+@pytest.mark.slow
 def test_cli_gate_runs_and_fails_on_a_big_injected_cost(tmp_path):
     """The real measurement path, sized to be unmistakable: 200 us per env step is a >50% drop."""
     checks = tmp_path / "checks.txt"
@@ -118,6 +119,7 @@ def test_cli_gate_runs_and_fails_on_a_big_injected_cost(tmp_path):
     assert [c["status"] for c in rep["checks"]][1] == "ok"
 
 
+@pytest.mark.slow
 def test_cli_update_baseline_then_gate_against_it(tmp_path):
     path = tmp_path / "base" / "gate.json"
     check = "sps(wrapper=none) >= 0.5 * baseline"

@@ -75,7 +75,7 @@ def test_without_hta_the_rows_are_absent_and_a_note_says_how_to_get_them(monkeyp
     def missing():
         raise gpu.HtaUnavailable(f"the GPU rows need Holistic Trace Analysis: {gpu.HTA_HINT}")
 
-    monkeypatch.setattr(gpu, "_hta", missing)
+    monkeypatch.setattr(gpu, "require_hta", missing)
     got, notes = gpu.summarise_dir(FIXTURES / "explain-gpu", LABELS)
     assert got == {} and notes == [f"the GPU rows need Holistic Trace Analysis: {gpu.HTA_HINT}"]
 
@@ -84,6 +84,7 @@ def test_without_traces_there_are_no_rows_and_no_notes(tmp_path):
     assert gpu.summarise_dir(tmp_path, LABELS) == ({}, [])
 
 
+@pytest.mark.slow
 def test_a_cpu_trace_is_named_as_one(tmp_path):
     """A trace without GPU kernels (a CPU trial) is a clear error, not rows of zeros."""
     import torch

@@ -45,6 +45,7 @@ def test_the_resource_chain_runs_on_the_real_core():
     assert stats["game"]["objects.mine"] == 10.0 and stats["game"]["objects.altar"] == 5.0
 
 
+@pytest.mark.slow
 @needs_mettagrid
 def test_dispatch_styles_give_identical_trajectories():
     def creator(dispatch):

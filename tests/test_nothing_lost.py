@@ -30,6 +30,7 @@ def user_env(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", USERENV)
 
 
+@pytest.mark.slow
 def test_run_keeps_windows_measured_before_the_env_raised(tmp_path, user_env):
     r = CliRunner().invoke(main, ["run", "--env", "flaky_env:make", "--wrapper", "none", "--seconds", "60",
                                   "--out", str(tmp_path / "r"), *TINY])
@@ -39,6 +40,7 @@ def test_run_keeps_windows_measured_before_the_env_raised(tmp_path, user_env):
     assert len(tr.windows) == 2 and tr.agent_steps == 2 * 16 * 96  # 40 steps of 4 envs: 2 whole epochs of 16
 
 
+@pytest.mark.slow
 def test_a_killed_trial_process_is_a_recorded_failure_and_the_plan_goes_on(tmp_path):
     suicide = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
     killer = SubprocessRunner(launcher=[sys.executable, "-c", suicide])
@@ -56,6 +58,7 @@ def test_a_killed_trial_process_is_a_recorded_failure_and_the_plan_goes_on(tmp_p
     assert [t["status"] for t in on_disk["trials"]["wrapper=getattr"]] == ["failed", "ok"]
 
 
+@pytest.mark.slow
 def test_compare_records_a_failing_env_and_prints_the_table(tmp_path, user_env):
     out = tmp_path / "c"
     r = CliRunner().invoke(main, ["compare", "--vary", "env=arena,flaky_env:make", "--wrapper", "none", "--trials",
@@ -73,6 +76,7 @@ def _children_of(pid: int) -> list[int]:
     return [int(ln.split()[0]) for ln in out.splitlines()[1:] if "perfkit.trial" in ln and str(pid) in ln.split()[1:3]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_table(tmp_path, sig):
     out = tmp_path / "c"
@@ -101,6 +105,7 @@ def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_
     assert not [ln for ln in ps.splitlines() if "perfkit.trial" in ln and str(out) in ln]  # no orphaned trial
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_sampled_compare_still_writes_the_table(tmp_path, monkeypatch):
     import perfkit.compare as compare_mod
     import perfkit.explain as explain_mod

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from perfkit import profile as pm
+from perfkit import profiling as pm
 from perfkit.compare import Variant
 from perfkit.records.trial import TrialResult
 from perfkit.render.table import render_profiles

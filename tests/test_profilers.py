@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from perfkit.cli import main
 from perfkit.flame.folded import read_folded
 from perfkit.profilers import ProfilerUnavailable, pyspy, scalene
-from perfkit.records.profile import ProfileRecord
+from perfkit.records.profiling import ProfileRecord
 
 FIX = Path(__file__).parent / "fixtures"
 SMALL = ["--ppo", "num_steps=16", "--ppo", "minibatch_size=512", "--steps", str(96 * 16 * 8)]
@@ -29,6 +29,7 @@ def _pyspy_or_skip():
         pytest.skip(f"py-spy cannot run here: {e}")
 
 
+@pytest.mark.slow
 def test_profile_with_all_three_profilers(tmp_path):
     _pyspy_or_skip()
     if shutil.which("scalene") is None:
@@ -139,6 +140,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
 def test_differential_flamegraph_renders_in_a_browser(tmp_path):
     import numpy as np
@@ -158,6 +160,7 @@ def test_differential_flamegraph_renders_in_a_browser(tmp_path):
     assert red > 500  # the injected cost is drawn strongly red
 
 
+@pytest.mark.slow
 def test_pyspy_attributes_rollout_workers_to_their_own_roots(tmp_path):
     _pyspy_or_skip()
     r = CliRunner().invoke(main, ["profile", "--with", "pyspy", "--workers", "2", "--out", str(tmp_path),

@@ -1,7 +1,6 @@
 import pytest
 
-from perfkit.compare import interleave, plan_variants
-from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary
+from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary, plan_variants
 from perfkit.train.vecenv import plan, resolve_workers
 
 
@@ -34,14 +33,13 @@ def test_vary_rejects_repeats_and_empty():
         parse_vary("wrapper=")
 
 
-def test_variants_cross_axes_in_order_and_interleave():
+def test_variants_cross_axes_in_order():
     base = Scenario.build()
     vs = plan_variants(base, [("wrapper", ["getattribute", "getattr"]), ("env-config", ["per-episode", "deferred"])])
     assert [v.label for v in vs] == [
         "wrapper=getattribute,env-config=per-episode", "wrapper=getattribute,env-config=deferred",
         "wrapper=getattr,env-config=per-episode", "wrapper=getattr,env-config=deferred",
     ]
-    assert interleave(3, 2) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
 
 
 @pytest.mark.parametrize("cpus,gpus,auto,pow2", [(16, 1, 8, 8), (12, 1, 6, 4), (2, 0, 1, 1), (32, 2, 8, 8),

@@ -42,6 +42,7 @@ def test_checkpoint_and_blocking_eval_cadence(tmp_path):
     assert not [p for p in os.listdir(tmp_path / "checkpoints") if ".tmp" in p]
 
 
+@pytest.mark.slow
 def test_multiprocessing_workers_run(tmp_path):
     tr = run_trial(Scenario.build({"workers": "2"}), steps=96 * 16 * 2, ppo=SMALL)
     assert tr.vec["backend"] == "multiprocessing" and tr.vec["num_workers"] == 2 and tr.agent_steps > 0

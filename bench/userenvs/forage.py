@@ -27,12 +27,12 @@ def _reconcile_ledger(microseconds: float) -> None:
 
 
 class Forage(pufferlib.PufferEnv):
-    def __init__(self, buf=None, seed: int = 0, cost_us: float = 0.0, max_steps: int = 256):
+    def __init__(self, buf=None, seed: int = 0, cost_us: float = 0.0, max_steps: int = 256, scratch: int = 0):
         self.single_observation_space = gymnasium.spaces.Box(0, 255, (VIEW * VIEW,), dtype=np.uint8)
         self.single_action_space = gymnasium.spaces.Discrete(5)
         self.num_agents = AGENTS
         super().__init__(buf)
-        self.cost_us, self.max_steps = cost_us, max_steps
+        self.cost_us, self.max_steps, self.scratch = cost_us, max_steps, scratch
         self.rng = np.random.default_rng(seed)
         self._offsets = np.stack(np.meshgrid(np.arange(VIEW) - VIEW // 2, np.arange(VIEW) - VIEW // 2,
                                              indexing="ij"), -1).reshape(-1, 2)
@@ -41,6 +41,10 @@ class Forage(pufferlib.PufferEnv):
     def _observe(self) -> None:
         cells = (self.pos[:, None, :] + self._offsets[None]) % SIZE
         self.observations[:] = self.food[cells[..., 0], cells[..., 1]] * 255
+
+    def _scratch_tally(self, agent: int) -> float:
+        tally = np.full(self.scratch, float(agent))
+        return tally[0]
 
     def reset(self, seed=None):
         if seed is not None:
@@ -69,6 +73,8 @@ class Forage(pufferlib.PufferEnv):
             infos = [{"food_per_agent": self._eaten / AGENTS, "episode_return": self._eaten / AGENTS}]
             self.reset()
         else:
+            for agent in range(AGENTS if self.scratch else 0):
+                self._scratch_tally(agent)
             self._observe()
         return self.observations, self.rewards, self.terminals, self.truncations, infos
 
@@ -90,3 +96,7 @@ def make_slow(buf=None, seed=0):
 
 def make_slower(buf=None, seed=0):
     return Forage(buf=buf, seed=seed, cost_us=float(os.environ.get("PERFKIT_BENCH_COST_US_2", "0")))
+
+
+def make_scratch(buf=None, seed=0):
+    return Forage(buf=buf, seed=seed, scratch=int(os.environ.get("PERFKIT_BENCH_SCRATCH", "0")))

@@ -1,4 +1,4 @@
-"""Arena configuration and the three presets of FACTS §6.
+"""Arena configuration and the three presets (docs/axes.md, preset).
 
 A config is plain data: the map builder and the simulation core turn it into arrays. Every
 field that a preset changes is a field here, so the *resolved* config a trial ran (and its hash)

@@ -3,7 +3,7 @@
 One call advances every agent of one arena by a step and writes rewards and observations into
 the caller's (shared, pufferlib-owned) buffers. Python-level work per step is a single call, so
 the per-step cost is dominated by the kernel, not by interpreter overhead; that keeps the env
-cheap enough that wrapper dispatch costs stay visible, as on the real C++ env (FACTS §1).
+cheap enough that wrapper dispatch costs stay visible, as on the real C++ env (docs/background.md).
 
 Semantics (pinned by tests/test_arena.py):
 - agents act in index order; action 0 = noop, 1..4 = move up/down/left/right;

@@ -14,6 +14,8 @@ import gymnasium
 import numpy as np
 import pufferlib
 
+from envs.values import DESYNC_MODES, DESYNC_RNGS  # noqa: F401 -- re-exported
+
 from . import core
 from .config import (
     ALTAR,
@@ -26,9 +28,6 @@ from .config import (
     ArenaConfig,
     basic_easy_shaped,
 )
-
-DESYNC_MODES = ("off", "max-steps", "early-reset")
-DESYNC_RNGS = ("shared", "per-env")
 
 
 class MapBuilder:
@@ -83,7 +82,7 @@ ARMORY_T = OBJECT_TYPES["armory"] - MINE
 class ArenaEnv(pufferlib.PufferEnv):
     """24-agent resource arena. Deterministic for a seed.
 
-    desync: how the *first* episode is shortened (FACTS §5): `off`; `max-steps` (old: the first
+    desync: how the *first* episode is shortened (docs/axes.md, desync): `off`; `max-steps` (old: the first
     episode's max_steps is drawn from [1, max_steps]); `early-reset` (new: truncated at a step drawn
     from [1, max_steps)). desync_rng: `per-env` (a generator seeded from this env's seed, the fix)
     or `shared` (the process-global NumPy RNG, which forked workers inherit: the bug).

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from perfkit.compare import require_ok
 from perfkit.flame.folded import read_folded
 from perfkit.profilers import ProfilerUnavailable, find_tool
+from perfkit.records.trial import require_ok
 
 HOW_TO_FIX = (
     "py-spy reads the trial's memory with ptrace-like calls: run perfkit as the same user as the trial "
@@ -45,8 +45,9 @@ def prefix(out: Path, rate: int = 100, native: bool = False, subprocesses: bool 
            nonblocking: bool = True) -> list[str]:
     """Command prefix that runs a trial under py-spy, writing raw folded stacks to `out`.
 
-    nonblocking: sample without pausing the trial. Pausing (py-spy's default) cost ~20% SPS on a
-    2-core machine in our runs, against ~5-10% without; stacks may then be slightly torn.
+    nonblocking: read the stacks without pausing the trial: cheaper, but a stack read while the
+    program runs can be torn (see `Sampling`). `perfkit profile` samples this way for its
+    flamegraphs; explain and compare --flamegraph, which name callers, pause.
     """
     cmd = [executable(), "record", "--rate", str(rate), "--format", "raw", "--output", str(out)]
     if subprocesses:
@@ -56,6 +57,27 @@ def prefix(out: Path, rate: int = 100, native: bool = False, subprocesses: bool 
     if nonblocking:
         cmd.append("--nonblocking")
     return [*cmd, "--"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How py-spy samples the blocks that explain and compare --flamegraph split by marker frame.
+
+    blocking (py-spy's default) pauses the process for each stack read. Without it, py-spy reads a
+    running process frame by frame; Python 3.11+ reuses a returned frame's slot for the next call,
+    so when a short function returns mid-read its callee is shown under whatever was called next
+    (a user's `_scratch_tally -> np.full` read as `_observe -> np.full` in up to a third of the
+    samples): the function is right, the caller it is named with is not. Every variant pays the
+    pause alike (blocks alternate in one process); bench/explain_faults.py measures its cost."""
+
+    rate: int = 200
+    blocking: bool = True
+
+    def prefix(self, out: Path, subprocesses: bool = True) -> list[str]:
+        return prefix(out, self.rate, subprocesses=subprocesses, nonblocking=not self.blocking)
+
+    def to_dict(self) -> dict:
+        return {"tool": "py-spy", "rate": self.rate, "blocking": self.blocking}
 
 
 def profile(runner, variant, out_dir: Path, rate: int = 100, native: bool = False,

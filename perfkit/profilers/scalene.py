@@ -7,9 +7,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from perfkit.compare import require_ok
 from perfkit.profilers import ProfilerUnavailable, find_tool
 from perfkit.records.store import atomic_write_text
+from perfkit.records.trial import require_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,14 +22,19 @@ def executable() -> str:
     return path
 
 
+# Scalene runs a script path, not `-m`. Running perfkit/trial.py itself would put perfkit/ first on
+# sys.path, where a module named like one of the standard library's would shadow it; this entry
+# script, written beside the profile, runs the trial module as `python -m` would.
+ENTRY = "import runpy\nrunpy.run_module('perfkit.trial', run_name='__main__', alter_sys=True)\n"
+
+
 def launcher(out_json: Path, memory: bool = False) -> list[str]:
-    """Scalene runs a script path, not `-m`: point it at perfkit/trial.py."""
+    """Scalene's command line for one trial, profiling perfkit's and the envs' code (`--program-path`)."""
+    entry = out_json.with_name("scalene_entry.py")
+    atomic_write_text(entry, ENTRY)
     cmd = [executable(), "run", "-o", str(out_json), "--program-path", str(ROOT)]
-    if memory:
-        cmd.append("--memory")
-    else:
-        cmd.append("--cpu-only")
-    return [*cmd, str(ROOT / "perfkit" / "trial.py"), "---"]
+    cmd.append("--memory" if memory else "--cpu-only")
+    return [*cmd, str(entry), "---"]
 
 
 def top_lines(profile: dict, n: int = 15) -> list[dict]:

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from perfkit.compare import require_ok
+from perfkit.records.trial import require_ok
 
 
 class ScheduleError(ValueError):

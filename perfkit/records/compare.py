@@ -14,9 +14,9 @@ from typing import Any
 
 from perfkit import stats
 from perfkit.flame.folded import FrameDelta
-from perfkit.inprocess import block_comparisons
-from perfkit.records.store import Record
+from perfkit.records.store import Field, Record, read_dataclass
 from perfkit.records.trial import TrialResult
+from perfkit.stats import block_comparisons
 
 NODES_ALL_LOST = "every node was lost"  # stopping["reason"] of a cluster sweep left without nodes
 
@@ -160,7 +160,8 @@ class CompareResult(Record):
     def profile_overhead(self, label: str) -> float:
         """The profiled run's SPS as a fraction of the unprofiled median (1.0: no overhead)."""
         xs = self.sps(label)
-        return self.profiles[label]["sps"] / stats.summarize(xs).median if xs else float("nan")
+        median = stats.summarize(xs).median if xs else 0.0  # 0: every counted trial measured nothing
+        return self.profiles[label]["sps"] / median if median > 0 else float("nan")
 
     def flamediff_frames(self, label: str) -> list[FrameDelta] | None:
         """The frames whose share changed most against the reference; None when not recorded."""
@@ -296,16 +297,81 @@ class CompareResult(Record):
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CompareResult:
+    def read(cls, f: Field) -> CompareResult:
         """Any readable version: versions 1 and 2 also wrote `rows` and each profile's
         `overhead_ratio`, both derived, and are ignored here."""
-        return cls(
-            data["variants"], data["scenarios"],
-            {label: [TrialResult.from_dict(t) for t in ts] for label, ts in data["trials"].items()},
-            data["trials_planned"], data.get("interrupted", False), data.get("machine", {}),
-            {label: {k: v for k, v in p.items() if k != "overhead_ratio"}
-             for label, p in data.get("profiles", {}).items()},
-            data.get("stopping", {}), data.get("mode", "process"), data.get("blocks", []), data.get("warmup_rounds", 0),
-            data.get("sampler", {}), data.get("backend", "local"), data.get("nodes", {}),
-        )
+        return read_dataclass(cls, f, _FIELDS)
 
+
+def _read_variants(f: Field) -> list[str]:
+    variants = f.sequence(Field.string)
+    if not variants:  # the first is the reference of every ratio
+        f.fail("at least one variant")
+    return variants
+
+
+def _read_profile(f: Field) -> dict[str, Any]:
+    """One variant's profiler artifacts as sps.md links them: a separate profiled trial (`sps`)
+    or samples of every steady block (`samples` at `rate` Hz), and its differential flamegraph."""
+    f["files"]["svg"].string()
+    if f.has("sps"):
+        f["sps"].number(0)
+    else:
+        f["samples"].number(0)
+        f["rate"].number(0)
+    if f.has("flamediff"):
+        f["flamediff"]["on_b"].string()
+        f["flamediff"]["on_a"].string()
+    f.get("flamediff_frames").optional(lambda x: x.sequence(_read_frame_delta))
+    return {k: v for k, v in f.obj().items() if k != "overhead_ratio"}  # derived: versions 1 and 2 wrote it
+
+
+def _read_frame_delta(f: Field) -> dict[str, Any]:
+    read_dataclass(FrameDelta, f, {"frame": Field.string, "inclusive_a": _share, "inclusive_b": _share,
+                                   "self_a": _share, "self_b": _share})
+    return f.obj()
+
+
+def _share(f: Field) -> float:
+    return f.number(0, 1)
+
+
+def _read_stopping(f: Field) -> dict[str, Any]:
+    rule = f.get("rule")
+    if rule.value is not None:
+        rule.get("precision").optional(lambda x: x.number(0, 1))  # shown as a percentage
+    return f.obj()
+
+
+def _read_block(f: Field) -> dict[str, Any]:
+    """One round of variants sharing a process: per label its SPS, other processes' CPU use and
+    (version 3 on) agent-steps, seconds and phases, which `perfkit explain` reads together."""
+    f["round"].integer()
+    f["sps"].mapping(lambda x: x.number(0))
+    f.get("others_cores", {}).mapping(lambda x: x.optional(lambda y: y.number(0)))
+    for label, phases in f.get("phases", {}).items():
+        phases.mapping(Field.number)
+        f["agent_steps"][label].integer()
+        f["seconds"][label].number(0)
+    return f.obj()
+
+
+def _read_sampler(f: Field) -> dict[str, Any]:
+    f.get("folded").optional(Field.string)  # `perfkit explain` reads the session's samples from it
+    f.get("sampler_cores").optional(lambda x: x.number(0))
+    return f.obj()
+
+
+def _read_node(f: Field) -> dict[str, Any]:
+    f.get("ray_cpus", 0).number(0)  # may be absent, never null: the per-node table formats it
+    return f.obj()
+
+
+_FIELDS = {
+    "variants": _read_variants, "scenarios": lambda f: f.mapping(Field.obj),
+    "trials": lambda f: f.mapping(lambda ts: ts.sequence(TrialResult.read)), "trials_planned": Field.integer,
+    "interrupted": Field.boolean, "machine": Field.obj, "profiles": lambda f: f.mapping(_read_profile),
+    "stopping": _read_stopping, "mode": lambda f: f.choice("process", "inprocess"),
+    "blocks": lambda f: f.sequence(_read_block), "warmup_rounds": Field.integer, "sampler": _read_sampler,
+    "backend": Field.string, "nodes": lambda f: f.mapping(_read_node),
+}

@@ -8,8 +8,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from perfkit.gpu import GpuSummary
-from perfkit.records.store import Record
+from perfkit.records.store import MIN_RATIO, Field, Record, read_dataclass
+from perfkit.records.trial import read_learning
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,97 @@ class Explanation:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Explanation:
-        return cls(
-            a=d["a"], b=d["b"], rounds=d["rounds"], ratio=d["ratio"], ratio_ci=tuple(d["ratio_ci"]),
-            gap=Delta(**d["gap"]), phases=[Delta(**p) for p in d["phases"]],
-            causes=[FrameChange(c["frame"], Delta(**c["self"]), Delta(**c["inclusive"]), c.get("by", "self"),
-                                c.get("via")) for c in d["causes"]],
-            frames_tested=d.get("frames_tested", 0), batches=d.get("batches", 0),
-            samples=d.get("samples", {}), notes=d.get("notes", []), learning=d.get("learning", {}))
+    def read(cls, f: Field) -> Explanation:
+        a, b = f["a"].string(), f["b"].string()
+
+        def learning(x: Field) -> dict[str, dict[str, float]]:
+            out = x.mapping(read_learning)
+            for label, values in x.items():  # shown as the two variants' columns
+                if label not in (a, b):
+                    values.fail(f"the learning of {a!r} or {b!r}")
+            return out
+
+        return read_dataclass(cls, f, {
+            "a": Field.string, "b": Field.string, "rounds": Field.integer, "ratio": _ratio,
+            "ratio_ci": lambda x: tuple(x.sequence(_ratio, length=2)), "gap": _read_delta,
+            "phases": lambda x: x.sequence(_read_delta), "causes": lambda x: x.sequence(_read_cause),
+            "frames_tested": Field.integer, "batches": Field.integer,
+            "samples": lambda x: x.mapping(lambda n: n.number(0)), "notes": lambda x: x.sequence(Field.string),
+            "learning": learning})
+
+
+def _ratio(f: Field) -> float:
+    """B's SPS over A's, or a bound of its interval: > 0 (the summary takes its inverse), NaN
+    with too few rounds."""
+    return f.number(MIN_RATIO, nan=True)
+
+
+def _us(f: Field) -> float:
+    """Microseconds per agent-step, NaN where too few rounds gave a mean or an interval."""
+    return f.number(nan=True)
+
+
+def _read_delta(f: Field) -> Delta:
+    return read_dataclass(Delta, f, {"name": Field.string, "a_us": _us, "b_us": _us, "delta_us": _us, "ci_low": _us,
+                                     "ci_high": _us, "n": Field.integer})
+
+
+def _read_cause(f: Field) -> FrameChange:
+    return FrameChange(f["frame"].string(), _read_delta(f["self"]), _read_delta(f["inclusive"]),
+                       f.get("by", "self").choice("self", "inclusive"), f.get("via").optional(Field.string))
+
+
+@dataclass
+class GpuSummary:
+    """Where one variant's GPU time went during its profiled epochs."""
+
+    epochs: int  # profiler steps in the trace
+    agent_steps_per_epoch: int
+    rollout_steps_per_epoch: int
+    kernel_us: float  # per agent-step, summed kernel durations on the main stream
+    idle_us: dict[str, float]  # per agent-step: host_wait, kernel_wait, other
+    syncs_per_rollout_step: float
+    kernels_per_rollout_step: float
+    stream: int
+    trace: str = ""  # path of the trace, relative to the run directory
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def idle_total_us(self) -> float:
+        return sum(self.idle_us.values())
+
+    @property
+    def idle_share(self) -> float:
+        """Idle over idle + kernel time on the main stream."""
+        busy = self.idle_total_us + self.kernel_us
+        return self.idle_total_us / busy if busy else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "agent_steps_per_epoch": self.agent_steps_per_epoch,
+                "rollout_steps_per_epoch": self.rollout_steps_per_epoch, "kernel_us": self.kernel_us,
+                "idle_us": dict(self.idle_us), "syncs_per_rollout_step": self.syncs_per_rollout_step,
+                "kernels_per_rollout_step": self.kernels_per_rollout_step, "stream": self.stream,
+                "trace": self.trace, "extra": dict(self.extra)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GpuSummary:
+        return cls(**{k: d[k] for k in ("epochs", "agent_steps_per_epoch", "rollout_steps_per_epoch", "kernel_us",
+                                        "idle_us", "syncs_per_rollout_step", "kernels_per_rollout_step", "stream")},
+                   trace=d.get("trace", ""), extra=d.get("extra", {}))
+
+
+def _read_gpu(f: Field) -> GpuSummary:
+    """One variant's GPU rows, every number the table shows checked before GpuSummary takes them."""
+    for key in ("epochs", "agent_steps_per_epoch", "rollout_steps_per_epoch", "stream"):
+        f[key].integer()
+    for key in ("kernel_us", "syncs_per_rollout_step", "kernels_per_rollout_step"):
+        f[key].number(0)
+    f["idle_us"].mapping(lambda x: x.number(0))  # summed for the idle total
+    for cause in ("host_wait", "kernel_wait", "other"):  # a row each
+        f["idle_us"][cause].number(0)
+    f.get("trace", "").string()
+    f.get("extra", {}).get("profiler_step_us", 0).number(0)  # may be absent, never null: a row formats it
+    return GpuSummary.from_dict(f.obj())
 
 
 @dataclass
@@ -106,7 +189,18 @@ class ExplainRecord(Record):
                 "gpu": {k: v.to_dict() for k, v in self.gpu.items()}, "gpu_notes": self.gpu_notes}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ExplainRecord:
-        return cls([Explanation.from_dict(e) for e in d["explanations"]], d.get("compare", "sps.json"),
-                   d.get("sampler", {}), d.get("flamegraphs", {}),
-                   {k: GpuSummary.from_dict(v) for k, v in d.get("gpu", {}).items()}, d.get("gpu_notes", []))
+    def read(cls, f: Field) -> ExplainRecord:
+        return read_dataclass(cls, f, {
+            "explanations": lambda x: x.sequence(Explanation.read), "compare": Field.string,
+            "sampler": _read_sampler, "flamegraphs": lambda x: x.mapping(_read_flamegraphs),
+            "gpu": lambda x: x.mapping(_read_gpu), "gpu_notes": lambda x: x.sequence(Field.string)})
+
+
+def _read_sampler(f: Field) -> dict[str, Any]:
+    f.get("sampler_cores").optional(lambda x: x.number(0))
+    return f.obj()
+
+
+def _read_flamegraphs(f: Field) -> dict[str, str]:
+    f["on_b"].string()  # the one the report links
+    return f.mapping(Field.string)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from perfkit import stats
-from perfkit.records.store import Record, machine_info
+from perfkit.records.store import MIN_RATIO, Field, Record, machine_info, read_dataclass
 
 
 @dataclass
@@ -99,8 +99,35 @@ class GateRecord(Record):
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GateRecord:
-        m = Measurement(d["samples"], d["reference"], d["rounds"], d["block_steps"], d["seconds"],
-                        d.get("machine", {}), d.get("stopped", "rounds"))
-        rule = GateRule(**d["rule"]) if "rule" in d else GateRule(rounds=d["rounds"])
-        return cls([CheckResult(**c) for c in d["checks"]], m, rule, d.get("warnings", []))
+    def read(cls, f: Field) -> GateRecord:
+        """Versions before 2 wrote no `rule`: their rounds were fixed."""
+        m = Measurement(f["samples"].mapping(_read_sps), _read_sps(f["reference"]), f["rounds"].integer(),
+                        f["block_steps"].integer(), f["seconds"].number(0), f.get("machine", {}).obj(),
+                        f.get("stopped", "rounds").choice("rounds", "precision", "time"))
+        rule = read_dataclass(GateRule, f["rule"], _RULE) if f.has("rule") else GateRule(rounds=m.rounds)
+        # the stop reason names the precision or the time budget it stopped at
+        if m.stopped == "precision" and rule.precision is None:
+            f["stopped"].fail("'rounds' or 'time' (rule.precision is null)")
+        if m.stopped == "time" and rule.max_seconds is None:
+            f["stopped"].fail("'rounds' or 'precision' (rule.max_seconds is null)")
+        return cls(f["checks"].sequence(_read_check), m, rule, f.get("warnings", []).sequence(Field.string))
+
+
+def _read_sps(f: Field) -> list[float]:
+    """Per-round SPS (or the reference workload's): finite and > 0, as the gate measured them."""
+    return f.sequence(lambda x: x.number(MIN_RATIO))
+
+
+def _ratio(f: Field) -> float:
+    return f.number(MIN_RATIO)
+
+
+def _read_check(f: Field) -> CheckResult:
+    return read_dataclass(CheckResult, f, {
+        "check": Field.string, "ratio": _ratio, "ci_low": _ratio, "ci_high": _ratio, "threshold": _ratio,
+        "status": lambda x: x.choice("ok", "within noise", "FAIL"),
+        "detectable_below": lambda x: x.optional(_ratio)})
+
+
+_RULE = {"rounds": lambda f: f.integer(1), "precision": lambda f: f.optional(lambda x: x.number(MIN_RATIO, 1)),
+         "max_seconds": lambda f: f.optional(lambda x: x.number(0)), "min_rounds": Field.integer}

@@ -5,11 +5,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from perfkit.records.store import Record, machine_info
+from perfkit.records.store import Field, Record, machine_info, read_dataclass
 
 # A trial's first window pays for start-up, lazy imports inside torch and cold caches: steady-state
 # SPS, phase times and profiles leave it out (older records say how many they left out).
 WARMUP_WINDOWS = 1
+
+
+class TrialFailed(RuntimeError):
+    """A trial that produced no result (profilers raise it; `run_compare` records it instead)."""
+
+
+def require_ok(tr: TrialResult) -> TrialResult:
+    """For callers that need a measurement (profilers): a failed trial becomes `TrialFailed`."""
+    if tr.error:
+        raise TrialFailed(f"trial {tr.label} failed: {tr.error}")
+    return tr
 
 
 @dataclass
@@ -102,9 +113,8 @@ class TrialResult(Record):
         return {**asdict(self), "status": self.status}  # status: for readers of the JSON; derived on load
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def read(cls, f: Field) -> TrialResult:
+        return read_dataclass(cls, f, _FIELDS)
 
     @classmethod
     def failed(cls, scenario: dict[str, Any], label: str, error: str | None, exit_status: int | None = None,
@@ -114,3 +124,57 @@ class TrialResult(Record):
                    epochs=0, phases={}, windows=[], learning={}, env_config=None, env_config_hash=None, vec={},
                    device="", ppo={}, error=error, exit_status=exit_status, interrupted=interrupted,
                    machine=machine_info())
+
+
+def read_learning(f: Field) -> dict[str, float]:
+    """Learning stats (per-episode means, losses): a diverged run records NaN or infinite losses,
+    and they are shown as such."""
+    return f.mapping(lambda x: x.number(nan=True, inf=True))
+
+
+def _read_window(f: Field) -> dict[str, Any]:
+    """One SPS window: what the tables, plots, warnings and `perfkit explain` read of it. Its
+    learning stats may have been trimmed from the file: then it has none, as the writer puts it."""
+    f["agent_steps"].integer()
+    f["seconds"].number(0)
+    f["sps"].number(0)
+    f.get("phases", {}).mapping(Field.number)
+    f.get("others_cores").optional(Field.number)
+    return {**f.obj(), "learning": read_learning(f.get("learning", {}))}
+
+
+def _read_vec(f: Field) -> dict[str, Any]:
+    f.get("agents_per_env").optional(Field.integer)  # SPS per env divides by it (0 or absent: 1)
+    return f.obj()
+
+
+def _read_artifacts(f: Field) -> dict[str, Any]:
+    f.get("folded").optional(Field.string)  # `perfkit explain` reads the samples from it
+    return f.obj()
+
+
+def _read_sentinel(f: Field) -> dict[str, Any]:
+    f.get("others_cores").optional(lambda x: x.number(0))
+    return f.obj()
+
+
+def _read_node(f: Field) -> dict[str, Any]:
+    f.get("id", "").string()  # trials are grouped by it and the node is named by its first characters
+    return f.obj()
+
+
+_FIELDS = {
+    "scenario": Field.obj, "label": Field.string, "sps": lambda f: f.number(0),
+    "first_window_sps": lambda f: f.number(0), "agent_steps": Field.integer, "seconds": lambda f: f.number(0),
+    "epochs": Field.integer, "phases": lambda f: f.mapping(Field.number),
+    "windows": lambda f: f.sequence(_read_window), "learning": read_learning,
+    "env_config": lambda f: f.optional(Field.obj), "env_config_hash": lambda f: f.optional(Field.string),
+    "vec": _read_vec, "device": Field.string, "ppo": Field.obj, "checkpoints": Field.integer,
+    "evals": lambda f: f.sequence(Field.obj), "interrupted": Field.boolean, "machine": Field.obj,
+    "artifacts": _read_artifacts, "error": lambda f: f.optional(Field.string),
+    "exit_status": lambda f: f.optional(lambda x: x.integer(minimum=-(2**31))), "threads": Field.obj,
+    "sentinel": _read_sentinel, "warmup_windows": Field.integer, "round": lambda f: f.optional(Field.integer),
+    "replaced": Field.boolean, "node": _read_node, "requeued": Field.integer, "node_lost": Field.boolean,
+    "superseded": Field.boolean, "dispatch_s": lambda f: f.optional(lambda x: x.number(0)),
+    "process_s": lambda f: f.optional(lambda x: x.number(0)),
+}

@@ -6,9 +6,45 @@ import math
 
 from tabulate import tabulate
 
-from perfkit.explain import summary
-from perfkit.gpu import GpuSummary
-from perfkit.records.explain import Delta, ExplainRecord, Explanation
+from perfkit.records.explain import Delta, ExplainRecord, Explanation, GpuSummary
+
+
+def summary(ex: Explanation) -> str:
+    """One paragraph a person can paste into a PR."""
+    pct = (1 / ex.ratio - 1) * 100 if ex.ratio and not math.isnan(ex.ratio) else math.nan
+    lo, hi = ex.ratio_ci
+    if math.isnan(lo):
+        speed = f"{ex.b} runs at {ex.ratio:.3f}x the speed of {ex.a} (too few rounds for an interval)"
+    elif hi < 1:
+        speed = (f"{ex.b} is {pct:.1f}% slower than {ex.a} [{(1 / hi - 1) * 100:.1f}, {(1 / lo - 1) * 100:.1f}]")
+    elif lo > 1:
+        speed = (f"{ex.b} is {-pct:.1f}% faster than {ex.a} [{(1 - 1 / lo) * 100:.1f}, {(1 - 1 / hi) * 100:.1f}]")
+    else:
+        speed = f"{ex.b} and {ex.a} run at the same speed within noise (ratio {ex.ratio:.3f} [{lo:.3f}, {hi:.3f}])"
+    parts = [f"{speed}: {_signed(ex.gap.delta_us)} µs per agent-step"]
+    moved = sorted((p for p in ex.phases if p.significant), key=lambda p: -abs(p.delta_us))
+    if moved:
+        parts.append(", of which " + ", ".join(f"{p.name} {_signed(p.delta_us)} [{p.ci_low:.2f}, {p.ci_high:.2f}]"
+                                                for p in moved[:3]))
+    else:
+        parts.append("; no phase changed beyond noise")
+    text = "".join(parts)
+    if ex.causes:
+        top = ex.causes[0]
+        d = top.inclusive if top.by == "inclusive" else top.self_
+        share = d.delta_us / ex.gap.delta_us if ex.gap.delta_us else math.nan
+        where = "in and below" if top.by == "inclusive" else "is"
+        via = f" (called from `{top.via}`)" if top.via else ""
+        text += (f"; the largest function change {where} `{top.frame}`{via} {_signed(d.delta_us)} µs "
+                 f"[{d.ci_low:.2f}, {d.ci_high:.2f}]"
+                 + (f" ({share:.0%} of the gap)" if not math.isnan(share) and 0 < share < 10 else ""))
+    elif ex.frames_tested:
+        text += f"; no function sampled changed beyond noise ({ex.frames_tested} tests)"
+    return text + "."
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}"
 
 
 def _ci(d: Delta) -> str:

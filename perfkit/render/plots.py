@@ -66,7 +66,8 @@ def render_learning_png(result: CompareResult) -> bytes:
                 steps += w["agent_steps"]
                 if "heart.get" in w["learning"]:
                     hearts.append((steps, w["learning"]["heart.get"]))
-                    returns.append((steps, w["learning"]["episode_return"]))
+                    # a window without a return (an edited record) is a gap in the line
+                    returns.append((steps, w["learning"].get("episode_return", float("nan"))))
             for ax, pts in zip(axes, (hearts, returns), strict=True):
                 if pts:
                     ax.plot(*zip(*pts, strict=True), color=colours[i % 10], alpha=0.8, lw=1.2,

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perfkit.records.bisect import BisectRecord
+from perfkit.records.bisection import BisectRecord
 from perfkit.records.compare import CompareResult
 from perfkit.records.diagnose import DiagnoseResult
 from perfkit.records.explain import ExplainRecord
 from perfkit.records.gate import GateRecord
-from perfkit.records.profile import ProfileRecord
+from perfkit.records.profiling import ProfileRecord
 from perfkit.records.store import ResultsError
 from perfkit.records.trial import TrialResult
-from perfkit.render.bisect import render_bisect
+from perfkit.render.bisection import render_bisect
 from perfkit.render.explain import render_explain
 from perfkit.render.table import (
     render_diagnose,

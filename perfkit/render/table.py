@@ -107,7 +107,7 @@ def render_learning(result: CompareResult, fmt: str = "github") -> str:
         cells = [f"{lr[k]:.2f}" if k in lr else "–" for k, _ in LEARNING_COLUMNS]
         applied = lr.get("curriculum.configs_applied")
         done = lr.get("curriculum.tasks_completed")
-        cur = "–" if done is None else f"{applied:.0f}/{done:.0f}"
+        cur = "–" if done is None or applied is None else f"{applied:.0f}/{done:.0f}"
         rows.append([v.label, *cells, cur, v.env_config_hash or "–"])
     headers = ["variant", *(h for _, h in LEARNING_COLUMNS), "configs applied/tasks", "config hash"]
     return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)

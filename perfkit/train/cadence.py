@@ -1,4 +1,4 @@
-"""Checkpoint and evaluation cadence: `off`, `epochs:N` or `seconds:S` (FACTS §3).
+"""Checkpoint and evaluation cadence: `off`, `epochs:N` or `seconds:S` (docs/axes.md, checkpoint).
 
 The original counted "every 60 s" intervals in epochs (`epoch % interval == 0`); perfkit supports
 both units so a user can see what each costs.

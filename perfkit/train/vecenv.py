@@ -1,4 +1,4 @@
-"""Rollout workers and the vector backend (FACTS §4)."""
+"""Rollout workers and the vector backend (docs/axes.md, workers)."""
 
 from __future__ import annotations
 

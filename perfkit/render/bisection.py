@@ -6,7 +6,7 @@ import math
 
 from tabulate import tabulate
 
-from perfkit.records.bisect import BisectRecord
+from perfkit.records.bisection import BisectRecord
 
 
 def _ci(lo: float, hi: float, digits: int = 3) -> str:

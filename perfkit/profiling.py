@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perfkit.records.profile import UNPROFILED, ProfileRecord
+from perfkit.records.profiling import UNPROFILED, ProfileRecord
 
 TOOLS = ("pyspy", "torch", "scalene")
 
@@ -44,8 +44,8 @@ def run_profile(runner, variant, tools: list[str], options: ProfileOptions, run_
     """Interleaved rounds of an unprofiled trial and one trial per profiler; the record is saved
     after every trial (profile.json). A failed trial is recorded and the rounds go on; Ctrl-C
     stops the trial under way and returns what finished, marked interrupted."""
-    from perfkit.compare import TrialFailed
     from perfkit.profilers import ProfilerUnavailable
+    from perfkit.records.trial import TrialFailed
 
     record = ProfileRecord(variant.scenario.to_dict(), list(tools), repeats)
     names = [UNPROFILED, *tools]

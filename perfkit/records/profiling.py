@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from perfkit import stats
-from perfkit.records.store import Record, machine_info
+from perfkit.records.store import Field, Record, machine_info, read_dataclass
 
 UNPROFILED = "none"  # the tool name of unprofiled trials
 
@@ -28,8 +28,9 @@ class ProfileRecord(Record):
     machine: dict[str, Any] = field(default_factory=machine_info)
 
     def _clean(self, tool: str) -> list[dict[str, Any]]:
-        """This tool's trials that count: finished, and not disturbed by other processes."""
-        return [t for t in self.trials if t["tool"] == tool and t["status"] == "ok" and not t["disturbed"]]
+        """This tool's trials that count: finished with a measurement, and not disturbed by other processes."""
+        return [t for t in self.trials if t["tool"] == tool and t["status"] == "ok" and not t["disturbed"]
+                and t["sps"] > 0]  # a trial that measured nothing has no ratio to the others
 
     def clean_pairs(self, tool: str) -> tuple[list[float], list[float]]:
         """(unprofiled SPS, this tool's SPS) over rounds where both finished and neither was disturbed."""
@@ -82,6 +83,39 @@ class ProfileRecord(Record):
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ProfileRecord:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def read(cls, f: Field) -> ProfileRecord:
+        return read_dataclass(cls, f, {
+            "scenario": Field.obj, "tools": lambda x: x.sequence(Field.string), "repeats": Field.integer,
+            "trials": lambda x: x.sequence(_read_trial),
+            "artifacts": lambda x: {tool: _read_artifacts(a, tool) for tool, a in x.items()},
+            "interrupted": Field.boolean, "machine": Field.obj})
+
+
+def _read_trial(f: Field) -> dict[str, Any]:
+    """One trial as the overhead and the warnings read it; a failed one says why (profiling.py
+    marks a trial failed exactly when it has an error)."""
+    f["round"].integer()
+    f["tool"].string()
+    f["sps"].number(0)
+    error = f["error"].optional(Field.string)
+    if f["status"].choice("ok", "failed") == "failed" and not error:
+        f["error"].fail("the error of a failed trial")
+    f["disturbed"].boolean()
+    f["others_cores"].optional(lambda x: x.number(0))
+    return f.obj()
+
+
+def _read_artifacts(f: Field, tool: str) -> dict[str, Any]:
+    """A profiler's files and extras as the report lists them, with Scalene's top lines."""
+    f.get("files", {}).obj()
+    f.get("sps_outside_profiled_epochs").optional(lambda x: x.number(0))
+    if tool == "scalene":
+        f["top_lines"].sequence(_read_top_line)
+    return f.obj()
+
+
+def _read_top_line(f: Field) -> None:
+    f["where"].string()
+    f["code"].string()
+    for k in ("cpu_percent", "python", "native"):
+        f[k].number()

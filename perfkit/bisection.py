@@ -28,13 +28,16 @@ certain culprit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +148,50 @@ class Worktrees:
         self.close()
 
 
+# ------------------------------------------------------------------------------------- signals
+
+class Interrupts:
+    """SIGINT and SIGTERM, within this block, as one request to stop. The first raises
+    KeyboardInterrupt (in the main thread); every later one is counted and nothing more, so the
+    cleanup the first one started (trainers ended, worktrees removed, the record saved) runs to its
+    end however often Ctrl-C is pressed. After `hold()` none is raised any more, only counted (the
+    cleanup of a run that ended by itself, the printing of its result). `received` counts them all.
+    The previous handlers come back at the end of the block; with `linger`, once a signal came,
+    they are ignored instead, until the process exits (a command on its way out after Ctrl-C: a
+    signal during its exit cannot turn exit status 130 into a traceback). Outside the main thread
+    (where Python cannot set handlers) it changes nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, linger: bool = False) -> None:
+        self.linger = linger
+        self.received = 0
+        self._raised = self._held = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received += 1
+        if not (self._raised or self._held):
+            self._raised = True
+            raise KeyboardInterrupt
+
+    def hold(self) -> None:
+        self._held = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            if self.linger and self.received:
+                old = signal.SIG_IGN
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old.clear()
+
+
 # ------------------------------------------------------------------------------------ trainers
 
 class TrainerProcess:
@@ -163,8 +210,10 @@ class TrainerProcess:
                                      start_new_session=True)
 
     def ask(self, **cmd) -> dict:
-        """One command, its answer; CommitBroken for an error answer or a process that died (it is
-        started again at the next command: the trainers it held are gone)."""
+        """One command, its answer; CommitBroken for an error answer, an answer that is not one (the
+        line read is named), or a process that died (it is started again at the next command: the
+        trainers it held are gone). Interrupted while it waits (Ctrl-C), the process is ended at
+        once: its answer may still come, and would be read as the next command's."""
         if self.proc is None:
             self._start()
         try:
@@ -174,26 +223,50 @@ class TrainerProcess:
             line = self.proc.stdout.readline() if ready else ""
         except OSError:
             line = ""
+        except KeyboardInterrupt:
+            self.close(kill=True)
+            raise
         if not line:
             self.close()
-            tail = self.log.read_text()[-600:].strip() if self.log.exists() else ""
-            raise CommitBroken(f"the trainer process ended or stopped answering ({cmd['cmd']}): {tail}")
-        got = json.loads(line)
+            raise CommitBroken(f"the trainer process ended or stopped answering ({cmd['cmd']}): {self._tail()}")
+        try:
+            got = json.loads(line)
+        except json.JSONDecodeError:
+            got = None
+        if not isinstance(got, dict):  # out of step with the protocol: nothing it says next can be trusted
+            self.close(kill=True)
+            raise CommitBroken(f"the trainer process answered {cmd['cmd']} with a line that is not a JSON answer: "
+                               f"{line.strip()[:300]!r}; its log ends: {self._tail(300)}")
         if "error" in got:
             raise CommitBroken(got["error"])
         return got
 
-    def close(self) -> None:
+    def _tail(self, chars: int = 600) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:].strip()
+        except OSError:
+            return ""
+
+    def close(self, kill: bool = False) -> None:
+        """Ask the process to quit (10 s, then it is killed); with `kill`, kill it and its group at once."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and not kill:
             try:
                 self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
                 self.proc.stdin.flush()
                 self.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the group is its own
+            except (ProcessLookupError, PermissionError):
                 self.proc.kill()
-                self.proc.wait()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
         self._err.close()
         self.proc = None
 
@@ -408,7 +481,8 @@ class Bisect:
             held = key in self.keys
             self.keys.discard(key)
             if held and self.trainers.proc is not None:
-                self.trainers.ask(cmd="drop", key=key)
+                with contextlib.suppress(CommitBroken):  # a trainer that is gone is dropped already
+                    self.trainers.ask(cmd="drop", key=key)
 
     def value(self, key: str) -> float:
         try:
@@ -493,7 +567,7 @@ class Bisect:
     def test(self, i: int, second: float | None = None) -> str:
         """Classify commit i (paired with both ends, a round at a time, until it can tell or its
         budget is spent: then "unclear")."""
-        from perfkit.records.bisect import Step
+        from perfkit.records.bisection import Step
 
         c = self.commits[i]
         t0 = self.clock()
@@ -529,47 +603,66 @@ class Bisect:
                          + f", {ev.rounds} rounds, {self.clock() - t0:.0f} s"))
         return verdict
 
-    def run(self, save: Callable[[], None]) -> None:
-        try:
-            found = self.measure_ends()
-            save()
-            if not found:
-                self.record.outcome = {"outcome": "no-regression", "change_points": [],
-                                       "why": "the good and bad ends do not differ beyond noise"}
-                return
-            main = Search(0, self.n)
-            self._search(main, None, save)
-            second = None
-            beyond = [i for i, v in main.verdicts.items() if v == "beyond-bad"]
-            if main.done and not main.untestable and beyond and self.left() > 0:
-                j = max(beyond)
-                level = self.evidence[j].level(self.noise().d)[0]
-                self.progress(f"{self.commits[j].short} is slower than the bad end (level {level:.2f}): looking for "
-                              "a second change after it")
-                second = Search(j, self.n)
-                for i, ev in self.evidence.items():  # what the first search measured there still counts
-                    v = self.decide(ev, level) if j < i < self.n and ev.rounds else None
-                    if v is not None:
-                        second.record(i, v)
-                self._search(second, level, save)
-            if not main.done or (second is not None and not second.done):
-                self.record.outcome = {"outcome": "incomplete", "change_points": [],
-                                       "candidates": list(range(main.lo + 1, main.hi + 1)),
-                                       "why": f"the time budget ({self.opts.max_minutes:g} min) ran out"}
-            else:
-                self.record.outcome = conclude(self.n, main, second)
-        except KeyboardInterrupt:
-            self.record.interrupted = True
-            self.record.outcome = {"outcome": "interrupted", "change_points": []}
-        finally:
-            self.trainers.close()
-            self.keys.clear()
-            self.worktrees.close()
-            self.record.seconds = self.clock() - self.start
-            for i in self.record.outcome.get("change_points", []):
-                self.record.outcome.setdefault("diffstat", {})[self.commits[i].sha] = diffstat(self.repo,
-                                                                                             self.commits[i].sha)
-            save()
+    def run(self, save: Callable[[], None], interrupts: Interrupts | None = None) -> None:
+        """The whole search, the record saved after every step. Ctrl-C or SIGTERM (the first one;
+        see `Interrupts`: pass the caller's, or one is set up here) stops it: the record says
+        interrupted, and the trainers are ended and the worktrees removed whatever signals follow."""
+        with contextlib.ExitStack() as stack:
+            stop = interrupts if interrupts is not None else stack.enter_context(Interrupts())
+            try:
+                self._run(save)
+            except KeyboardInterrupt:
+                self.record.interrupted = True
+                self.record.outcome = {"outcome": "interrupted", "change_points": []}
+            finally:
+                for _ in range(2):  # a second pass only when the first signal came as the run ended by itself
+                    try:
+                        stop.hold()
+                        self._cleanup(save, stop)
+                        break
+                    except KeyboardInterrupt:
+                        self.record.interrupted = True
+
+    def _cleanup(self, save: Callable[[], None], stop: Interrupts) -> None:
+        """End the trainers, remove the worktrees, save the record (signals held: see `run`)."""
+        self.trainers.close(kill=self.record.interrupted)
+        self.keys.clear()
+        self.worktrees.close()
+        self.record.seconds = self.clock() - self.start
+        self.record.interrupted = self.record.interrupted or stop.received > 0
+        for i in self.record.outcome.get("change_points", []):
+            self.record.outcome.setdefault("diffstat", {})[self.commits[i].sha] = diffstat(self.repo,
+                                                                                         self.commits[i].sha)
+        save()
+
+    def _run(self, save: Callable[[], None]) -> None:
+        found = self.measure_ends()
+        save()
+        if not found:
+            self.record.outcome = {"outcome": "no-regression", "change_points": [],
+                                   "why": "the good and bad ends do not differ beyond noise"}
+            return
+        main = Search(0, self.n)
+        self._search(main, None, save)
+        second = None
+        beyond = [i for i, v in main.verdicts.items() if v == "beyond-bad"]
+        if main.done and not main.untestable and beyond and self.left() > 0:
+            j = max(beyond)
+            level = self.evidence[j].level(self.noise().d)[0]
+            self.progress(f"{self.commits[j].short} is slower than the bad end (level {level:.2f}): looking for "
+                          "a second change after it")
+            second = Search(j, self.n)
+            for i, ev in self.evidence.items():  # what the first search measured there still counts
+                v = self.decide(ev, level) if j < i < self.n and ev.rounds else None
+                if v is not None:
+                    second.record(i, v)
+            self._search(second, level, save)
+        if not main.done or (second is not None and not second.done):
+            self.record.outcome = {"outcome": "incomplete", "change_points": [],
+                                   "candidates": list(range(main.lo + 1, main.hi + 1)),
+                                   "why": f"the time budget ({self.opts.max_minutes:g} min) ran out"}
+        else:
+            self.record.outcome = conclude(self.n, main, second)
 
     def _search(self, search: Search, second: float | None, save) -> None:
         while not search.done and self.left() > 0:
