@@ -296,19 +296,23 @@ def test_ctrl_c_stops_the_running_trials_and_keeps_what_they_measured(cluster, t
 
     def ctrl_c_once_both_trials_trained() -> None:
         deadline, first = time.monotonic() + WAIT_S, {}
-        while time.monotonic() < deadline and not returned.is_set():
-            now = {w: _version(w / "trial-checkpoints" / "latest.pt") for w in _trial_dirs(token)}
-            for w, version in now.items():
-                if version is not None:
-                    first.setdefault(w, version)  # the first checkpoint seen; the next one is the sign
-            if len(now) == 2 and all(w in first and version != first[w] for w, version in now.items()):
-                sent["trained"] = True
-                break
-            time.sleep(0.2)
-        with lock:
-            if not returned.is_set():  # never into a later test
-                sent["at"] = time.monotonic()
-                os.kill(os.getpid(), signal.SIGINT)
+        try:
+            while time.monotonic() < deadline and not returned.is_set():
+                now = {w: _version(w / "trial-checkpoints" / "latest.pt") for w in _trial_dirs(token)}
+                for w, version in now.items():
+                    if version is not None:
+                        first.setdefault(w, version)  # the first checkpoint seen; the next one is the sign
+                if len(now) == 2 and all(w in first and version != first[w] for w, version in now.items()):
+                    sent["trained"] = True
+                    break
+                time.sleep(0.2)
+        except Exception as e:  # reported below, with the compare stopped: a failure, never a hang
+            sent["error"] = repr(e)
+        finally:
+            with lock:
+                if not returned.is_set():  # never into a later test
+                    sent["at"] = time.monotonic()
+                    os.kill(os.getpid(), signal.SIGINT)
 
     def on_dispatch(node, k, v):
         if not watching.is_set():
@@ -321,6 +325,7 @@ def test_ctrl_c_stops_the_running_trials_and_keeps_what_they_measured(cluster, t
     finally:
         with lock:
             returned.set()
+    assert "error" not in sent, f"the watcher failed: {sent['error']}"
     assert sent.get("trained"), "the two trials did not both finish an epoch within WAIT_S"
     # what the code allows: the grace period for the trials to save, 5 s for the runners to end
     assert time.monotonic() - sent["at"] < GRACE_S + 5 + SLACK_S
@@ -380,7 +385,7 @@ def _trial_dirs(token: str) -> list[Path]:
             try:
                 if token in Path(args[-2]).read_text():
                     found.append(Path(args[-2]).parent)
-            except OSError:
+            except (OSError, ValueError):  # not a spec: gone, a directory, not text
                 pass
     return found
 
