@@ -274,13 +274,22 @@ def test_a_node_removed_mid_sweep_requeues_its_round_and_the_table_is_complete(c
     assert "+1 lost with a node" in render_sps(result)
 
 
+@pytest.fixture
+def ctrl_c_reaches_python():
+    """Python's own SIGINT handler for the test: a background job (`cmd &`, nohup) starts with
+    SIGINT ignored, and a process that inherits that never sees the test's Ctrl-C."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 WAIT_S = 600  # upper bound on an event (a loaded machine starts Ray workers and trials slowly); never a race
 SLACK_S = 60  # on top of the code's own deadlines, for a loaded machine
 
 
 @pytest.mark.slow
 @needs_ray
-def test_ctrl_c_stops_the_running_trials_and_keeps_what_they_measured(cluster, tmp_path):
+def test_ctrl_c_stops_the_running_trials_and_keeps_what_they_measured(cluster, tmp_path, ctrl_c_reaches_python):
     from perfkit.cluster import GRACE_S, run_compare_ray
     from perfkit.compare import StopRule, SubprocessRunner, plan_variants
     from perfkit.scenario import Scenario
@@ -339,7 +348,8 @@ def test_ctrl_c_stops_the_running_trials_and_keeps_what_they_measured(cluster, t
 
 @pytest.mark.slow
 @needs_ray
-def test_a_trial_sent_as_ctrl_c_comes_is_stopped_at_once_not_after_the_grace_period(cluster, tmp_path, monkeypatch):
+def test_a_trial_sent_as_ctrl_c_comes_is_stopped_at_once_not_after_the_grace_period(cluster, tmp_path, monkeypatch,
+                                                                                    ctrl_c_reaches_python):
     """Ctrl-C the moment the first trial is sent: its runner gets the stop while the trial's
     process is still being started (or before), and no trial may start and run on after it."""
     from perfkit import cluster as ray_backend
