@@ -105,7 +105,7 @@ def run_one(fault: str, out: Path, args) -> dict:
 def torn_share(run: Path, b_label: str, caller: str) -> float | None:
     """Share of B's samples with numpy's `full` as the leaf whose nearest frame outside libraries
     is not `caller`, the only code that calls it: stacks a sampler read torn."""
-    from perfkit.explain import is_library, pairs_from_compare
+    from perfkit.commands.explain import is_library, pairs_from_compare
     from perfkit.records.compare import CompareResult
 
     result = CompareResult.load(run / "sps.json")
@@ -139,7 +139,7 @@ def overhead(args) -> str:
     time, alternating which runs first; a paired interval over the pairs."""
     import math
 
-    from perfkit import stats
+    from perfkit.core import stats
     from perfkit.records.compare import CompareResult
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")])}

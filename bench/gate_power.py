@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 USERENVS = ROOT / "bench" / "userenvs"
 sys.path.insert(0, str(ROOT))
 
-from perfkit import gate as g  # noqa: E402
+from perfkit.commands import gate as g  # noqa: E402
 
 THRESHOLD = 0.98
 CODES = ("unchanged", "5% slower", "10% slower")

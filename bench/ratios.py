@@ -44,8 +44,8 @@ def env_sps(seconds: float, seed: int = 0, make_env=None) -> float:
 
 
 def trainer_sps(seconds: float) -> float:
-    from perfkit.scenario import Scenario
-    from perfkit.trial import run_trial
+    from perfkit.core.scenario import Scenario
+    from perfkit.engine.trial import run_trial
 
     return run_trial(Scenario.build({"device": "cpu", "wrapper": "none"}), seconds=seconds).sps
 

@@ -30,8 +30,9 @@ USERENVS = ROOT / "bench" / "userenvs"
 
 
 def plan(rounds: int, seconds: float):
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants
-    from perfkit.scenario import Scenario
+    from perfkit.core.scenario import Scenario, plan_variants
+    from perfkit.engine.local import SubprocessRunner
+    from perfkit.engine.rounds import StopRule
 
     base = Scenario.build({"wrapper": "none"}, seed=1)
     variants = plan_variants(base, [("env", ["forage:make", "forage:make_slow"])])
@@ -65,7 +66,7 @@ def main() -> None:
     sys.path.insert(0, str(USERENVS))
     from tabulate import tabulate
 
-    from perfkit.compare import run_compare
+    from perfkit.engine.local import run_compare
 
     variants, rule, runner = plan(args.rounds, args.seconds)
     rows = []
@@ -90,7 +91,7 @@ def run_on_cluster(n: int, variants, rule, runner, out: Path, local_rate: float)
     import ray
     from ray.cluster_utils import Cluster
 
-    from perfkit.cluster import run_compare_ray
+    from perfkit.engine.cluster import run_compare_ray
 
     t0 = time.monotonic()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})

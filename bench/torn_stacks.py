@@ -32,9 +32,9 @@ WORKLOADS = {"arena": ["--wrapper", "getattribute"], "scratch": ["--env", "forag
 
 def sample(workload: str, blocking: bool, seconds: float, out: Path, args) -> dict[tuple[str, ...], float]:
     """One `perfkit run` trial under py-spy; its steady-state stacks (warm-up epochs left out)."""
-    from perfkit.explain import split_by_block
-    from perfkit.flame.folded import read_folded
-    from perfkit.profilers.pyspy import Sampling
+    from perfkit.commands.explain import split_by_block
+    from perfkit.core.folded import read_folded
+    from perfkit.engine.profilers.pyspy import Sampling
 
     folded = out / "trial.folded"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")]),

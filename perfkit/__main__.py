@@ -1,3 +1,3 @@
-from perfkit.cli import main
+from perfkit.cli.main import main
 
 main()

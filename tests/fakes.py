@@ -1,8 +1,7 @@
 """Fakes shared by tests: a TrialResult with scripted SPS, and a runner that returns them."""
 
-from perfkit.compare import Variant
+from perfkit.core.scenario import Scenario, Variant
 from perfkit.records.trial import TrialResult
-from perfkit.scenario import Scenario
 
 
 def fake_trial(label: str, sps: float, **learning) -> TrialResult:

@@ -16,19 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from bench.bisect_power import make_repo
-from perfkit.bisection import (
-    ALPHA,
-    BisectError,
-    Evidence,
-    Noise,
-    Search,
-    Worktrees,
-    classify,
-    commit_range,
-    conclude,
-    side,
-)
-from perfkit.cli import main
+from perfkit.cli.main import main
+from perfkit.commands.bisection.evidence import ALPHA, Evidence, Noise, classify, side
+from perfkit.commands.bisection.git import BisectError, Worktrees, commit_range
+from perfkit.commands.bisection.search import Search, conclude
 from perfkit.records.bisection import BisectRecord, Step
 from perfkit.render.bisection import render_bisect
 
@@ -307,13 +298,13 @@ def test_the_record_renders_its_evidence_table_exactly():
 
 @pytest.mark.slow
 def test_the_trainer_process_holds_two_commits_code_apart(tmp_path):
-    """perfkit.epochs, in this process: two commits' env modules (same name, different code)
+    """perfkit.engine.bisect_trainer, in this process: two commits' env modules (same name, different code)
     imported in isolation, a block of training each, a fresh seeded learning run, a broken commit
     and a bad command answered as errors, not the end."""
     import io
 
-    from perfkit.epochs import serve
-    from perfkit.scenario import Scenario
+    from perfkit.core.scenario import Scenario
+    from perfkit.engine.bisect_trainer import serve
 
     repo, shas = _repo(tmp_path, n=2, costs={0: 0.0, 2: 5000.0}, broken=(1,))
     commits = commit_range(repo, shas[0], shas[-1])

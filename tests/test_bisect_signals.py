@@ -17,8 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from bench.bisect_power import FORAGE, _git
-from perfkit.bisection import CommitBroken, Interrupts, TrainerProcess, commit_range
-from perfkit.cli import main
+from perfkit.cli.main import main
+from perfkit.commands.bisection.git import commit_range
+from perfkit.commands.bisection.signals import Interrupts
+from perfkit.commands.bisection.trainers import CommitBroken, TrainerProcess
 from perfkit.records.bisection import BisectRecord
 from tests.test_bisect import FAST, LONG, STARTED, WAIT_S, _repo, _state, start_bisect
 
@@ -57,7 +59,7 @@ def talkative_repo(path: Path, n: int, costs: dict[int, float]) -> list[str]:
 
 
 def _spec() -> dict:
-    from perfkit.scenario import Scenario
+    from perfkit.core.scenario import Scenario
 
     values = dict(Scenario.build({"env": "userenv:make", "wrapper": "none"}).values)
     return {"values": values, "ppo": {"num_steps": 16}, "num_envs": 1, "seed": 3}

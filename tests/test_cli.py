@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfkit.cli import main
+from perfkit.cli.main import main
 from perfkit.records.compare import CompareResult
 from perfkit.records.store import SCHEMA_VERSION
 from perfkit.records.trial import TrialResult

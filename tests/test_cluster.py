@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from perfkit import stats
-from perfkit.cli import main
+from perfkit.cli.main import main
+from perfkit.core import stats
 from perfkit.records.compare import CompareResult
 from perfkit.records.trial import TrialResult
 from perfkit.render.report import compare_markdown
@@ -244,9 +244,10 @@ def test_compare_on_a_two_node_cluster_gives_the_local_table_and_per_node_record
 @pytest.mark.slow
 @needs_ray
 def test_a_node_removed_mid_sweep_requeues_its_round_and_the_table_is_complete(cluster, tmp_path):
-    from perfkit.cluster import run_compare_ray
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants
-    from perfkit.scenario import Scenario
+    from perfkit.core.scenario import Scenario, plan_variants
+    from perfkit.engine.cluster import run_compare_ray
+    from perfkit.engine.local import SubprocessRunner
+    from perfkit.engine.rounds import StopRule
 
     victim = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
@@ -290,9 +291,10 @@ SLACK_S = 60  # on top of the code's own deadlines, for a loaded machine
 @pytest.mark.slow
 @needs_ray
 def test_ctrl_c_stops_the_running_trials_and_keeps_what_they_measured(cluster, tmp_path, ctrl_c_reaches_python):
-    from perfkit.cluster import GRACE_S, run_compare_ray
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants
-    from perfkit.scenario import Scenario
+    from perfkit.core.scenario import Scenario, plan_variants
+    from perfkit.engine.cluster import GRACE_S, run_compare_ray
+    from perfkit.engine.local import SubprocessRunner
+    from perfkit.engine.rounds import StopRule
 
     # A checkpoint after every epoch (written just before the epoch's window is kept): a trial's
     # second checkpoint is the sign, on disk, that it has measured a window.
@@ -352,9 +354,10 @@ def test_a_trial_sent_as_ctrl_c_comes_is_stopped_at_once_not_after_the_grace_per
                                                                                     ctrl_c_reaches_python):
     """Ctrl-C the moment the first trial is sent: its runner gets the stop while the trial's
     process is still being started (or before), and no trial may start and run on after it."""
-    from perfkit import cluster as ray_backend
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants
-    from perfkit.scenario import Scenario
+    from perfkit.core.scenario import Scenario, plan_variants
+    from perfkit.engine import cluster as ray_backend
+    from perfkit.engine.local import SubprocessRunner
+    from perfkit.engine.rounds import StopRule
 
     monkeypatch.setattr(ray_backend, "GRACE_S", 150.0)  # had the stop been lost, the wait would be this long
     variants = plan_variants(Scenario.build({}, seed=1), [("wrapper", ["none", "getattr"])])
@@ -391,7 +394,7 @@ def _trial_dirs(token: str) -> list[Path]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         args = proc.info["cmdline"] or []
-        if "perfkit.trial" in args and len(args) >= 2:
+        if "perfkit.engine.trial" in args and len(args) >= 2:
             try:
                 if token in Path(args[-2]).read_text():
                     found.append(Path(args[-2]).parent)
@@ -402,7 +405,7 @@ def _trial_dirs(token: str) -> list[Path]:
 
 def _running_trials() -> list[str]:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "-m perfkit.trial" in line]
+    return [line for line in out.splitlines() if "-m perfkit.engine.trial" in line]
 
 
 def test_one_round_per_node_is_an_interval_over_the_machines():
@@ -468,17 +471,19 @@ def _payload(spec, sps=1e5, error=None):
 
 
 def _sweep(outcome, nodes=("good", "bad"), rounds=4, requeues=2, stop_on_failure=False, tmp_path=None):
-    from perfkit.cluster import _schedule
-    from perfkit.compare import StopRule, SubprocessRunner, plan_variants
-    from perfkit.scenario import Scenario
+    from perfkit.core.scenario import Scenario, plan_variants
+    from perfkit.engine.cluster import Scheduler
+    from perfkit.engine.local import SubprocessRunner
+    from perfkit.engine.rounds import StopRule
 
     fake = FakeRay(outcome)
     variants = plan_variants(Scenario.build({}, seed=1), [("wrapper", ["none", "getattr"])])
     infos = {n: {"id": n, "host": "h"} for n in nodes}
     seen = []
-    result = _schedule(fake, {n: fake.actor(n) for n in nodes}, infos, variants, StopRule(rounds=rounds, reruns=0),
-                       SubprocessRunner(seconds=1), tmp_path, lambda i, n, v, tr: seen.append((i, n, tr.status)),
-                       stop_on_failure, requeues, None, time.monotonic)
+    result = Scheduler(ray=fake, actors={n: fake.actor(n) for n in nodes}, infos=infos, variants=variants,
+                       rule=StopRule(rounds=rounds, reruns=0), runner=SubprocessRunner(seconds=1), run_dir=tmp_path,
+                       on_trial=lambda i, n, v, tr: seen.append((i, n, tr.status)), stop_on_failure=stop_on_failure,
+                       requeues=requeues, on_dispatch=None, clock=time.monotonic).run()
     return result, fake, seen
 
 
@@ -539,16 +544,24 @@ def test_stop_on_failure_starts_nothing_after_the_failure(tmp_path):
 
 
 def _complete(result):
-    from perfkit.cluster import _complete_rounds
+    from perfkit.engine.cluster import complete_rounds
 
-    return _complete_rounds(result)
+    return complete_rounds(result)
 
 
 def test_a_cluster_without_a_node_for_trials_is_a_clear_error(tmp_path, monkeypatch):
-    from perfkit import cluster
+    from perfkit.engine import cluster
 
     head_only = type("Ray", (), {"nodes": staticmethod(lambda: [{"NodeID": "h", "Alive": True,
                                                                  "Resources": {"memory": 1.0}}])})()
     monkeypatch.setattr(cluster, "connect", lambda address: (head_only, False))
     with pytest.raises(cluster.ClusterError, match="no node with CPUs to run trials on"):
         cluster.run_compare_ray([], None, None, tmp_path)
+
+
+def test_the_trials_on_a_node_import_this_perfkit_and_its_envs(tmp_path, monkeypatch):
+    from perfkit.engine.cluster import driver_pythonpath
+
+    monkeypatch.chdir(tmp_path)
+    first = Path(driver_pythonpath()[0])
+    assert (first / "perfkit" / "__init__.py").is_file() and (first / "envs" / "registry.py").is_file()

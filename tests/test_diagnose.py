@@ -5,9 +5,9 @@ from click.testing import CliRunner
 
 from envs.arena import ArenaEnv, preset
 from envs.arena.scripted import scripted_episode_stats
-from perfkit import diagnose as d
-from perfkit.cli import main
-from perfkit.scenario import Scenario
+from perfkit.cli.main import main
+from perfkit.commands import diagnose as d
+from perfkit.core.scenario import Scenario
 
 
 def test_earliest_heart_per_preset_is_exact():

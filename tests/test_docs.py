@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfkit.cli import main
-from perfkit.scenario import AXES
+from perfkit.cli.main import main
+from perfkit.core.scenario import AXES
 
 AXES_DOC = Path(__file__).resolve().parent.parent / "docs" / "axes.md"
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from envs import registry
-from perfkit import cli_options as opts
-from perfkit.cli import main
+from perfkit.cli import options as opts
+from perfkit.cli.main import main
 
 CONTRACT = "pkg.module:callable taking (buf=None, seed=0) and returning a pufferlib.PufferEnv"
 
@@ -120,12 +120,13 @@ def test_a_broken_factory_is_a_usage_error_with_the_reason(pkg, tmp_path, target
 
 
 def test_compare_checks_every_varied_env_before_any_trial(pkg, tmp_path, monkeypatch):
-    import perfkit.compare
+    import perfkit.commands.compare
 
     def no_trials(*a, **k):
         raise AssertionError("a trial ran before the env check")
 
-    monkeypatch.setattr(perfkit.compare, "run_compare", no_trials)
+    monkeypatch.setattr(perfkit.commands.compare, "run_compare", no_trials)
+    monkeypatch.setattr(perfkit.commands.compare, "run_inprocess", no_trials)
     out = tmp_path / "out"
     r = invoke("compare", "--vary", f"env=arena,{pkg}.raises_on_import:make", "--steps", "10", "--out", str(out))
     assert r.exit_code == 2, r.output
@@ -139,7 +140,7 @@ def test_gate_checks_the_env_of_every_scenario_it_names(pkg, tmp_path):
     r = invoke("gate", "--check", "sps(env=nosuchmod:f) >= 0.9 * sps(wrapper=none)", "--out", str(tmp_path))
     assert r.exit_code == 2 and "--env nosuchmod:f: cannot load the factory" in r.output
     # as in compare, an env without set_env_config runs unwrapped unless the check names a wrapper ...
-    from perfkit import gate as g
+    from perfkit.commands import gate as g
 
     c = g.parse_check(f"sps(wrapper=none,preset=make_arena) >= 0.9 * sps(env={pkg}.good:make)")
     assert c.rhs == f"wrapper=none,env={pkg}.good:make"

@@ -5,18 +5,19 @@ import math
 import numpy as np
 import pytest
 
-from perfkit import explain as ex
-from perfkit.markers import call_marked, marker_name, parse_marker
+from perfkit.commands import explain as ex
+from perfkit.core.markers import call_marked, marker_name, parse_marker
+from perfkit.records.blocks import Block, split_by_block
 from perfkit.records.explain import ExplainRecord
 from perfkit.render.explain import render_explain, summary
 
-LOOP = ("<module> (perfkit/inprocess.py)", "run_session (perfkit/inprocess.py)")
+LOOP = ("<module> (perfkit/engine/session.py)", "run_session (perfkit/engine/session.py)")
 
 
 def test_marker_frames_name_the_block_and_parse_back():
     name = marker_name("wrapper=getattr", 7)
     assert name == "perfkit_block__wrapper_getattr__r7"
-    assert parse_marker(f"{name} (perfkit/markers.py)") == ("wrapper_getattr", 7, False)
+    assert parse_marker(f"{name} (perfkit/core/markers.py)") == ("wrapper_getattr", 7, False)
     assert parse_marker(marker_name("x", 0, warmup=True)) == ("x", 0, True)
     assert parse_marker("run_epoch (perfkit/train/ppo.py)") is None
     assert call_marked(name, lambda a, b=0: a + b, 2, b=3) == 5
@@ -24,12 +25,12 @@ def test_marker_frames_name_the_block_and_parse_back():
 
 def test_samples_split_by_block_and_warmup_samples_are_dropped():
     stacks = {
-        (*LOOP, "perfkit_warmup__a__r0 (perfkit/markers.py)", "_compile_bytecode (importlib)"): 50.0,
-        (*LOOP, "perfkit_block__a__r2 (perfkit/markers.py)", "run_epoch (ppo.py)", "step (env.py)"): 7.0,
-        (*LOOP, "perfkit_block__b__r2 (perfkit/markers.py)", "run_epoch (ppo.py)"): 3.0,
-        ("<module> (perfkit/inprocess.py)", "import torch"): 100.0,  # start-up: in no block
+        (*LOOP, "perfkit_warmup__a__r0 (perfkit/core/markers.py)", "_compile_bytecode (importlib)"): 50.0,
+        (*LOOP, "perfkit_block__a__r2 (perfkit/core/markers.py)", "run_epoch (ppo.py)", "step (env.py)"): 7.0,
+        (*LOOP, "perfkit_block__b__r2 (perfkit/core/markers.py)", "run_epoch (ppo.py)"): 3.0,
+        ("<module> (perfkit/engine/session.py)", "import torch"): 100.0,  # start-up: in no block
     }
-    assert ex.split_by_block(stacks) == {("a", 2): {("run_epoch (ppo.py)", "step (env.py)"): 7.0},
+    assert split_by_block(stacks) == {("a", 2): {("run_epoch (ppo.py)", "step (env.py)"): 7.0},
                                          ("b", 2): {("run_epoch (ppo.py)",): 3.0}}
 
 
@@ -49,8 +50,8 @@ def _blocks(rounds=8, cost_us=1.0, seed=0, twin=False):
                 ("run_epoch (ppo.py)", "forward (ppo.py)"): 60.0 + rng.integers(-2, 3)}
         if extra:
             b_st[("run_epoch (ppo.py)", "step (env.py)", "_reconcile_ledger (mymod.py)")] = extra
-        pairs.append((ex.Block(steps, a_env + a_fwd, {"env": a_env, "forward": a_fwd}, a_st),
-                      ex.Block(steps, b_env + b_fwd, {"env": b_env, "forward": b_fwd}, b_st)))
+        pairs.append((Block(steps, a_env + a_fwd, {"env": a_env, "forward": a_fwd}, a_st),
+                      Block(steps, b_env + b_fwd, {"env": b_env, "forward": b_fwd}, b_st)))
     return pairs
 
 
@@ -69,8 +70,8 @@ def test_a_hidden_cost_is_found_in_its_phase_and_its_function():
 
 def test_rounds_with_few_samples_are_batched_until_each_batch_has_enough():
     pairs = _blocks(rounds=9)
-    thin = [(ex.Block(a.agent_steps, a.seconds, a.phases, {k: v / 10 for k, v in a.stacks.items()}),
-             ex.Block(b.agent_steps, b.seconds, b.phases, {k: v / 10 for k, v in b.stacks.items()})) for a, b in pairs]
+    thin = [(Block(a.agent_steps, a.seconds, a.phases, {k: v / 10 for k, v in a.stacks.items()}),
+             Block(b.agent_steps, b.seconds, b.phases, {k: v / 10 for k, v in b.stacks.items()})) for a, b in pairs]
     batches = ex.batch_pairs(thin)  # ~10 samples per round: 4 rounds per batch, the 9th round dropped
     assert len(batches) == 2 and batches[0][0].agent_steps == 4000
     assert batches[0][0].seconds == pytest.approx(sum(a.seconds for a, _ in thin[:4]))
@@ -91,14 +92,14 @@ def test_identical_twins_name_no_function():
 
 
 def test_too_few_batches_gives_phases_and_says_why_not_functions():
-    pairs = [(ex.Block(a.agent_steps, a.seconds, a.phases), ex.Block(b.agent_steps, b.seconds, b.phases))
+    pairs = [(Block(a.agent_steps, a.seconds, a.phases), Block(b.agent_steps, b.seconds, b.phases))
              for a, b in _blocks(rounds=4)]
     e = ex.explain("A", "B", pairs)
     assert e.causes == [] and e.frames_tested == 0 and len(e.phases) == 2
     assert e.notes == ["functions: these rounds were not sampled; `perfkit explain --vary ...` (or compare "
                        "--flamegraph) samples every block"]
-    few = [(ex.Block(a.agent_steps, a.seconds, a.phases, {("f",): 50.0}),
-            ex.Block(b.agent_steps, b.seconds, b.phases, {("f",): 50.0})) for a, b in _blocks(rounds=1)]
+    few = [(Block(a.agent_steps, a.seconds, a.phases, {("f",): 50.0}),
+            Block(b.agent_steps, b.seconds, b.phases, {("f",): 50.0})) for a, b in _blocks(rounds=1)]
     assert ex.explain("A", "B", few).notes == [
         "functions: fewer than 2 batches of rounds with 40 samples each, so no function can be named with an "
         "interval (sample faster with --rate, or run longer)"]
@@ -132,8 +133,8 @@ def test_a_cost_spread_over_many_callees_is_named_by_its_caller():
             b_st[("run_epoch (ppo.py)", "save_checkpoint (ppo.py)", f"write_{k} (torch/serialization.py)")] = \
                 float(rng.poisson(0.3))
         extra = sum(v for k, v in b_st.items() if len(k) == 3)
-        pairs.append((ex.Block(1000, 0.010, {"env": 0.004, "forward": 0.006}, a_st),
-                      ex.Block(1000, 0.010 * (1 + extra / 100), {"env": 0.004, "forward": 0.006,
+        pairs.append((Block(1000, 0.010, {"env": 0.004, "forward": 0.006}, a_st),
+                      Block(1000, 0.010 * (1 + extra / 100), {"env": 0.004, "forward": 0.006,
                                                                   "checkpoint": 0.010 * extra / 100}, b_st)))
     e = ex.explain("A", "B", pairs)
     assert [(c.frame, c.by) for c in e.causes] == [("save_checkpoint (ppo.py)", "inclusive")]
@@ -150,7 +151,7 @@ def test_explain_a_recorded_compare_exactly(tmp_path):
 
     from click.testing import CliRunner
 
-    from perfkit.cli import main
+    from perfkit.cli.main import main
 
     run = tmp_path / "run"
     shutil.copytree(Path(__file__).parent / "fixtures" / "records" / "explain", run)
@@ -175,7 +176,7 @@ def test_explain_a_recorded_compare_exactly(tmp_path):
 def test_explain_needs_a_results_dir_or_vary(tmp_path):
     from click.testing import CliRunner
 
-    from perfkit.cli import main
+    from perfkit.cli.main import main
 
     r = CliRunner().invoke(main, ["explain"])
     assert r.exit_code == 2 and "give RESULTS_DIR (a finished compare) or --vary AXIS=A,B (run one)" in r.output
@@ -190,8 +191,8 @@ def test_explain_runs_a_sampled_compare_end_to_end(tmp_path):
     """The real path: one process with py-spy sampling every block, then the explanation."""
     from click.testing import CliRunner
 
-    from perfkit.cli import main
-    from perfkit.profilers import ProfilerUnavailable, pyspy
+    from perfkit.cli.main import main
+    from perfkit.engine.profilers import ProfilerUnavailable, pyspy
     from perfkit.records.compare import CompareResult
 
     try:
@@ -214,12 +215,12 @@ def test_explain_runs_a_sampled_compare_end_to_end(tmp_path):
 
 def test_a_cause_in_library_code_names_the_caller_that_pulls_it_in():
     loop = ("run_epoch (perfkit/train/ppo.py)", "_CurriculumLogic.step (envs/curriculum.py)")
-    blocks = [ex.Block(1000, 0.01, {}, {(*loop, "_all (numpy/_core/_methods.py)"): 9.0,
+    blocks = [Block(1000, 0.01, {}, {(*loop, "_all (numpy/_core/_methods.py)"): 9.0,
                                         ("run_epoch (perfkit/train/ppo.py)", "_all (numpy/_core/_methods.py)"): 1.0})]
     assert ex.caller_outside_libraries("_all (numpy/_core/_methods.py)", blocks) == loop[1]
     assert ex.caller_outside_libraries("_reconcile_ledger (forage.py)", blocks) is None  # not library code
     # the trainer calls np.all more often than the wrapper, in A and B alike: the wrapper's calls grew
     trainer = ("run_epoch (perfkit/train/ppo.py)", "_all (numpy/_core/_methods.py)")
-    a = [ex.Block(1000, 0.01, {}, {trainer: 20.0, (*loop, "_all (numpy/_core/_methods.py)"): 1.0, ("x",): 79.0})]
-    b = [ex.Block(1000, 0.01, {}, {trainer: 20.0, (*loop, "_all (numpy/_core/_methods.py)"): 6.0, ("x",): 74.0})]
+    a = [Block(1000, 0.01, {}, {trainer: 20.0, (*loop, "_all (numpy/_core/_methods.py)"): 1.0, ("x",): 79.0})]
+    b = [Block(1000, 0.01, {}, {trainer: 20.0, (*loop, "_all (numpy/_core/_methods.py)"): 6.0, ("x",): 74.0})]
     assert ex.caller_outside_libraries("_all (numpy/_core/_methods.py)", b, a) == loop[1]

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from perfkit.flame.folded import FoldedError, diff_frames, parse_folded, read_folded, to_folded, to_speedscope
-from perfkit.flame.report import write_flamediff
-from perfkit.flame.svg import render_diff_svg, render_svg
+from perfkit.core.folded import FoldedError, diff_frames, parse_folded, read_folded, to_folded, to_speedscope
+from perfkit.render.flame_report import write_flamediff
+from perfkit.render.flame_svg import render_diff_svg, render_svg
 
 FIX = Path(__file__).parent / "fixtures"
 TRAIN = "train (perfkit/train/ppo.py)"
@@ -100,8 +100,9 @@ def test_focus_keeps_samples_through_a_frame_and_reroots_them():
 
 def test_pyspy_nested_worker_processes_become_their_own_roots():
     text = ('process 10:"";train (ppo.py:1) 5\n'
-            'process 10:"";process 12:"python -m perfkit.trial";_worker_process (vector.py:230);step (env.py:3) 3\n'
-            'process 10:"";process 11:"python -m perfkit.trial";_worker_process (vector.py:230) 2\n')
+            'process 10:"";process 12:"python -m perfkit.engine.trial";'
+            '_worker_process (vector.py:230);step (env.py:3) 3\n'
+            'process 10:"";process 11:"python -m perfkit.engine.trial";_worker_process (vector.py:230) 2\n')
     p = parse_folded(text)
     assert p.stacks == {("process main", "train (ppo.py)"): 5,
                         ("process worker-2", "_worker_process (vector.py)", "step (env.py)"): 3,
@@ -136,7 +137,7 @@ def test_zero_counts_are_still_accepted(tmp_path):
 def test_flamediff_cli_on_bad_files_is_a_usage_error(tmp_path, content):
     from click.testing import CliRunner
 
-    from perfkit.cli import main
+    from perfkit.cli.main import main
 
     bad = tmp_path / "bad.folded"
     bad.write_bytes(content)
@@ -148,7 +149,7 @@ def test_flamediff_cli_on_bad_files_is_a_usage_error(tmp_path, content):
 
 def test_a_sample_without_frames_is_counted_not_an_error():
     # py-spy --nonblocking writes ` 19` when it could not read a stack: keep the samples, apart
-    from perfkit.flame.folded import NO_FRAMES
+    from perfkit.core.folded import NO_FRAMES
 
     prof = parse_folded("main (a.py:1);work (a.py:2) 5\n 19\n")
     assert prof.stacks == {("main (a.py)", "work (a.py)"): 5.0, (NO_FRAMES,): 19.0}

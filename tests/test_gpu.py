@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perfkit import gpu
+from perfkit.engine import gpu
 from perfkit.records.explain import ExplainRecord
 from perfkit.render.explain import render_gpu
 
@@ -52,8 +52,8 @@ def test_explain_on_a_compare_with_gpu_traces_adds_the_rows(tmp_path):
     explain.json; `perfkit report` re-renders them without HTA running again."""
     from click.testing import CliRunner
 
-    from perfkit.cli import main
-    from perfkit.gpu import trace_dir
+    from perfkit.cli.main import main
+    from perfkit.engine.gpu import trace_dir
 
     run = tmp_path / "run"
     shutil.copytree(FIXTURES / "explain", run)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfkit.cli import main
+from perfkit.cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 
@@ -120,7 +120,7 @@ def test_explain_of_a_read_only_results_dir_asks_for_out(explained_run, read_onl
 def test_a_copied_results_dir_reads_its_own_samples(explained_run, tmp_path):
     """cp -r A B, then A is run again with --force: B's explanation must not change. The record
     holds the absolute path of A's samples; B's own copy wins."""
-    from perfkit.explain import locate
+    from perfkit.records.blocks import locate
 
     data = json.loads((explained_run / "sps.json").read_text())
     data["sampler"]["folded"] = str(explained_run / "session" / "session.folded")  # as older versions wrote
@@ -149,12 +149,12 @@ def test_report_out_on_a_full_disk_is_a_clear_error(tmp_path, monkeypatch):
     import errno
     import os
 
-    from perfkit.records import store
+    from perfkit.core import files
 
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(store, "atomic_write_bytes", full)
+    monkeypatch.setattr(files, "atomic_write_bytes", full)
     r = invoke("report", str(FIXTURES / "compare-process"), "--out", str(tmp_path / "o"))
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "No space left on device; the tables are printed above" in r.output

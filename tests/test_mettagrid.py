@@ -86,7 +86,7 @@ def test_config_timing_goes_through_set_mg_config():
 
 
 def test_cli_says_how_to_install_when_missing(monkeypatch):
-    from perfkit.cli import main
+    from perfkit.cli.main import main
 
     monkeypatch.setattr(mgmod, "available", lambda: False)
     r = CliRunner().invoke(main, ["run", "--env", "mettagrid", "--steps", "100"])

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfkit import cli_options as opts
-from perfkit.cli import main
-from perfkit.compare import SubprocessRunner, plan_variants, run_compare
+from perfkit.cli import options as opts
+from perfkit.cli.main import main
+from perfkit.core.scenario import Scenario, plan_variants
+from perfkit.engine.local import SubprocessRunner, run_compare
 from perfkit.records.compare import CompareResult
 from perfkit.records.trial import TrialResult
-from perfkit.scenario import Scenario
 from perfkit.train.ppo import Budget, PPOConfig, train
 from tests.fakes import FakeRunner, fake_trial
 
@@ -73,7 +73,8 @@ def test_compare_records_a_failing_env_and_prints_the_table(tmp_path, user_env):
 
 def _children_of(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True, check=False).stdout
-    return [int(ln.split()[0]) for ln in out.splitlines()[1:] if "perfkit.trial" in ln and str(pid) in ln.split()[1:3]]
+    return [int(ln.split()[0]) for ln in out.splitlines()[1:]
+            if "perfkit.engine.trial" in ln and str(pid) in ln.split()[1:3]]
 
 
 @pytest.mark.slow
@@ -102,18 +103,17 @@ def test_a_signal_to_compare_stops_the_trial_keeps_what_finished_and_writes_the_
     assert result.trials["wrapper=none"] == []  # the plan stopped
     time.sleep(0.5)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
-    assert not [ln for ln in ps.splitlines() if "perfkit.trial" in ln and str(out) in ln]  # no orphaned trial
+    assert not [ln for ln in ps.splitlines() if "perfkit.engine.trial" in ln and str(out) in ln]  # no orphaned trial
 
 
 @pytest.mark.slow
 def test_ctrl_c_in_a_sampled_compare_still_writes_the_table(tmp_path, monkeypatch):
-    import perfkit.compare as compare_mod
-    import perfkit.explain as explain_mod
-    from perfkit.profilers import pyspy
+    import perfkit.commands.compare as compare_cmd
+    from perfkit.engine.profilers import pyspy
 
     fake = FakeRunner({"wrapper=getattr": [100.0, 101.0], "wrapper=none": [110.0, 111.0]}, stop_at=3)
-    monkeypatch.setattr(compare_mod, "SubprocessRunner", lambda **kw: fake)
-    monkeypatch.setattr(explain_mod, "SamplingRunner", lambda runner, rate: runner)  # no py-spy here
+    monkeypatch.setattr(compare_cmd, "SubprocessRunner", lambda **kw: fake)
+    monkeypatch.setattr(compare_cmd, "SamplingRunner", lambda runner, rate: runner)  # no py-spy here
     monkeypatch.setattr(pyspy, "check", lambda: None)
     r = CliRunner().invoke(main, ["compare", "--vary", "wrapper=getattr,none", "--trials", "2", "--flamegraph",
                                   "--mode", "process", "--out", str(tmp_path / "c")])
@@ -185,31 +185,31 @@ def test_a_time_budget_is_honoured_inside_a_slow_rollout():
     vec = _SlowVec(clock)
     out = train(vec, PPOConfig(num_steps=1000, minibatch_size=64), torch.device("cpu"), Budget(seconds=5), clock=clock)
     assert vec.calls <= 6 and out.windows == [] and not out.error  # stopped mid-rollout, not after 1000 steps
+    from perfkit.engine.trial import trial_result
     from perfkit.train.vecenv import VecPlan
-    from perfkit.trial import _result
 
-    tr = _result(Scenario.build(), out, VecPlan("serial", 0, 1), 2, None, torch.device("cpu"), PPOConfig())
+    tr = trial_result(Scenario.build(), out, VecPlan("serial", 0, 1), 2, None, torch.device("cpu"), PPOConfig())
     assert tr.status == "failed" and "no training epoch finished within the budget" in tr.error
 
 
 def test_ctrl_c_in_the_first_rollout_returns_an_empty_interrupted_trial(tmp_path):
     import torch
 
+    from perfkit.engine.trial import trial_result
     from perfkit.render.table import render_trial
     from perfkit.train.vecenv import VecPlan
-    from perfkit.trial import _result
 
     clock = _Clock()
     out = train(_SlowVec(clock, interrupt_at=3), PPOConfig(num_steps=100, minibatch_size=64), torch.device("cpu"),
                 Budget(seconds=50), clock=clock)
     assert out.interrupted and out.windows == []
-    tr = _result(Scenario.build(), out, VecPlan("serial", 0, 1), 2, None, torch.device("cpu"), PPOConfig())
+    tr = trial_result(Scenario.build(), out, VecPlan("serial", 0, 1), 2, None, torch.device("cpu"), PPOConfig())
     assert tr.status == "interrupted" and tr.sps == 0.0
     assert "steady-state" in render_trial(tr, "plain")  # no ZeroDivisionError
 
 
 def test_checkpoints_are_per_trial(tmp_path):
-    from perfkit.trial import main as trial_main
+    from perfkit.engine.trial import main as trial_main
 
     spec = tmp_path / "t.spec.json"
     spec.write_text(json.dumps({"scenario": Scenario.build({"checkpoint": "epochs:1"}).to_dict(), "steps": 1536,

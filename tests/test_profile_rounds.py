@@ -4,11 +4,10 @@ import math
 
 import pytest
 
-from perfkit import profiling as pm
-from perfkit.compare import Variant
+from perfkit.commands import profiling as pm
+from perfkit.core.scenario import Scenario, Variant
 from perfkit.records.trial import TrialResult
 from perfkit.render.table import render_profiles
-from perfkit.scenario import Scenario
 
 SCENARIO = Scenario.build({})
 VARIANT = Variant(SCENARIO.label(), SCENARIO)

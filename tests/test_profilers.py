@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfkit.cli import main
-from perfkit.flame.folded import read_folded
-from perfkit.profilers import ProfilerUnavailable, pyspy, scalene
+from perfkit.cli.main import main
+from perfkit.core.folded import read_folded
+from perfkit.engine.profilers import ProfilerUnavailable, pyspy, scalene
 from perfkit.records.profiling import ProfileRecord
 
 FIX = Path(__file__).parent / "fixtures"
@@ -109,9 +109,9 @@ def test_tools_beside_the_interpreter_are_found_without_path(monkeypatch, tmp_pa
 
 
 def test_invalid_torch_schedule_is_rejected_before_any_trial(monkeypatch):
-    from perfkit import compare
+    from perfkit.engine import local
 
-    monkeypatch.setattr(compare.SubprocessRunner, "__call__", lambda *a, **k: pytest.fail("a trial ran"))
+    monkeypatch.setattr(local.SubprocessRunner, "__call__", lambda *a, **k: pytest.fail("a trial ran"))
     r = CliRunner().invoke(main, ["profile", "--with", "torch", "--torch-schedule",
                                   "skip_first=2,wait=1,warmup=1,active=0,repeat=1"])
     assert r.exit_code == 2 and "active 0 must be an integer >= 1" in r.output

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perfkit import explain as ex
+from perfkit.commands import explain as ex
+from perfkit.records.blocks import Block
 from perfkit.records.compare import CompareResult
 from perfkit.records.explain import ExplainRecord, GpuSummary
 from perfkit.records.store import ResultsError
@@ -53,8 +54,8 @@ def explain_record() -> ExplainRecord:
         a_st = {("run_epoch (ppo.py)", "step (env.py)"): 40.0 + rng.integers(-2, 3)}
         b_st = {("run_epoch (ppo.py)", "step (env.py)"): 40.0 + rng.integers(-2, 3),
                 ("run_epoch (ppo.py)", "step (env.py)", "_reconcile (mymod.py)"): 10.0 + rng.integers(-1, 2)}
-        pairs.append((ex.Block(1000, 0.010 * noise[0], {"env": 0.004 * noise[0], "forward": 0.006 * noise[0]}, a_st),
-                      ex.Block(1000, 0.011 * noise[1], {"env": 0.005 * noise[1], "forward": 0.006 * noise[1]}, b_st)))
+        pairs.append((Block(1000, 0.010 * noise[0], {"env": 0.004 * noise[0], "forward": 0.006 * noise[0]}, a_st),
+                      Block(1000, 0.011 * noise[1], {"env": 0.005 * noise[1], "forward": 0.006 * noise[1]}, b_st)))
     e = ex.explain("A", "B", pairs)
     e.learning = {"A": {"episode_return": 1.5, "heart.get": 0.6}, "B": {"episode_return": 1.4, "heart.get": 0.5}}
     e.notes.append("a note")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from perfkit.cli import main
+from perfkit.cli.main import main
 from perfkit.records.compare import CompareResult
 from perfkit.records.diagnose import DiagnoseResult
 from perfkit.records.store import SCHEMA_VERSION

@@ -2,12 +2,14 @@ import json
 
 import pytest
 
-from perfkit.compare import StopRule, plan_variants, run_compare
+from perfkit.core.files import atomic_write_text
+from perfkit.core.scenario import Scenario, plan_variants
+from perfkit.engine.local import run_compare
+from perfkit.engine.rounds import StopRule
 from perfkit.records.compare import CompareResult
-from perfkit.records.store import SCHEMA_VERSION, ResultsError, atomic_write_text, read_json
+from perfkit.records.store import SCHEMA_VERSION, ResultsError, read_json
 from perfkit.records.trial import TrialResult
 from perfkit.render.table import render_learning, render_phases, render_sps
-from perfkit.scenario import Scenario
 from tests.fakes import FakeRunner, fake_trial
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from perfkit.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary, plan_variants
+from perfkit.core.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary, plan_variants
 from perfkit.train.vecenv import plan, resolve_workers
 
 
@@ -95,7 +95,7 @@ def test_inject_cost_is_bounded_and_finite(value):
 
 
 def test_release_bundle_sets_the_suspects_and_given_axes_win():
-    from perfkit.scenario import RELEASES
+    from perfkit.core.scenario import RELEASES
 
     after = Scenario.build({"release": "after"})
     assert {k: after[k] for k in RELEASES["after"]} == RELEASES["after"]
@@ -108,7 +108,7 @@ def test_release_bundle_sets_the_suspects_and_given_axes_win():
 
 
 def test_varying_release_applies_each_bundle_but_keeps_what_the_user_set():
-    from perfkit.compare import plan_variants
+    from perfkit.core.scenario import plan_variants
 
     base = Scenario.build({"checkpoint": "off", "wrapper": "none"})
     before, after = (v.scenario for v in plan_variants(base, [("release", ["before", "after"])]))

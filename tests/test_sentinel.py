@@ -6,8 +6,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from perfkit import sentinel
-from perfkit.sentinel import Sentinel, Usage, disturbed, slow_windows, snapshot, usage
+from perfkit.core import sentinel
+from perfkit.core.sentinel import Sentinel, Usage, disturbed, slow_windows, snapshot, usage
 
 FIX = Path(__file__).parent / "fixtures" / "proc_stat"
 START, QUIET, NEIGHBOUR = ((FIX / f).read_text() for f in ("0_start.txt", "1_quiet.txt", "2_neighbour.txt"))

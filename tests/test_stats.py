@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from perfkit import stats, stopping
+from bench import stop_rule_sim
+from perfkit.core import stats
 
 
 def test_summary_and_instability_warning():
@@ -105,8 +106,8 @@ def test_batch_means_drop_the_partial_batch():
 
 def test_vectorised_stopping_matches_the_library_run_for_run():
     rng = np.random.default_rng(7)
-    d = stopping.draw_log_ratios(rng, 40, 30, true_ratio=0.98, sd=(0.01, 0.1))
-    rounds, ratio, lo, hi = stopping.stop_sequentially(d, precision=0.02)
+    d = stop_rule_sim.draw_log_ratios(rng, 40, 30, true_ratio=0.98, sd=(0.01, 0.1))
+    rounds, ratio, lo, hi = stop_rule_sim.stop_sequentially(d, precision=0.02)
     for i in range(len(d)):
         for n in range(stats.MIN_ROUNDS, d.shape[1] + 1):
             c = stats.compare_log_ratios(list(d[i, :n]))
@@ -118,18 +119,18 @@ def test_vectorised_stopping_matches_the_library_run_for_run():
 
 def test_width_only_stopping_keeps_false_verdicts_near_nominal():
     # Twins, per-round sd 0.05-0.2 and 3% stalls: most runs need all 60 rounds.
-    mixed = stopping.simulate_sequential(n_experiments=2000, sd=(0.05, 0.2), seed=1)
+    mixed = stop_rule_sim.simulate_sequential(n_experiments=2000, sd=(0.05, 0.2), seed=1)
     assert mixed.false_verdict <= 0.065 and mixed.same == pytest.approx(1 - mixed.false_verdict)
     # The hard case for optional stopping: noise that reaches +-2% after ~20 rounds, so most runs
     # stop early, some on a spread that came out small by chance.
-    early = stopping.simulate_sequential(n_experiments=2000, sd=0.04, seed=1)
+    early = stop_rule_sim.simulate_sequential(n_experiments=2000, sd=0.04, seed=1)
     assert early.reached_precision > 0.6 and early.false_verdict <= 0.07
     # ...which is why MIN_ROUNDS is not 3.
-    three = stopping.simulate_sequential(n_experiments=2000, sd=0.04, min_rounds=3, seed=1)
+    three = stop_rule_sim.simulate_sequential(n_experiments=2000, sd=0.04, min_rounds=3, seed=1)
     assert three.false_verdict > 0.075
 
 
 def test_a_five_percent_slowdown_is_found():
-    r = stopping.simulate_sequential(n_experiments=2000, true_ratio=0.95, sd=0.05, seed=2)
+    r = stop_rule_sim.simulate_sequential(n_experiments=2000, true_ratio=0.95, sd=0.05, seed=2)
     assert r.slower >= 0.9 and r.faster <= 0.005
     assert r.to_dict()["false_verdict"] == r.faster

@@ -4,8 +4,8 @@ import types
 
 import pytest
 
-from perfkit import threads
-from perfkit.threads import apply_threads, available_cores, choose_threads, parse_threads
+from perfkit.core import threads
+from perfkit.core.threads import apply_threads, available_cores, choose_threads, parse_threads
 
 
 def test_two_cores_serial_gets_one_thread():

@@ -1,6 +1,6 @@
 import pytest
 
-from perfkit.timing import PhaseTimer, WindowedSPS, steady_state
+from perfkit.core.timing import PhaseTimer, WindowedSPS, steady_state
 from perfkit.train.cadence import Cadence
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from perfkit.scenario import Scenario
+from perfkit.core.scenario import Scenario
+from perfkit.engine.trial import run_trial
 from perfkit.train.cadence import Cadence
 from perfkit.train.ppo import Budget, Policy, PPOConfig, PPOConfigError, sample_actions, save_checkpoint
-from perfkit.trial import run_trial
 
 SMALL = {"num_steps": 16, "minibatch_size": 512}
 
@@ -87,7 +87,7 @@ def test_a_users_env_factory_runs_under_every_axis_that_applies():
 def test_a_bad_factory_is_a_usage_error():
     from click.testing import CliRunner
 
-    from perfkit.cli import main
+    from perfkit.cli.main import main
 
     r = CliRunner().invoke(main, ["run", "--env", "tests.nowhere:make", "--steps", "10"])
     assert r.exit_code == 2 and "cannot load the factory" in r.output
@@ -134,7 +134,7 @@ def test_ppo_config_accepts_the_edges_of_its_ranges():
 def test_bad_ppo_settings_are_usage_errors(setting, message):
     from click.testing import CliRunner
 
-    from perfkit.cli import main
+    from perfkit.cli.main import main
 
     r = CliRunner().invoke(main, ["run", "--ppo", setting, "--steps", "10"])
     assert r.exit_code == 2 and message in r.output

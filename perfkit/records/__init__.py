@@ -9,8 +9,10 @@
   profiling.py ProfileRecord: `perfkit profile`'s profile.json, and the profilers' overhead from it
   explain.py   ExplainRecord (Explanation, Delta, FrameChange, GpuSummary): `perfkit explain`'s explain.json
   bisection.py BisectRecord: `perfkit bisect`'s bisect.json
+  blocks.py    a compare's rounds as blocks (steps, seconds, phases, the samples inside each): what
+               explain and compare --flamegraph read
 
 Each record is a dataclass with `save(path)` / `load(path)`; numbers derived from it are computed
-here once, and perfkit/render/ only formats them. `perfkit report DIR` re-renders any of them
-(perfkit/render/report.py: REPORTS).
+here once, and perfkit/render/ only formats them. Records import perfkit.core only.
+`perfkit report DIR` re-renders any of them (perfkit/render/report.py: REPORTS).
 """

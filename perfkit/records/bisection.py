@@ -1,6 +1,6 @@
 """BisectRecord: `perfkit bisect`'s bisect.json: the commits in the range, the regression measured
 between the ends, every tested commit's evidence (paired rounds against both ends) and verdict,
-and the outcome (perfkit/bisection.py)."""
+and the outcome (perfkit/commands/bisection/)."""
 
 from __future__ import annotations
 

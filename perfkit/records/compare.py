@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfkit import stats
-from perfkit.flame.folded import FrameDelta
+from perfkit.core import stats
+from perfkit.core.folded import FrameDelta
+from perfkit.core.stats import block_comparisons
 from perfkit.records.store import Field, Record, read_dataclass
 from perfkit.records.trial import TrialResult
-from perfkit.stats import block_comparisons
 
 NODES_ALL_LOST = "every node was lost"  # stopping["reason"] of a cluster sweep left without nodes
 
@@ -61,7 +61,7 @@ class CompareResult(Record):
     # When every block was sampled (`perfkit explain`): tool, rate, the folded stacks (one file for
     # a shared process; per trial in TrialResult.artifacts["folded"]) and the sampler's CPU in cores.
     sampler: dict[str, Any] = field(default_factory=dict)
-    backend: str = "local"  # "local" or "ray" (trials on a cluster's nodes; see perfkit/cluster.py)
+    backend: str = "local"  # "local" or "ray" (trials on a cluster's nodes; see perfkit/engine/cluster.py)
     nodes: dict[str, dict] = field(default_factory=dict)  # ray: node id -> host, cpu, cores, gpu (and lost)
 
     def ok_trials(self, label: str) -> list[TrialResult]:
@@ -255,7 +255,7 @@ class CompareResult(Record):
         """What else used the machine: trials (or, in one process, epochs) during which other
         processes took CPU, and windows that stalled. Flagged, never dropped: the raw numbers stay
         in sps.json."""
-        from perfkit.sentinel import MAX_OTHER_CORES, slow_windows
+        from perfkit.core.sentinel import MAX_OTHER_CORES, slow_windows
 
         out = []
         if self.mode == "inprocess":

@@ -1,6 +1,6 @@
 """ExplainRecord: `perfkit explain`'s explain.json: for each variant against the reference, the
 gap in time per agent-step, its split over phases and the functions that moved, each a paired
-difference over rounds with its interval (computed by perfkit/explain.py)."""
+difference over rounds with its interval (computed by perfkit/commands/explain.py)."""
 
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ class ExplainRecord(Record):
     compare: str = "sps.json"  # the compare record the explanations came from, beside this file
     sampler: dict[str, Any] = field(default_factory=dict)  # tool, rate, sampler_cores
     flamegraphs: dict[str, dict[str, str]] = field(default_factory=dict)  # b label -> differential SVGs
-    # On CUDA: label -> where its GPU time went, from one torch.profiler trace read by HTA (perfkit/gpu.py)
+    # On CUDA: label -> where its GPU time went, from one torch.profiler trace read by HTA (perfkit/engine/gpu.py)
     gpu: dict[str, GpuSummary] = field(default_factory=dict)
     gpu_notes: list[str] = field(default_factory=list)  # why GPU rows are missing, where they are
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from perfkit import stats
-from perfkit.records.store import MIN_RATIO, Field, Record, machine_info, read_dataclass
+from perfkit.core import stats
+from perfkit.core.machine import machine_info
+from perfkit.records.store import MIN_RATIO, Field, Record, read_dataclass
 
 
 @dataclass

@@ -7,8 +7,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from perfkit import stats
-from perfkit.records.store import Field, Record, machine_info, read_dataclass
+from perfkit.core import stats
+from perfkit.core.machine import machine_info
+from perfkit.records.store import Field, Record, read_dataclass
 
 UNPROFILED = "none"  # the tool name of unprofiled trials
 

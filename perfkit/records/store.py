@@ -29,12 +29,11 @@ import dataclasses
 import json
 import math
 import os
-import platform
-import subprocess
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, Self, TypeVar
+
+from perfkit.core.files import atomic_write_text
 
 SCHEMA_VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
@@ -56,26 +55,6 @@ class ResultsError(ValueError):
 class FieldError(ResultsError):
     """A record's value that is missing, of the wrong type or out of range: the message names its
     key (`trials.A[0].windows[2].seconds`) and the value; Record.load adds the file."""
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file in the same directory + rename: readers see old or new, never half."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_json(path: str | os.PathLike, kind: str, payload: dict) -> None:
@@ -255,52 +234,3 @@ class Record:
             return cls.from_dict(data)
         except FieldError as e:
             raise ResultsError(f"{path}: {e}") from None
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, cores, Python, torch/CUDA, GPU and git commit: enough to tell two machines apart."""
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "logical_cores": os.cpu_count(),
-    }
-    try:
-        import psutil
-
-        info["physical_cores"] = psutil.cpu_count(logical=False)
-        info["load_avg_1m"] = os.getloadavg()[0]
-    except (ImportError, OSError):  # psutil missing or no loadavg: metadata is best-effort
-        pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["cuda"] = torch.version.cuda
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    info["git_commit"] = _git_commit()
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None

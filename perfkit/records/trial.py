@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from perfkit.records.store import Field, Record, machine_info, read_dataclass
+from perfkit.core.machine import machine_info
+from perfkit.records.store import Field, Record, read_dataclass
 
 # A trial's first window pays for start-up, lazy imports inside torch and cold caches: steady-state
 # SPS, phase times and profiles leave it out (older records say how many they left out).

@@ -10,9 +10,9 @@ import io
 
 import numpy as np
 
-from perfkit import stats
+from perfkit.core import stats
+from perfkit.core.timing import PHASES
 from perfkit.records.compare import CompareResult
-from perfkit.timing import PHASES
 
 
 def _figure(width: float = 8, height: float = 4.5):

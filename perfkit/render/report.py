@@ -53,7 +53,8 @@ def compare_markdown(result: CompareResult, fmt: str = "github") -> str:
         "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
         *(["## Per node (every round ran on one node; ratios to the first variant, 95% CI)",
             render_nodes(result, fmt)] if result.multi_node else []),
-        "## Where the time goes", render_phases(result, fmt),
+        *(["## Where the time goes", render_phases(result, fmt)] if any(v.phases_ms_per_1k for v in
+                                                                          result.summaries()) else []),
         "## Learning (per episode, last windows of each trial)", render_learning(result, fmt),
     ]
     warnings = result.warnings()

@@ -7,12 +7,12 @@ import math
 
 from tabulate import tabulate
 
-from perfkit import stats
-from perfkit.flame.folded import FrameDelta
+from perfkit.core import stats
+from perfkit.core.folded import FrameDelta
+from perfkit.core.timing import PHASES
 from perfkit.records.compare import CompareResult, VariantSummary
 from perfkit.records.diagnose import CheckOutcome
 from perfkit.records.trial import TrialResult
-from perfkit.timing import PHASES
 
 LEARNING_COLUMNS = (
     ("heart.get", "hearts/ep"),
@@ -98,7 +98,14 @@ def render_phases(result: CompareResult, fmt: str = "github") -> str:
 
 
 def render_learning(result: CompareResult, fmt: str = "github") -> str:
-    """Learning health next to SPS: per-episode items, return, entropy, resolved config hash."""
+    """Learning health next to SPS: per-episode items, return, entropy, resolved config hash. When
+    no variant reports the built-in trainer's columns (a user's command with --metric), its own
+    metrics are the columns."""
+    summaries = [v for v in result.summaries() if v.learning is not None]
+    if summaries and not any(k in v.learning for v in summaries for k, _ in LEARNING_COLUMNS):
+        names = sorted({k for v in summaries for k in v.learning})
+        rows = [[v.label, *(f"{v.learning[k]:.4g}" if k in v.learning else "–" for k in names)] for v in summaries]
+        return tabulate(rows, headers=["variant", *names], tablefmt=fmt, disable_numparse=True)
     rows = []
     for v in result.summaries():
         lr = v.learning

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from perfkit.markers import call_marked, marker_name
-from perfkit.timing import PhaseTimer, Window, WindowedSPS
+from perfkit.core.markers import call_marked, marker_name
+from perfkit.core.timing import PhaseTimer, Window, WindowedSPS
 from perfkit.train.cadence import Cadence
 from perfkit.train.config import PPOConfig, PPOConfigError  # noqa: F401 -- re-exported
 
@@ -81,7 +81,7 @@ class TrainOutcome:
 
 def mean_infos(infos: list[dict]) -> dict[str, float]:
     """Average each numeric key over the episodes that reported it; counters keep their max."""
-    from perfkit.stats import mean_learning
+    from perfkit.core.stats import mean_learning
 
     numeric = [{k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number))} for info in infos]
     out = mean_learning(numeric)
@@ -96,7 +96,7 @@ class Trainer:
     `train()` runs one Trainer to a budget; perfkit's in-process runner advances several Trainers
     in turn (one epoch each, rotating), so variants that do not change the process are compared
     block by block on the same machine state. `profiler`, if given, is stepped once per epoch and
-    told every phase edge (see perfkit.profilers.torchprof).
+    told every phase edge (see perfkit.engine.profilers.torchprof).
     """
 
     def __init__(
@@ -254,7 +254,7 @@ def train(
         start = clock()
         deadline = start + budget.seconds if budget.seconds is not None else None
         while not budget.spent(trainer.agent_steps, clock() - start):
-            # Each epoch runs under a marker frame (perfkit/markers.py) so a profile of this trial
+            # Each epoch runs under a marker frame (perfkit/core/markers.py) so a profile of this trial
             # can leave out the warm-up epochs that steady-state SPS leaves out.
             k = len(trainer.windows.windows)
             window = call_marked(marker_name("trial", k, warmup=k < warmup_epochs), trainer.run_epoch, deadline)

@@ -1,0 +1,288 @@
+"""Plan variants, run their trials interleaved (A B C A B C ...), and collect the TrialResults in
+a CompareResult (perfkit/records/compare.py, which derives the per-variant statistics).
+
+Interleaving spreads slow drifts of a shared machine (thermal, neighbours) over every variant
+instead of charging them to whichever ran last. Round k runs every variant once; the paired
+statistics use only complete rounds (every variant finished), so a failed or interrupted trial
+never shifts the pairing of the others.
+
+Nothing measured is lost: `sps.json` is rewritten atomically after every trial; a trial that
+fails (its process killed, its env raising) is recorded with its exit status and the tail of its
+stderr, and the plan goes on; Ctrl-C or SIGTERM stops the running trial, which saves what it
+measured, and returns everything that finished.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from perfkit.core import stats
+from perfkit.core.children import exit_text, run_child
+from perfkit.core.files import atomic_write_text
+from perfkit.core.machine import machine_info
+from perfkit.core.scenario import Variant
+from perfkit.engine.rounds import ROUNDS, Rounds, StopRule
+from perfkit.records.compare import CompareResult
+from perfkit.records.trial import TrialResult
+
+if TYPE_CHECKING:
+    from perfkit.engine.profilers.pyspy import Sampling
+
+
+
+class Runner(Protocol):
+    def __call__(self, variant: Variant, trial: int, out: Path) -> TrialResult: ...
+
+
+@dataclass
+class SubprocessRunner:
+    """Runs `python -m perfkit.engine.trial` in a fresh process (optionally under a wrapper command).
+
+    The child runs in its own process group: a Ctrl-C or SIGTERM that reaches perfkit is forwarded
+    to the whole group once (a profiler and the trial under it), so the trial saves its windows and
+    nothing is left running. A trial that exits non-zero without a result comes back as a failed
+    `TrialResult` with its exit status and the tail of its stderr."""
+
+    seconds: float | None = None
+    steps: int | None = None
+    ppo: dict[str, Any] | None = None
+    num_envs: int | None = None
+    prefix: list[str] = field(default_factory=list)  # e.g. `py-spy record ... --`
+    launcher: list[str] | None = None  # replaces `python -m perfkit.engine.trial` (Scalene runs a script path)
+    extra: dict[str, Any] = field(default_factory=dict)  # more spec keys, e.g. torch_profiler
+    grace_seconds: float = 30.0  # after forwarding a stop, how long the trial may take to save
+
+    def spec(self, variant: Variant) -> dict:
+        spec: dict[str, Any] = {"scenario": variant.scenario.to_dict(), "seconds": self.seconds,
+                                "steps": self.steps}
+        if self.ppo:
+            spec["ppo"] = self.ppo
+        if self.num_envs:
+            spec["num_envs"] = self.num_envs
+        return {**spec, **self.extra}
+
+    def __call__(self, variant: Variant, trial: int, out: Path) -> TrialResult:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spec_path = out.with_suffix(".spec.json")
+        atomic_write_text(spec_path, json.dumps(self.spec(variant), indent=1))
+        launcher = self.launcher or [sys.executable, "-m", "perfkit.engine.trial"]
+        cmd = [*self.prefix, *launcher, str(spec_path), str(out)]
+        t0 = time.monotonic()
+        code, err = run_child(cmd, grace_seconds=self.grace_seconds)
+        wall = time.monotonic() - t0
+        if out.exists():
+            result = TrialResult.load(out)
+            if code not in (0, 130) and not result.error:
+                result.error, result.exit_status = exit_text(code, err), code
+            result.process_s = wall
+            return result
+        return TrialResult.failed(variant.scenario.to_dict(), variant.label, exit_text(code, err), code)
+
+
+class SamplingRunner:
+    """A trial runner that samples each trial with py-spy (`sampling`) into `<trial>.folded` (the
+    trial's epochs run under marker frames, so warm-up samples are left out later)."""
+
+    def __init__(self, runner, sampling):
+        self.runner, self.sampling = runner, sampling
+
+    def __call__(self, variant, trial: int, out):
+        folded = out.with_suffix(".folded")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tr = replace(self.runner, prefix=self.sampling.prefix(folded))(variant, trial, out)
+        tr.artifacts["folded"] = str(folded)
+        return tr
+
+
+def precision_reached(result: CompareResult, precision: float, min_rounds: int) -> bool:
+    comps = result.comparisons()
+    if not comps or len(comps) < len(result.variants) - 1:
+        return False
+    n = min(len(result.paired(label)[0]) for label in result.variants[1:])
+    return stats.precision_reached(list(comps.values()), precision, n, min_rounds)
+
+
+def run_compare(
+    variants: list[Variant],
+    trials: int | StopRule,
+    runner: Runner,
+    run_dir: Path,
+    on_trial: Callable[[int, int, Variant, TrialResult], None] | None = None,
+    stop_on_failure: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> CompareResult:
+    """Run the interleaved plan; after every trial, `sps.json` on disk is up to date. A failed trial
+    is recorded and the plan goes on (unless `stop_on_failure`). Ctrl-C stops the plan and returns
+    what finished (with `interrupted=True`)."""
+    rule = trials if isinstance(trials, StopRule) else StopRule(trials)
+    result = CompareResult(
+        variants=[v.label for v in variants],
+        scenarios={v.label: v.scenario.to_dict() for v in variants},
+        trials={v.label: [] for v in variants},
+        trials_planned=rule.rounds,
+        machine=machine_info(),
+        stopping={"rule": rule.to_dict(), "reason": ROUNDS},
+    )
+    sps_json = run_dir / "sps.json"
+    rounds = Rounds(rule, clock)
+    progress = {"done": 0, "total": rule.rounds * len(variants)}
+    try:
+        while rounds.more():
+            for attempt in range(rule.reruns + 1):
+                this_round = _one_round(variants, rounds.done, attempt, runner, run_dir, result, progress, on_trial,
+                                        stop_on_failure)
+                failed = next((t for t in this_round if t.status == "failed"), None)
+                if failed is not None and stop_on_failure:
+                    result.stopping["reason"] = f"a trial of {failed.label} failed (--stop-on-failure)"
+                    return _finish(result, sps_json)
+                # A round in which other processes took the machine says little about the code:
+                # re-run it whole (the pairs stay pairs), at most `reruns` times; the disturbed
+                # trials stay in the record, marked replaced.
+                if attempt == rule.reruns or not any(t.sentinel.get("disturbed") for t in this_round):
+                    break
+                for t in this_round:
+                    t.replaced = True
+                result.save(sps_json)
+                progress["total"] += len(variants)
+            rounds.finished(lambda: precision_reached(result, rule.precision, rule.min_rounds))
+        result.stopping["reason"] = rounds.reason
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.stopping["reason"] = "interrupted"
+    return _finish(result, sps_json)
+
+
+def _one_round(variants: list[Variant], k: int, attempt: int, runner: Runner, run_dir: Path, result: CompareResult,
+               progress: dict[str, int], on_trial, stop_on_failure: bool) -> list[TrialResult]:
+    """Round k: every variant once, each trial recorded (and sps.json rewritten) as it ends. Stops
+    at the first failed trial when the caller stops on failure: it returns the round so far."""
+    this_round = []
+    for v in variants:
+        suffix = f"-rerun{attempt}" if attempt else ""
+        out = run_dir / "trials" / v.slug / f"trial-{k}{suffix}.json"
+        try:
+            tr = runner(v, k, out)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            # The trial saved what it measured before it stopped; one stopped while still starting
+            # up has nothing to save, and is recorded as interrupted all the same.
+            tr = TrialResult.load(out) if out.exists() else TrialResult.failed(
+                v.scenario.to_dict(), v.label, error=None, interrupted=True)
+            tr.round = k
+            result.trials[v.label].append(tr)
+            raise
+        tr.round = k
+        result.trials[v.label].append(tr)
+        this_round.append(tr)
+        result.save(run_dir / "sps.json")
+        progress["done"] += 1
+        if on_trial is not None:
+            on_trial(progress["done"], progress["total"], v, tr)
+        if tr.status == "failed" and stop_on_failure:
+            break
+    return this_round
+
+
+def _finish(result: CompareResult, sps_json: Path) -> CompareResult:
+    result.stopping["rounds_run"] = max((t.round + 1 for ts in result.trials.values() for t in ts), default=0)
+    result.save(sps_json)
+    return result
+
+
+def run_inprocess(
+    variants: list[Variant],
+    rule: StopRule,
+    run_dir: Path,
+    seconds: float | None = None,
+    steps: int | None = None,
+    ppo: dict[str, Any] | None = None,
+    num_envs: int | None = None,
+    progress: bool = True,
+    sampling: Sampling | None = None,
+) -> CompareResult:
+    """All variants in ONE fresh process (`python -m perfkit.engine.session`), epoch-interleaved. The
+    budget is the same training time per variant as `rule.rounds` trials of `seconds` each (or
+    `steps` agent-steps), unless the precision is reached first or `rule.max_seconds` passes.
+    With `sampling`, py-spy samples the whole session (session/session.folded) as it says;
+    the blocks' marker frames split its stacks by variant and round (perfkit/records/blocks.py)."""
+    import resource
+
+    spec = session_spec(variants, rule, seconds, steps, ppo, num_envs, progress)
+    session_dir = run_dir / "session"
+    session_dir.mkdir(parents=True, exist_ok=True)
+    spec_path, out = session_dir / "session.spec.json", session_dir / "session.json"
+    atomic_write_text(spec_path, json.dumps(spec.__dict__, indent=1))
+    result = CompareResult(
+        variants=[v.label for v in variants], scenarios={v.label: v.scenario.to_dict() for v in variants},
+        trials={v.label: [] for v in variants}, trials_planned=1, machine=machine_info(),
+        stopping={"rule": rule.to_dict(), "reason": ROUNDS}, mode="inprocess",
+    )
+    cmd = [sys.executable, "-m", "perfkit.engine.session", str(spec_path), str(out)]
+    folded = session_dir / "session.folded"
+    if sampling:
+        cmd = [*sampling.prefix(folded, subprocesses=False), *cmd]
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    try:
+        code, err = run_child(cmd, progress)
+    except KeyboardInterrupt:
+        code, err = 130, ""
+        result.interrupted = True
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    if out.exists():
+        data = json.loads(out.read_text())
+        if sampling:
+            children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            # the samples' path relative to the run directory: a copy of the directory reads its own
+            result.sampler = {**sampling.to_dict(), "folded": str(folded.relative_to(run_dir)),
+                              "sampler_cores": sampler_cores(children, data.get("cpu_seconds", 0.0), wall)}
+        _take_session(result, data)
+    elif code != 0:
+        error = exit_text(code, err) if code != 130 else None
+        for v in variants:
+            tr = TrialResult.failed(v.scenario.to_dict(), v.label, error, code, interrupted=code == 130)
+            tr.round = 0
+            result.trials[v.label].append(tr)
+    result.stopping["rounds_run"] = len(result.blocks)
+    result.save(run_dir / "sps.json")
+    return result
+
+
+def session_spec(variants: list[Variant], rule: StopRule, seconds: float | None, steps: int | None,
+                 ppo: dict[str, Any] | None, num_envs: int | None, progress: bool):
+    """The one-process session's spec for a compare's rule: the same training time per variant as
+    `rule.rounds` trials of `seconds` (or `steps`), or `rule.max_seconds` with a precision."""
+    from perfkit.engine.session import SessionSpec
+
+    budget = None
+    if seconds is not None:
+        budget = rule.rounds * seconds * len(variants)
+        if rule.precision is not None:
+            budget = rule.max_seconds or budget
+        elif rule.max_seconds is not None:
+            budget = min(budget, rule.max_seconds)
+    return SessionSpec(variants=[{"label": v.label, "scenario": v.scenario.to_dict()} for v in variants],
+                       seconds=budget, agent_steps=rule.rounds * steps if steps is not None else None,
+                       precision=rule.precision, min_rounds=rule.min_rounds, min_seconds=rule.min_seconds,
+                       ppo=ppo or {}, num_envs=num_envs, progress=progress)
+
+
+def sampler_cores(children_cpu: float, session_cpu: float, wall: float) -> float | None:
+    """The sampler's own CPU, in cores. py-spy is our child; the session it started is counted
+    among our children only when py-spy reaped it, so the session's own CPU comes off only when
+    it is in there."""
+    sampler_cpu = children_cpu - session_cpu if children_cpu >= session_cpu else children_cpu
+    return sampler_cpu / wall if wall > 0 else None
+
+
+def _take_session(result: CompareResult, data: dict) -> None:
+    """The session's record into the compare's: its blocks, one trial per variant, why it stopped."""
+    result.blocks, result.warmup_rounds = data["blocks"], data["warmup_rounds"]
+    result.trials = {k: [TrialResult.from_dict({**t, "round": 0})] for k, t in data["trials"].items()}
+    result.stopping["reason"] = data["stop_reason"]
+    result.interrupted = result.interrupted or data["interrupted"]
