@@ -207,3 +207,66 @@ def test_ctrl_c_stops_the_command_leaves_nothing_running_and_prints_the_table(tm
     assert str(TRAINER) not in ps
     tr = json.loads((out / "trials" / "env_COST_US=0" / "trial-0.json").read_text())
     assert tr["interrupted"] is True
+
+
+# -- perfkit.probe --------------------------------------------------------------------------------
+
+def test_the_probe_imports_nothing_heavy_and_is_silent_outside_perfkit():
+    code = "import perfkit.probe as p, sys; p.steps(5); p.flush(); print(p.active(), 'numpy' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "PERFKIT_PROBE_FD"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.stdout.split() == ["False", "False"], r.stderr
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import perfkit.probe"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    loaded = {ln.rsplit("|", 1)[-1].strip().split(".")[0] for ln in r.stderr.splitlines() if "import time:" in ln}
+    assert not loaded & {"torch", "numpy", "pufferlib"}
+
+
+def test_the_probe_reports_cumulative_steps_and_phase_seconds(monkeypatch):
+    import importlib
+
+    import perfkit.probe as probe
+
+    r, w = os.pipe()
+    monkeypatch.setenv("PERFKIT_PROBE_FD", str(w))
+    try:
+        importlib.reload(probe)
+        assert probe.active()
+        probe.steps(10)
+        with probe.phase("env"):
+            pass
+        probe.steps(5)
+        probe.flush()
+        lines = os.read(r, 65536).decode().splitlines()
+        last = json.loads(lines[-1])
+        assert last["steps"] == 15 and set(last["phases"]) == {"env"} and last["phases"]["env"] >= 0
+    finally:
+        monkeypatch.delenv("PERFKIT_PROBE_FD")
+        importlib.reload(probe)
+        os.close(r)
+        os.close(w)
+    assert not probe.active()
+
+
+def test_probe_reports_replace_the_regex_and_carry_phases():
+    p = _progress("steps")
+    p.feed(0.0, "steps: 999999")  # before the probe spoke: dropped once it does
+    for i in range(31):
+        p.feed_probe(i * 0.1, 100 * i, {"rollout": 0.07 * i, "learn": 0.03 * i})
+        p.feed(i * 0.1, "steps: 5")  # the regex no longer counts
+    w = p.windows(warmup_s=1.0, min_window_s=1.0)
+    assert [x.agent_steps for x in w] == [1000, 1000, 1000]
+    assert w[1].phases == pytest.approx({"rollout": 0.7, "learn": 0.3})
+
+
+@pytest.mark.slow
+def test_a_probed_trainer_needs_no_regex_and_shows_its_phases(tmp_path):
+    probed = f"{sys.executable} {Path(__file__).parent / 'trainers' / 'probed.py'}"
+    r, out = _compare(tmp_path, "--cmd", f"train={probed}", "--vary", "env:COST_US=0,50", "--trials", "1",
+                      "--seconds", "2", "--warmup-seconds", "0.5", "--reruns", "0",
+                      env={"PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = json.loads((out / "sps.json").read_text())["trials"]["env:COST_US=50"][0]
+    assert t["sps"] > 0 and set(t["phases"]) == {"rollout", "learn"}
+    assert t["phases"]["rollout"] > t["phases"]["learn"]
+    assert "rollout" in r.stdout and "## Where the time goes" in r.stdout

@@ -88,11 +88,21 @@ class Progress:
     points: list[tuple[float, int]] = field(default_factory=list)
     values: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     lines: int = 0
+    phases_at: dict[float, dict[str, float]] = field(default_factory=dict)  # cumulative seconds per phase
+    probed: bool = False  # the trainer reports through perfkit.probe: its counts replace the regex's
+
+    def feed_probe(self, t: float, steps: int, phases: dict[str, float]) -> None:
+        """A report of `perfkit.probe`: cumulative steps and seconds per phase at time `t`."""
+        if not self.probed:
+            self.probed, self.points = True, []
+        if not self.points or steps >= self.points[-1][1]:
+            self.points.append((t, steps))
+            self.phases_at[t] = dict(phases)
 
     def feed(self, t: float, line: str) -> None:
         """One line, read at time `t` (seconds on any monotonic clock)."""
         self.lines += 1
-        for pattern in self.patterns:
+        for pattern in ([] if self.probed else self.patterns):
             m = pattern.search(line)
             if m is not None:
                 steps = _to_int(m.group(1))
@@ -140,7 +150,9 @@ class Progress:
             inside = [v for t, v in vals if a[0] < t <= b[0]]
             if inside:
                 learning[name] = sum(inside) / len(inside)
-        return Window(index=index, agent_steps=b[1] - a[1], seconds=b[0] - a[0], phases={}, learning=learning)
+        pa, pb = self.phases_at.get(a[0], {}), self.phases_at.get(b[0], {})
+        phases = {k: v - pa.get(k, 0.0) for k, v in pb.items()}
+        return Window(index=index, agent_steps=b[1] - a[1], seconds=b[0] - a[0], phases=phases, learning=learning)
 
 
 def last_values(progress: Progress, last: int = 5) -> dict[str, float]:

@@ -12,6 +12,7 @@ that exits first is measured up to its last line; one that prints no step count 
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -35,6 +36,7 @@ WARMUP_SECONDS = 10.0
 START_TIMEOUT = 120.0
 STOP_STEPS = ((signal.SIGINT, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))  # signal, then wait this long
 TAIL_LINES = 15
+ENV_FD = "PERFKIT_PROBE_FD"  # perfkit.probe.ENV_FD (not imported: importing the probe opens it)
 
 
 @dataclass
@@ -85,7 +87,7 @@ class CommandRunner:
         result = TrialResult(
             scenario=cmd.to_dict(), label=variant.label, sps=sps, first_window_sps=windows[0].sps if windows else 0.0,
             agent_steps=(points[-1][1] - points[0][1]) if points else 0, seconds=sum(w.seconds for w in windows),
-            epochs=len(windows), phases={}, windows=[{**asdict(w), "sps": w.sps} for w in windows],
+            epochs=len(windows), phases=_steady_phases(windows), windows=[{**asdict(w), "sps": w.sps} for w in windows],
             learning=last_values(run.progress), env_config=None, env_config_hash=None, vec={}, device="", ppo={},
             interrupted=interrupted, machine=machine_info(), error=error,
             exit_status=run.code if run.exited_early else None, warmup_windows=1,
@@ -112,6 +114,15 @@ class CommandRunner:
         return None
 
 
+def _steady_phases(windows) -> dict[str, float]:
+    """Seconds per phase over the steady windows (reported by perfkit.probe; {} without it)."""
+    out: dict[str, float] = {}
+    for w in windows[1:]:
+        for k, v in w.phases.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
 def _last_lines(run: _Run) -> str:
     lines = tail(run.recent, TAIL_LINES)
     return "; its last lines:\n" + "\n".join(lines) if lines else "; it printed nothing"
@@ -136,9 +147,27 @@ class _Run:
 
     def start(self) -> None:
         self.t0 = self.clock()
-        self.proc = subprocess.Popen(self.cmd.argv, cwd=self.cmd.cwd, env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        probe_r, probe_w = os.pipe()  # perfkit.probe in the trainer writes its counts here
+        try:
+            self.proc = subprocess.Popen(self.cmd.argv, cwd=self.cmd.cwd, env={**self.env, ENV_FD: str(probe_w)},
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, pass_fds=(probe_w,))
+        except BaseException:
+            os.close(probe_r)
+            raise
+        finally:
+            os.close(probe_w)
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_probe, args=(probe_r,), daemon=True).start()
+
+    def _read_probe(self, fd: int) -> None:
+        with open(fd, "rb") as pipe:
+            for raw in pipe:
+                try:
+                    report = json.loads(raw)
+                    self.lines.put(("probe", float(report["t"]), int(report["steps"]), dict(report["phases"])))
+                except (ValueError, KeyError, TypeError):
+                    continue
 
     def _read(self) -> None:
         with open(self.log, "wb") as log:
@@ -161,10 +190,7 @@ class _Run:
                 self.exited_early = True
                 return
             if item:
-                t, line = item
-                self.progress.feed(t, line)
-                self.recent.append(line)
-                del self.recent[:-TAIL_LINES]
+                self._take(item)
             now = self.clock()
             started = self.progress.started
             if started is None and now - self.t0 >= start_timeout:
@@ -204,8 +230,18 @@ class _Run:
                 return
             if item is None:
                 return
-            t, line = item
-            if self.stopped_at is None or t <= self.stopped_at:
-                self.progress.feed(t, line)
-            self.recent.append(line)
-            del self.recent[:-TAIL_LINES]
+            self._take(item, until=self.stopped_at)
+
+    def _take(self, item: tuple, until: float | None = None) -> None:
+        """One output line (t, line) or probe report ("probe", t, steps, phases); what arrived after
+        `until` is not progress."""
+        if item[0] == "probe":
+            _, t, steps, phases = item
+            if until is None or t <= until:
+                self.progress.feed_probe(t, steps, phases)
+            return
+        t, line = item
+        if until is None or t <= until:
+            self.progress.feed(t, line)
+        self.recent.append(line)
+        del self.recent[:-TAIL_LINES]

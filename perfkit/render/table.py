@@ -86,14 +86,14 @@ def render_nodes(result: CompareResult, fmt: str = "github") -> str:
 
 
 def render_phases(result: CompareResult, fmt: str = "github") -> str:
-    """Milliseconds per 1,000 agent-steps in each phase (steady state)."""
-    rows = []
-    for v in result.summaries():
-        ph = v.phases_ms_per_1k
-        if not ph:
-            continue
-        rows.append([v.label, *(f"{ph.get(p, 0.0):.2f}" for p in PHASES), f"{sum(ph.values()):.2f}"])
-    return tabulate(rows, headers=["variant (ms per 1k agent-steps)", *PHASES, "total"], tablefmt=fmt,
+    """Milliseconds per 1,000 agent-steps in each phase (steady state): perfkit's phases, then any
+    other a user's trainer reported through perfkit.probe."""
+    summaries = [v for v in result.summaries() if v.phases_ms_per_1k]
+    seen = {k for v in summaries for k in v.phases_ms_per_1k}
+    names = [p for p in PHASES if p in seen or not seen - set(PHASES)] + sorted(seen - set(PHASES))
+    rows = [[v.label, *(f"{v.phases_ms_per_1k.get(p, 0.0):.2f}" for p in names),
+             f"{sum(v.phases_ms_per_1k.values()):.2f}"] for v in summaries]
+    return tabulate(rows, headers=["variant (ms per 1k agent-steps)", *names, "total"], tablefmt=fmt,
                     disable_numparse=True)
 
 
