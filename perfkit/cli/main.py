@@ -173,12 +173,8 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     """
     if cmds:
         job = opts.command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress,
-                               metrics, warmup_seconds, start_timeout, seconds)
-        from perfkit.engine.rounds import StopRule
-
-        job.rule = StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
-                            max_seconds=60 * max_minutes if max_minutes else None, reruns=reruns)
-        job.stop_on_failure = stop_on_failure
+                               metrics, warmup_seconds, start_timeout, seconds,
+                               _rule(trials, precision, max_minutes, reruns), stop_on_failure)
         _run_and_report(job, opts.run_dir(out, "compare", force), fmt, max_minutes)
         return
     if backend == "ray":
@@ -206,6 +202,14 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
                                  ray_address=ray_address or "auto", ray_requeues=ray_requeues,
                                  stop_on_failure=stop_on_failure)
     _run_and_report(job, run_dir, fmt, max_minutes)
+
+
+def _rule(trials, precision, max_minutes, reruns):
+    """compare's stop rule: --trials rounds (3; 20 when stopping on precision or time)."""
+    from perfkit.engine.rounds import StopRule
+
+    return StopRule(rounds=trials or (20 if precision or max_minutes else 3), precision=precision,
+                    max_seconds=60 * max_minutes if max_minutes else None, reruns=reruns)
 
 
 def _run_and_report(job, run_dir: Path, fmt: str, max_minutes) -> None:

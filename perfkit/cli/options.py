@@ -83,7 +83,7 @@ def command_options(f):
 
 
 def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress, metrics,
-                warmup_seconds, start_timeout, seconds):
+                warmup_seconds, start_timeout, seconds, rule, stop_on_failure):
     """The compare of `--cmd` variants, every input checked first (usage errors, exit 2)."""
     from perfkit.core.command import CommandError, check_startable, plan_commands
     from perfkit.core.progress import ProgressError, compile_metric, compile_progress
@@ -112,12 +112,12 @@ def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo
         raise click.UsageError(str(e)) from None
     from perfkit.commands.compare import CompareJob
     from perfkit.engine.command import CommandRunner
-    from perfkit.engine.rounds import StopRule
 
     seconds = seconds if seconds is not None else DEFAULT_SECONDS
     runner = CommandRunner(seconds=seconds, warmup_seconds=warmup_seconds, progress=progress, metrics=tuple(metrics),
                            start_timeout=start_timeout)
-    return CompareJob(variants, StopRule(3), inprocess=False, seconds=seconds, workload=runner)
+    return CompareJob(variants, rule, inprocess=False, seconds=seconds, workload=runner,
+                      stop_on_failure=stop_on_failure)
 
 
 def scenario_options(f):

@@ -81,7 +81,7 @@ class CommandRunner:
     def _result(self, variant: Variant, run: _Run, interrupted: bool = False) -> TrialResult:
         cmd: Command = variant.scenario  # type: ignore[assignment]
         windows = run.progress.windows(self.warmup_seconds, self.min_window_s, until=run.stopped_at)
-        sps, secs = steady_state(windows, 1)
+        sps, _ = steady_state(windows, 1)
         points = run.progress.points
         error = None if interrupted else self._error(run, windows)
         result = TrialResult(
@@ -95,7 +95,6 @@ class CommandRunner:
         result.artifacts["log"] = run.log.name
         result.process_s = run.wall
         return result
-
 
     def _error(self, run: _Run, windows) -> str | None:
         """Why the trial measured nothing usable, or None."""
