@@ -38,6 +38,7 @@ def main() -> None:
       perfkit variants                                  the axes and their values
       perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
       perfkit compare --backend ray --vary ...          the same sweep on a Ray cluster's nodes
+      perfkit compare --cmd a='python ppo.py' --cmd b=...your own training script
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit explain --vary wrapper=none,getattribute  why one is slower: phases, functions
       perfkit bisect --repo R --good A --bad B --env M  which commit did it
