@@ -112,6 +112,7 @@ def test_bad_commands_and_axes_are_named(cmds, axes, message):
     (["--cmd", "a=ls", "--cmd", "b=ls", "--mode", "inprocess"], "--mode inprocess is for the built-in trainer"),
     (["--cmd", "a=ls", "--cmd", "b=ls", "--metric", "x=("], "is not a regular expression"),
     (["--cmd", "a=ls", "--vary", "env:X="], "give the values"),
+    (["--vary", "wrapper=none,getattr", "--mode", "interleave"], "--mode interleave runs --cmd commands"),
 ])
 def test_bad_input_is_exit_2_before_any_trial(argv, message, tmp_path):
     r = CliRunner().invoke(main, ["compare", *argv, "--out", str(tmp_path / "o")])
@@ -134,11 +135,31 @@ def test_good_input_reaches_the_run_with_the_commands_as_variants(tmp_path, monk
 
     monkeypatch.setattr(compare_cmd, "run_compare", fake_run)
     r = CliRunner().invoke(main, ["compare", "--cmd", "a=ls", "--cmd", "b=ls -l", "--progress", "steps",
-                                  "--seconds", "7", "--warmup-seconds", "3", "--trials", "4",
+                                  "--seconds", "7", "--warmup-seconds", "3", "--trials", "4", "--mode", "process",
                                   "--out", str(tmp_path / "o")])
     assert isinstance(r.exception, Reached), r.output
     assert seen["labels"] == ["a", "b"] and seen["rule"].rounds == 4
     assert (seen["runner"].seconds, seen["runner"].warmup_seconds, seen["runner"].progress) == (7, 3, "steps")
+
+
+def test_commands_run_in_turns_by_default(tmp_path, monkeypatch):
+    import perfkit.commands.compare as compare_cmd
+
+    seen = {}
+
+    class Reached(Exception):
+        pass
+
+    def fake_run(variants, rule, run_dir, how, seconds, *a, **k):
+        seen.update(labels=[v.label for v in variants], how=how, seconds=seconds, rule=rule)
+        raise Reached
+
+    monkeypatch.setattr(compare_cmd, "run_interleaved", fake_run)
+    r = CliRunner().invoke(main, ["compare", "--cmd", "a=ls", "--cmd", "b=ls -l", "--block-seconds", "0.5",
+                                  "--precision", "0.01", "--max-minutes", "2", "--out", str(tmp_path / "o")])
+    assert isinstance(r.exception, Reached), r.output
+    assert seen["labels"] == ["a", "b"] and seen["how"].block_seconds == 0.5
+    assert (seen["rule"].precision, seen["rule"].max_seconds) == (0.01, 120)
 
 
 # -- running commands (real processes; short) -----------------------------------------------------
@@ -153,7 +174,7 @@ def _compare(tmp_path, *argv, env=None):
 @pytest.mark.slow
 def test_a_hidden_cost_behind_an_environment_variable_is_measured(tmp_path):
     r, out = _compare(tmp_path, "--cmd", f"train={CMD}", "--vary", "env:COST_US=0,100", "--trials", "2",
-                      "--seconds", "2", "--warmup-seconds", "0.5", "--metric", "episodic_return")
+                      "--seconds", "2", "--warmup-seconds", "0.5", "--metric", "episodic_return", "--mode", "process")
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads((out / "sps.json").read_text())
     assert data["variants"] == ["env:COST_US=0", "env:COST_US=100"]
@@ -171,7 +192,7 @@ def test_a_hidden_cost_behind_an_environment_variable_is_measured(tmp_path):
 @pytest.mark.slow
 def test_a_command_that_prints_no_progress_fails_naming_the_regex_and_its_last_lines(tmp_path):
     r, out = _compare(tmp_path, "--cmd", f"train={CMD}", "--vary", "env:SILENT=1,0", "--trials", "1", "--seconds",
-                      "1", "--warmup-seconds", "0.2", "--start-timeout", "2", "--reruns", "0")
+                      "1", "--warmup-seconds", "0.2", "--start-timeout", "2", "--reruns", "0", "--mode", "process")
     assert r.returncode == 1
     silent = json.loads((out / "sps.json").read_text())["trials"]["env:SILENT=1"][0]
     assert "no line matched --progress 'auto' within 2 s" in silent["error"]
@@ -181,7 +202,7 @@ def test_a_command_that_prints_no_progress_fails_naming_the_regex_and_its_last_l
 @pytest.mark.slow
 def test_a_command_that_exits_early_is_recorded_with_its_status(tmp_path):
     r, out = _compare(tmp_path, "--cmd", f"train={CMD}", "--vary", "env:EXIT_AFTER=0,1", "--trials", "1",
-                      "--seconds", "30", "--warmup-seconds", "0.2", "--reruns", "0")
+                      "--seconds", "30", "--warmup-seconds", "0.2", "--reruns", "0", "--mode", "process")
     assert r.returncode == 1
     early = json.loads((out / "sps.json").read_text())["trials"]["env:EXIT_AFTER=1"][0]
     assert early["exit_status"] == 3 and "exited 3 before its time was up" in early["error"]
@@ -193,7 +214,7 @@ def test_ctrl_c_stops_the_command_leaves_nothing_running_and_prints_the_table(tm
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "perfkit", "compare", "--cmd", f"train={CMD}", "--vary",
                              "env:COST_US=0,1", "--trials", "3", "--seconds", "60", "--warmup-seconds", "0.2",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--mode", "process", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 120
     first_log = out / "trials" / "env_COST_US=0" / "trial-0.log"
@@ -263,10 +284,301 @@ def test_probe_reports_replace_the_regex_and_carry_phases():
 def test_a_probed_trainer_needs_no_regex_and_shows_its_phases(tmp_path):
     probed = f"{sys.executable} {Path(__file__).parent / 'trainers' / 'probed.py'}"
     r, out = _compare(tmp_path, "--cmd", f"train={probed}", "--vary", "env:COST_US=0,50", "--trials", "1",
-                      "--seconds", "2", "--warmup-seconds", "0.5", "--reruns", "0",
+                      "--seconds", "2", "--warmup-seconds", "0.5", "--reruns", "0", "--mode", "process",
                       env={"PYTHONPATH": str(Path(__file__).parent.parent)})
     assert r.returncode == 0, r.stderr[-3000:]
     t = json.loads((out / "sps.json").read_text())["trials"]["env:COST_US=50"][0]
     assert t["sps"] > 0 and set(t["phases"]) == {"rollout", "learn"}
     assert t["phases"]["rollout"] > t["phases"]["learn"]
     assert "rollout" in r.stdout and "## Where the time goes" in r.stdout
+
+
+# -- commands in turns (--mode interleave, the default) ----------------------------------------------
+
+def _running(marker: str) -> bool:
+    return marker in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.slow
+def test_commands_in_turns_pair_their_blocks_and_see_a_hidden_cost(tmp_path):
+    # 2 x 6 s per command in blocks of 0.5 s: batch means of 6 rounds (3 s each), three or more of them
+    r, out = _compare(tmp_path, "--cmd", f"train={CMD}", "--vary", "env:COST_US=0,100", "--trials", "2",
+                      "--seconds", "6", "--block-seconds", "0.5", "--warmup-seconds", "0.3",
+                      "--metric", "episodic_return")
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((out / "sps.json").read_text())
+    assert data["mode"] == "interleave"
+    blocks = data["blocks"][data["warmup_rounds"]:]
+    assert len(blocks) >= 3
+    assert all(b["sps"]["env:COST_US=0"] > 0 and b["sps"]["env:COST_US=100"] > 0 for b in blocks)
+    # 100 µs per step on top of a few µs: several times slower in every pair, whatever the machine does
+    ratios = [b["sps"]["env:COST_US=100"] / b["sps"]["env:COST_US=0"] for b in blocks]
+    assert sorted(ratios)[len(ratios) // 2] < 0.5
+    t = data["trials"]["env:COST_US=100"][0]
+    assert t["error"] is None and "episodic_return" in t["learning"]
+    assert (out / "trials" / "env_COST_US=100" / "trial-0.log").read_text().startswith("starting up")
+    assert "blocks" in r.stdout and "slower" in r.stdout
+    assert not _running(str(TRAINER))
+
+
+@pytest.mark.slow
+def test_in_turns_a_command_that_exits_is_named_and_the_others_are_stopped(tmp_path):
+    r, out = _compare(tmp_path, "--cmd", f"train={CMD}", "--vary", "env:EXIT_AFTER=0,2", "--seconds", "30",
+                      "--block-seconds", "0.3", "--warmup-seconds", "0.3")
+    assert r.returncode == 1
+    data = json.loads((out / "sps.json").read_text())
+    early = data["trials"]["env:EXIT_AFTER=2"][0]
+    assert "the command exited (3) before the compare ended" in early["error"]
+    assert data["stopping"]["reason"] == "a variant failed"
+    assert not _running(str(TRAINER))
+
+
+@pytest.mark.slow
+def test_in_turns_a_command_that_prints_no_progress_fails_at_the_start(tmp_path):
+    r, out = _compare(tmp_path, "--cmd", f"train={CMD}", "--vary", "env:SILENT=0,1", "--seconds", "5",
+                      "--warmup-seconds", "0.2", "--start-timeout", "2")
+    assert r.returncode == 1
+    silent = json.loads((out / "sps.json").read_text())["trials"]["env:SILENT=1"][0]
+    assert "no line matched --progress 'auto' within 2 s" in silent["error"] and "starting up" in silent["error"]
+    assert not _running(str(TRAINER))
+
+
+@pytest.mark.slow
+def test_in_turns_ctrl_c_stops_every_command_even_a_paused_one(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "perfkit", "compare", "--cmd", f"train={CMD}", "--vary",
+                             "env:COST_US=0,1", "--seconds", "600", "--block-seconds", "0.3",
+                             "--warmup-seconds", "0.2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "sps.json").exists():
+        time.sleep(0.2)  # wait for an event (the first rounds saved), not for a clock
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "| env:COST_US=0" in stdout and "blocks" in stdout
+    assert not _running(str(TRAINER))
+
+
+# -- git revisions (--repo, --rev) ----------------------------------------------------------------
+
+TRAIN_AT_REV = '''import time
+COST = {cost}
+print("starting up", flush=True)
+step = 0
+while True:
+    for _ in range(200):
+        t = time.perf_counter()
+        while time.perf_counter() - t < COST:
+            pass
+        step += 1
+    print(f"global_step={{step}}", flush=True)
+'''
+
+
+def _repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                            "GIT_COMMITTER_EMAIL": "t@t"})
+
+    git("init", "-q")
+    for k, cost in enumerate((0.0, 100e-6)):
+        (repo / "sub" / "train.py").write_text(TRAIN_AT_REV.format(cost=cost))
+        git("add", "-A")
+        git("commit", "-q", "-m", f"release {k}")
+    git("tag", "good", "HEAD~1")
+    return repo
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--rev", "good", "--rev", "nosuchrev"], "--rev 'nosuchrev' is not a revision of"),
+    (["--rev", "good", "--rev", "good"], "--rev repeats: good"),
+])
+def test_bad_revisions_are_exit_2_before_any_trial(tmp_path, argv, message, monkeypatch):
+    repo = _repo(tmp_path)
+    monkeypatch.chdir(repo)
+    r = CliRunner().invoke(main, ["compare", "--cmd", "t=python sub/train.py", "--repo", str(repo), *argv,
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+
+
+def test_rev_needs_a_repository_and_a_command(tmp_path):
+    r = CliRunner().invoke(main, ["compare", "--cmd", "t=ls", "--repo", str(tmp_path), "--rev", "a", "--rev", "b"])
+    assert r.exit_code == 2 and "is not a git repository" in r.output
+    r = CliRunner().invoke(main, ["compare", "--vary", "wrapper=none,getattr", "--rev", "HEAD"])
+    assert r.exit_code == 2 and "--rev runs your command (--cmd)" in r.output
+
+
+@pytest.mark.slow
+def test_revisions_run_in_worktrees_from_the_same_subfolder(tmp_path):
+    repo = _repo(tmp_path)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "perfkit", "compare", "--cmd", "t=python train.py", "--rev", "good",
+                        "--rev", "HEAD", "--trials", "2", "--seconds", "2", "--block-seconds", "0.3",
+                        "--warmup-seconds", "0.3", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                       cwd=repo / "sub")
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((out / "sps.json").read_text())
+    assert data["variants"] == ["rev=good", "rev=HEAD"]
+    head = data["scenarios"]["rev=HEAD"]
+    assert head["rev"] == "HEAD" and len(head["sha"]) == 40 and head["cwd"].endswith("/sub")
+    blocks = data["blocks"][data["warmup_rounds"]:]
+    # HEAD's train.py burns 100 µs per step, good's none: slower in most pairs, whatever the machine does
+    slower = sum(b["sps"]["rev=HEAD"] < b["sps"]["rev=good"] for b in blocks)
+    assert slower > len(blocks) / 2
+    assert not (out / "worktrees").exists()  # removed at the end
+    listed = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert len(listed.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_explain_cmd_names_the_function_a_hidden_cost_lives_in(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "perfkit", "explain", "--cmd", f"train={CMD}", "--vary",
+                        "env:COST_US=0,40", "--block-seconds", "0.5", "--warmup-seconds", "0.3", "--max-minutes", "0.5",
+                        "--min-seconds", "5", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    record = json.loads((out / "explain.json").read_text())
+    causes = record["explanations"][0]["causes"]
+    # 40 µs per step against a few µs of work: most of B's time, whatever the machine is doing
+    assert causes and causes[0]["frame"].startswith("_hidden_cost")
+    assert "_hidden_cost" in r.stdout
+    assert not _running(str(TRAINER))
+
+
+# -- profile --cmd --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,message", [
+    (["--with", "torch", "--cmd", "t=ls"], "--with torch profiles the built-in trainer"),
+    (["--with", "pyspy", "--cmd", "a=ls", "--cmd", "b=ls"], "profile --cmd takes one command (got 2)"),
+    (["--with", "pyspy", "--cmd", "t=ls", "--wrapper", "none"], "is for the built-in trainer"),
+    (["--with", "pyspy", "--cmd", "t=nosuchprogram_xyz"], "'nosuchprogram_xyz' is not a program on PATH"),
+    (["--with", "pyspy", "--cmd", "t=ls", "--progress", "x("], "is not a regular expression"),
+])
+def test_profile_cmd_bad_input_is_exit_2(argv, message, tmp_path):
+    r = CliRunner().invoke(main, ["profile", *argv, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_profile_cmd_runs_the_command_with_and_without_pyspy(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "perfkit", "profile", "--with", "pyspy", "--cmd", f"train={CMD}",
+                        "--repeats", "1", "--seconds", "2", "--warmup-seconds", "0.3", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "COST_US": "20"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    record = json.loads((out / "profile.json").read_text())
+    assert [t["tool"] for t in record["trials"]] == ["none", "pyspy"]
+    assert all(t["status"] == "ok" and t["sps"] > 0 for t in record["trials"])
+    folded = (out / "pyspy" / "pyspy.folded").read_text()
+    assert "_hidden_cost" in folded  # the command's own frames, sampled through its process
+    assert (out / "pyspy" / "pyspy.svg").exists()
+    assert not _running(str(TRAINER))
+
+
+# -- bisect --cmd -----------------------------------------------------------------------------------
+
+def _history(tmp_path: Path, costs) -> Path:
+    repo = tmp_path / "hist"
+    (repo / "sub").mkdir(parents=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True, env=env)
+    for k, cost in enumerate(costs):
+        (repo / "sub" / "train.py").write_text(TRAIN_AT_REV.format(cost=cost))
+        (repo / "sub" / "notes.txt").write_text(f"release {k}\n")
+        subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=env)
+        subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", f"release {k}"], check=True, env=env)
+    return repo
+
+
+def test_bisect_cmd_bad_input_is_exit_2(tmp_path):
+    repo = _history(tmp_path, [0.0, 0.0])
+    for argv, message in ((["--metric", "hearts"], "bisect --cmd measures SPS"),
+                          (["--progress", "x("], "is not a regular expression"),
+                          (["--wrapper", "none"], "the built-in trainer's options do not apply to --cmd")):
+        r = CliRunner().invoke(main, ["bisect", "--repo", str(repo), "--good", "HEAD~1", "--bad", "HEAD", "--cmd",
+                                      "python train.py", *argv, "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2, r.output
+        assert message in r.output
+    r = CliRunner().invoke(main, ["bisect", "--repo", str(repo), "--good", "nosuch", "--bad", "HEAD", "--cmd",
+                                  "python train.py", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "nosuch" in r.output
+
+
+@pytest.mark.slow
+def test_bisect_cmd_finds_the_commit_that_slowed_the_users_trainer(tmp_path):
+    repo = _history(tmp_path, [0.0, 0.0, 100e-6, 100e-6, 100e-6])
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "perfkit", "bisect", "--repo", str(repo), "--good", "HEAD~4", "--bad",
+                        "HEAD", "--cmd", "python train.py", "--warmup-seconds", "0.3", "--block-seconds", "0.3",
+                        "--max-minutes", "4", "--out", str(out)], capture_output=True, text=True, timeout=400,
+                       cwd=repo / "sub")
+    assert r.returncode == 0, r.stderr[-3000:]
+    # 100 µs per step against a few µs: the regression is several-fold, whatever the machine does
+    assert "release 2" in r.stdout.split("\n\n")[0], r.stdout[:2000]
+    assert not (out / "worktrees").exists()
+    assert not _running("train.py")
+
+
+# -- the windows of commands run in turns (fake clock, no process) ------------------------------------
+
+class _FakeRun:
+    """Stands in for a command's process: lines queued with their arrival times, no signals."""
+
+    def __init__(self, progress):
+        import queue
+
+        self.lines, self.progress, self.proc, self.recent, self.exited_early = queue.Queue(), progress, None, [], False
+
+    def _take(self, item, until=None):
+        t, line = item
+        if until is None or t <= until:
+            self.progress.feed(t, line)
+
+
+def test_blocks_tile_the_run_so_no_step_or_second_is_lost():
+    from perfkit.engine.command import PausedCommand
+
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    cmd = plan_commands([f"t={CMD}"], ["env:X=1,2"])[0]
+    pc = PausedCommand(cmd, Path("unused.log"), "cleanrl", (), block_seconds=1.0, start_timeout=30.0, clock=clock,
+                       settle_s=0.0)
+    pc.run = _FakeRun(_progress("cleanrl"))
+    # the warm-up ended with a count of 1000 at t=9.8; paused at t=10.0
+    pc.run.progress.feed(9.8, "global_step=1000")
+    pc._mark, pc._carry = (9.8, 1000), 0.2
+    queued = pc._next
+    block_end = [0.0]
+
+    def next_item(timeout):  # what arrived, else the clock moves on (at most to the block's end)
+        item = queued(0.0)
+        if not item:
+            now[0] = min(now[0] + 0.25, block_end[0])
+        return item
+
+    pc._next = next_item
+    # block 1 runs t=20..21 (its counts at 20.3 and 20.9); block 2 runs t=30..31 (a count at 30.5)
+    for t0, counts in ((20.0, [(20.3, 1600), (20.9, 2800)]), (30.0, [(30.5, 3900)])):
+        now[0], block_end[0] = t0, t0 + 1.0
+        for t, n in counts:
+            pc.run.lines.put((t, f"global_step={n}"))
+        w = pc.run_epoch()
+        if t0 == 20.0:
+            # from the last count before it (1000 at 9.8, 0.2 s of running after it) to 2800 at 20.9
+            assert (w.agent_steps, w.seconds) == (1800, pytest.approx(0.2 + 0.9))
+        else:
+            # from 2800 (0.1 s of running after it in block 1) to 3900 at 30.5
+            assert (w.agent_steps, w.seconds) == (1100, pytest.approx(0.1 + 0.5))
+    assert sum(b.agent_steps for b in pc.blocks) == 3900 - 1000

@@ -157,3 +157,25 @@ def test_every_block_records_each_active_variant(precision):
     for b in s.blocks:
         assert set(b["sps"]) == {"a", "b"} and set(b["others_cores"]) == {"a", "b"}
         assert b["seconds"]["a"] == pytest.approx(1000 / b["sps"]["a"])
+
+
+def test_a_record_measured_in_turns_takes_its_batch_means_over_its_batch_rounds():
+    """Blocks that tile a run carry errors that cancel between neighbours: +e, -e, +e, ... The
+    per-rotation batches (2 rounds) of such a record see only that error; batches of the record's
+    `batch_rounds` average it away and leave the true ratio."""
+    import math
+
+    from perfkit.core.stats import block_comparisons
+    from perfkit.records.compare import CompareResult
+
+    truth = math.log(0.95)
+    blocks = [{"round": r, "sps": {"a": 1000.0, "b": 1000.0 * math.exp(truth + (0.3 if r % 4 < 2 else -0.3))}}
+              for r in range(1 + 64)]
+    n2, _ = block_comparisons(blocks, ["a", "b"], 1)["b"]
+    n8, c8 = block_comparisons(blocks, ["a", "b"], 1, batch=8)["b"]
+    assert (n2, n8) == (32, 8)
+    assert c8.ratio == pytest.approx(0.95)
+    rec = CompareResult(variants=["a", "b"], scenarios={}, trials={"a": [], "b": []}, trials_planned=1, mode="interleave",
+                        blocks=blocks, warmup_rounds=1, stopping={"batch_rounds": 8})
+    c = rec.comparisons()["b"]
+    assert c.ratio == pytest.approx(0.95) and c.ci_high - c.ci_low < 1e-9

@@ -31,12 +31,14 @@ from perfkit.cli import options as opts
               help="Stop adding rounds after M minutes.")
 @click.option("--mode", type=click.Choice(["auto", "process", "inprocess"]), default="auto", show_default=True,
               help="As compare --mode: variants in one process (epochs interleaved) when the axes allow.")
+@opts.command_options
 @opts.scenario_options
 @opts.budget_options
 @opts.trainer_options
 @opts.output_options
 def explain(results_dir, vary, label_a, label_b, min_seconds, rate, nonblocking, precision, max_minutes, mode, fmt,
-            out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
+            out, force, seed, seconds, steps, num_envs, ppo, fixes, cmds, progress, metrics, warmup_seconds,
+            start_timeout, block_seconds, repo, revs, **kwargs) -> None:
     """Why is B slower than A? The gap in time per agent-step with its paired 95% interval, split
     over phases (env, forward, copy, learn, checkpoint, eval, misc), then the functions whose time
     per agent-step changed beyond noise, from py-spy samples of every block (warm-up left out).
@@ -45,6 +47,10 @@ def explain(results_dir, vary, label_a, label_b, min_seconds, rate, nonblocking,
     compare was sampled, as `explain --vary` samples it). Running one: perfkit explain --vary
     wrapper=getattr,getattribute. Writes explain.json and a differential flamegraph coloured only
     where a function changed beyond noise; prints a paragraph to paste into a PR.
+
+    Your own trainer: perfkit explain --cmd base='python train.py' --vary env:MY_FLAG=0,1 runs the
+    commands in turns (as compare --cmd does) with py-spy on each command's process tree in every
+    block (non-blocking: a blocking read would resume a paused command).
 
     On CUDA, `explain --vary` also takes one torch.profiler trace per variant and adds GPU rows read
     by Holistic Trace Analysis (pip install 'perfkit[gpu]'): GPU idle time by cause (waiting for the
@@ -57,8 +63,8 @@ def explain(results_dir, vary, label_a, label_b, min_seconds, rate, nonblocking,
     from perfkit.render.explain import render_explain
 
     if results_dir is not None:
-        if vary:
-            raise click.UsageError("give RESULTS_DIR (explain a finished compare) or --vary (run one), not both")
+        if vary or cmds:
+            raise click.UsageError("give RESULTS_DIR (explain a finished compare) or --vary/--cmd (run one), not both")
         try:
             result = CompareResult.load(results_dir / "sps.json")
         except ResultsError as e:
@@ -69,7 +75,14 @@ def explain(results_dir, vary, label_a, label_b, min_seconds, rate, nonblocking,
             out = None  # --out RESULTS_DIR: beside the compare, as without --out
         out_dir = opts.run_dir(out, "explain", force) if out is not None else opts.writable_dir(
             results_dir, "RESULTS_DIR", "; pass --out DIR to write the explanation elsewhere")
+    elif cmds:
+        result, run_dir = _run_commands(cmds, vary, fixes, kwargs, mode, rate, precision, max_minutes, min_seconds,
+                                        out, force, seconds, steps, num_envs, ppo, progress, metrics, warmup_seconds,
+                                        start_timeout, block_seconds, label_a, label_b, repo, revs)
+        out_dir = run_dir
     else:
+        if revs:
+            raise click.UsageError("--rev runs your command (--cmd) in a worktree of each revision: give --cmd")
         if not vary:
             raise click.UsageError("give RESULTS_DIR (a finished compare) or --vary AXIS=A,B (run one)")
         sampling = Sampling(rate, blocking=not nonblocking)
@@ -128,6 +141,37 @@ def _run(vary, sampling, precision, max_minutes, min_seconds, mode, out, force, 
             f"[{i}/{n}] {v.label}: {tr.sps:,.0f} agent-steps/s", err=True))
         if not result.interrupted and any(t.device.startswith("cuda") for ts in result.trials.values() for t in ts):
             _gpu_traces(variants, job.runner(), run_dir)
+    return result, run_dir
+
+
+def _run_commands(cmds, vary, fixes, kwargs, mode, rate, precision, max_minutes, min_seconds, out, force, seconds,
+                  steps, num_envs, ppo, progress, metrics, warmup_seconds, start_timeout, block_seconds, label_a,
+                  label_b, repo, revs):
+    """explain --cmd: the commands in turns, every block of each sampled by py-spy (non-blocking)."""
+    from perfkit.commands import compare as compare_cmd
+    from perfkit.core.children import stop_on_sigterm
+    from perfkit.engine.profilers import ProfilerUnavailable, pyspy
+    from perfkit.engine.profilers.pyspy import Sampling
+    from perfkit.engine.rounds import StopRule
+
+    if mode != "auto":
+        raise click.UsageError(f"--mode {mode}: explain --cmd runs your commands in turns (compare's --mode "
+                               "interleave); leave --mode out")
+    rule = StopRule(rounds=None, precision=precision, max_seconds=60 * max_minutes,
+                    min_seconds=min(min_seconds, 60 * max_minutes))
+    job = opts.command_job(cmds, vary, fixes, kwargs, "interleave", "local", False, steps, ppo, num_envs, progress,
+                           metrics, warmup_seconds, start_timeout, seconds, rule, False, block_seconds, repo, revs)
+    check_labels([v.label for v in job.variants], label_a, label_b, "the --cmd variants")
+    try:
+        pyspy.check()
+    except ProfilerUnavailable as e:
+        raise click.ClickException(str(e)) from None
+    job.sampling = Sampling(rate, blocking=False)
+    run_dir = opts.run_dir(out, "explain", force)
+    click.echo(f"{len(job.variants)} commands in turns of {block_seconds:g} s, every block sampled at {rate} Hz "
+               f"(non-blocking), until ±{precision:.1%} (at most {max_minutes:g} min) -> {run_dir}", err=True)
+    with stop_on_sigterm():
+        result = compare_cmd.run(job, run_dir)
     return result, run_dir
 
 

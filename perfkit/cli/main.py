@@ -8,6 +8,7 @@ others, all added to the group below; options.py what they share.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -120,11 +121,13 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
                    "interval's width alone, so it does not make verdicts more likely.")
 @click.option("--max-minutes", type=opts.FiniteRange(min=0.1), default=None, metavar="M",
               help="Stop adding rounds after M minutes (the round under way finishes).")
-@click.option("--mode", type=click.Choice(["auto", "process", "inprocess"]), default="auto", show_default=True,
+@click.option("--mode", type=click.Choice(["auto", "process", "inprocess", "interleave"]), default="auto",
+              show_default=True,
               help="process: every trial in a fresh process. inprocess: all variants in one process, "
                    "their training loops interleaved epoch by epoch (many more pairs per minute; only when "
-                   "the varied axes do not change the process: not workers, device or threads). auto: "
-                   "inprocess when it can, else process.")
+                   "the varied axes do not change the process: not workers, device or threads). interleave "
+                   "(--cmd): every command started once and run in turns, paused while another runs. auto: "
+                   "inprocess when it can, else process; interleave with --cmd.")
 @click.option("--stop-on-failure", is_flag=True,
               help="Stop at the first failed trial (default: record it and go on).")
 @click.option("--reruns", type=click.IntRange(min=0, max=5), default=1, show_default=True,
@@ -151,7 +154,7 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
 @opts.output_options
 def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, reruns, flamegraph, backend,
             ray_address, ray_requeues, fmt, out, force, seed, seconds, steps, num_envs, ppo, cmds, progress, metrics,
-            warmup_seconds, start_timeout, **kwargs) -> None:
+            warmup_seconds, start_timeout, block_seconds, repo, revs, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
     Every combination of the --vary values runs in rounds, interleaved: by default (--mode auto)
@@ -164,9 +167,10 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     what finished. Exit status: 0, 1 if any trial failed (or, with --backend ray, every node was
     lost), 130 if interrupted.
 
-    Your own trainer instead: --cmd NAME=COMMAND (repeatable; the first is the reference), each
-    trial a fresh run of the command, its throughput read from the step counter it prints
-    (--progress), optionally crossed with environment variables (--vary env:VAR=V1,V2).
+    Your own trainer instead: --cmd NAME=COMMAND (repeatable; the first is the reference), every
+    command started once and run in turns of --block-seconds (paused while another runs), its
+    throughput read from the step counter it prints (--progress), optionally crossed with
+    environment variables (--vary env:VAR=V1,V2).
 
     Example: perfkit compare --vary wrapper=getattribute,getattr,none --trials 5 --seconds 10
 
@@ -175,9 +179,16 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
     if cmds:
         job = opts.command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress,
                                metrics, warmup_seconds, start_timeout, seconds,
-                               _rule(trials, precision, max_minutes, reruns), stop_on_failure)
+                               _rule(trials, precision, max_minutes, reruns), stop_on_failure, block_seconds,
+                               repo, revs)
         _run_and_report(job, opts.run_dir(out, "compare", force), fmt, max_minutes)
         return
+    if revs:
+        raise click.UsageError("--rev runs your command (--cmd) in a worktree of each revision; the built-in "
+                               "trainer has no revisions: give --cmd NAME=COMMAND")
+    if mode == "interleave":
+        raise click.UsageError("--mode interleave runs --cmd commands in turns; the built-in trainer interleaves its "
+                               "variants in one process with --mode inprocess (or auto)")
     if backend == "ray":
         opts.check_ray_backend(mode, flamegraph)
         mode = "process"
@@ -272,6 +283,11 @@ def _require_pyspy() -> None:
 def _plan_line(job, max_minutes, run_dir) -> str:
     rule, precision = job.rule, job.rule.precision
     budget = f"{job.seconds:g} s" if job.seconds else f"{job.steps:,} agent-steps"
+    if job.interleave is not None:
+        limit = f"{max_minutes:g} min" if max_minutes else f"{rule.rounds} x {budget} per command"
+        until = f"until ±{precision:.1%} (at most {limit})" if precision else limit
+        return (f"{len(job.variants)} commands run in turns of {job.interleave.block_seconds:g} s, each paused while "
+                f"another runs, {until} -> {run_dir}")
     if job.inprocess:
         limit = f"{max_minutes:g} min" if max_minutes else f"{rule.rounds} x {budget} per variant"
         until = f"until ±{precision:.1%} (at most {limit})" if precision else limit
@@ -291,6 +307,19 @@ def _on_trial(i, n, v, tr) -> None:
                    f"(first window {tr.first_window_sps:,.0f}, {tr.seconds:.1f} s){where}", err=True)
 
 
+def _on_round():
+    """A line every few seconds while commands run in turns: the last round's SPS per command."""
+    last = [0.0]
+
+    def on_round(r: int, block: dict) -> None:
+        if time.monotonic() - last[0] >= 5.0:
+            last[0] = time.monotonic()
+            cells = ", ".join(f"{k} {v:,.0f}" for k, v in block["sps"].items())
+            click.echo(f"round {r + 1}: {cells} steps/s", err=True)
+
+    return on_round
+
+
 def _on_nodes(infos) -> None:
     names = ", ".join(f"{i['host']}/{nid[:8]} ({i['ray_cpus']:g} CPU{', ' + i['gpu'] if i.get('gpu') else ''})"
                       for nid, i in infos.items())
@@ -301,7 +330,7 @@ def _run_job(job, run_dir):
     from perfkit.commands import compare as compare_cmd
 
     if job.backend != "ray":
-        return compare_cmd.run(job, run_dir, _on_trial)
+        return compare_cmd.run(job, run_dir, _on_trial, on_round=_on_round())
     from perfkit.engine.cluster import ClusterError
 
     try:

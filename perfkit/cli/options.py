@@ -60,7 +60,17 @@ def axis_options(f):
 
 def command_options(f):
     """A user's own training command instead of the built-in trainer (parameters `cmds`, `progress`,
-    `metrics`, `warmup_seconds`, `start_timeout`; see `command_job`)."""
+    `metrics`, `warmup_seconds`, `start_timeout`, `block_seconds`; see `command_job`)."""
+    f = click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False),
+                     help="--cmd with --rev: the git repository whose revisions are compared.")(f)
+    f = click.option("--rev", "revs", multiple=True, metavar="REV",
+                     help="--cmd: run each command in a worktree of this revision of --repo (a branch, tag or "
+                          "commit; repeatable, the first is the reference), from the same subfolder you run "
+                          "perfkit in.")(f)
+    f = click.option("--block-seconds", type=FiniteRange(min=0.05), default=0.3, show_default=True, metavar="S",
+                     help="--cmd, --mode interleave: how long each command runs in its turn (longer when it prints "
+                          "its step count less often: two of its usual gaps). Short turns pair the commands "
+                          "closely; the statistics take batch means over about 3 s of each command's running.")(f)
     f = click.option("--start-timeout", type=FiniteRange(min=1), default=120.0, show_default=True, metavar="S",
                      help="--cmd: a trial fails when its command prints no step count within S seconds.")(f)
     f = click.option("--warmup-seconds", type=FiniteRange(min=0), default=10.0, show_default=True, metavar="S",
@@ -69,21 +79,24 @@ def command_options(f):
     f = click.option("--metric", "metrics", multiple=True, metavar="NAME=REGEX",
                      help="--cmd: a learning number to read from the command's output (group 1 is the value), "
                           "e.g. 'return=episodic_return=([-0-9.]+)'; or a known NAME: episodic_return, "
-                          "episode_reward. Repeatable.")(f)
+                          "episode_reward (both read when no --metric is given). Repeatable.")(f)
     f = click.option("--progress", default="auto", show_default=True, metavar="REGEX|NAME",
                      help="--cmd: how to read the cumulative step counter from each line the command prints: a "
                           "regex whose group 1 is the count, or cleanrl (global_step=N), sb3 (| total_timesteps | "
                           "N |), steps (steps: N), auto (the first of these that matches).")(f)
     f = click.option("--cmd", "cmds", multiple=True, metavar="NAME=COMMAND",
                      help="Compare your own training command instead of perfkit's trainer: NAME=COMMAND, "
-                          "repeatable, the first is the reference. Each trial runs the command afresh and stops it "
-                          "(SIGINT, then SIGTERM, SIGKILL) after --warmup-seconds plus --seconds. Vary it with "
-                          "--vary env:VAR=V1,V2.")(f)
+                          "repeatable, the first is the reference. By default (--mode interleave) every command "
+                          "starts once, runs alone through --warmup-seconds, then they run in turns of "
+                          "--block-seconds, each paused (SIGSTOP) while another runs; --mode process runs the "
+                          "command afresh per trial. At the end each is stopped (SIGINT, then SIGTERM, SIGKILL). "
+                          "Vary it with --vary env:VAR=V1,V2.")(f)
     return f
 
 
 def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress, metrics,
-                warmup_seconds, start_timeout, seconds, rule, stop_on_failure):
+                warmup_seconds, start_timeout, seconds, rule, stop_on_failure, block_seconds=0.3, repo=".",
+                revs=()):
     """The compare of `--cmd` variants, every input checked first (usage errors, exit 2)."""
     from perfkit.core.command import CommandError, check_startable, plan_commands
     from perfkit.core.progress import ProgressError, compile_metric, compile_progress
@@ -96,28 +109,60 @@ def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo
     if others:
         raise click.UsageError(f"--cmd: --vary {others[0]!r} is an axis of the built-in trainer; a command varies "
                                "by environment variable: --vary env:VAR=V1,V2")
-    for flag, given in (("--mode inprocess", mode == "inprocess"), ("--backend ray", backend == "ray"),
+    if mode == "inprocess":
+        raise click.UsageError("--mode inprocess is for the built-in trainer; with --cmd choose --mode interleave "
+                               "(every command started once, run in turns: the default) or --mode process (a "
+                               "fresh run of the command per trial)")
+    for flag, given in (("--backend ray", backend == "ray"),
                         ("--flamegraph", flamegraph), ("--steps", steps is not None), ("--ppo", bool(ppo)),
                         ("--num-envs", num_envs is not None)):
         if given:
-            raise click.UsageError(f"{flag} is for the built-in trainer; with --cmd every trial is a fresh run of "
-                                   "your command, measured for --seconds")
+            raise click.UsageError(f"{flag} is for the built-in trainer; with --cmd your command runs as it is, "
+                                   "measured for --seconds")
     try:
         compile_progress(progress)
         for m in metrics:
             compile_metric(m)
-        variants = plan_commands(list(cmds), list(vary))
+        resolved = resolve_revs(repo, revs) if revs else []
+        variants = plan_commands(list(cmds), list(vary), revs=resolved)
         check_startable(variants)
     except (CommandError, ProgressError) as e:
         raise click.UsageError(str(e)) from None
     from perfkit.commands.compare import CompareJob
     from perfkit.engine.command import CommandRunner
+    from perfkit.engine.local import Interleave
 
     seconds = seconds if seconds is not None else DEFAULT_SECONDS
-    runner = CommandRunner(seconds=seconds, warmup_seconds=warmup_seconds, progress=progress, metrics=tuple(metrics),
-                           start_timeout=start_timeout)
-    return CompareJob(variants, rule, inprocess=False, seconds=seconds, workload=runner,
-                      stop_on_failure=stop_on_failure)
+    if mode == "process":
+        runner = CommandRunner(seconds=seconds, warmup_seconds=warmup_seconds, progress=progress,
+                               metrics=tuple(metrics), start_timeout=start_timeout)
+        return CompareJob(variants, rule, inprocess=False, seconds=seconds, workload=runner,
+                          stop_on_failure=stop_on_failure, repo=repo if revs else None)
+    how = Interleave(block_seconds=block_seconds, warmup_seconds=warmup_seconds, progress=progress,
+                     metrics=tuple(metrics), start_timeout=start_timeout)
+    return CompareJob(variants, rule, inprocess=False, seconds=seconds, interleave=how,
+                      stop_on_failure=stop_on_failure, repo=repo if revs else None)
+
+
+def resolve_revs(repo: str, revs) -> list[tuple[str, str]]:
+    """Each `--rev` as (name, commit sha), or a usage error naming the one git does not know."""
+    import subprocess
+
+    from perfkit.core.command import CommandError
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=False)
+
+    if git("rev-parse", "--git-dir").returncode != 0:
+        raise CommandError(f"--repo {repo!r} is not a git repository (--rev needs one)")
+    out = []
+    for rev in revs:
+        p = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        if p.returncode != 0:
+            raise CommandError(f"--rev {rev!r} is not a revision of {repo!r}: give a branch, tag or commit "
+                               "(git rev-parse --verify must know it)")
+        out.append((rev, p.stdout.strip()))
+    return out
 
 
 def scenario_options(f):

@@ -12,6 +12,44 @@ from perfkit.core.folded import TRAIN_LOOP
 from perfkit.core.scenario import ScenarioError
 
 
+def _command_to_profile(cmds, tools, revs, kwargs, fixes, steps, ppo, num_envs, progress, metrics, warmup_seconds,
+                        start_timeout, seconds):
+    """profile --cmd: one command, under py-spy only; every input checked before any trial."""
+    from perfkit.core.command import CommandError, check_startable, parse_cmd
+    from perfkit.core.progress import ProgressError, compile_metric, compile_progress
+    from perfkit.core.scenario import Variant
+    from perfkit.engine.command import CommandRunner
+
+    if len(cmds) != 1:
+        raise click.UsageError(f"profile --cmd takes one command (got {len(cmds)}); compare them with perfkit compare "
+                               "--cmd")
+    others = [t for t in tools if t != "pyspy"]
+    if others:
+        raise click.UsageError(f"--with {others[0]} profiles the built-in trainer; on your command choose --with pyspy")
+    if revs:
+        raise click.UsageError("--rev is for compare and explain --cmd; profile runs the command where you are")
+    trainer_axes = sorted(opts.overrides(dict(kwargs), fixes))
+    for flag, given in (("a built-in trainer's axis (" + ", ".join(trainer_axes) + ")", bool(trainer_axes)),
+                        ("--steps", steps is not None), ("--ppo", bool(ppo)), ("--num-envs", num_envs is not None)):
+        if given:
+            raise click.UsageError(f"{flag} is for the built-in trainer; with --cmd your command runs as it is")
+    try:
+        name, text = parse_cmd(cmds[0])
+        compile_progress(progress)
+        for m in metrics:
+            compile_metric(m)
+        from perfkit.core.command import Command
+
+        variant = Variant(name, Command(name, text))  # type: ignore[arg-type]
+        check_startable([variant])
+    except (CommandError, ProgressError) as e:
+        raise click.UsageError(str(e)) from None
+    runner = CommandRunner(seconds=seconds if seconds is not None else opts.DEFAULT_SECONDS,
+                           warmup_seconds=warmup_seconds, progress=progress, metrics=tuple(metrics),
+                           start_timeout=start_timeout)
+    return variant, runner
+
+
 @click.command()
 @click.option("--with", "tools", multiple=True, required=True, type=click.Choice(["pyspy", "torch", "scalene"]),
               help="Profiler to run the trial under (repeatable: each gets its own trials).")
@@ -25,12 +63,14 @@ from perfkit.core.scenario import ScenarioError
 @click.option("--torch-schedule", default="skip_first=2,wait=1,warmup=1,active=2,repeat=1", show_default=True,
               metavar="K=V,...", help="torch.profiler schedule, in training epochs.")
 @click.option("--scalene-memory", is_flag=True, help="Scalene: also profile memory (~120x slower: not for SPS).")
+@opts.command_options
 @opts.scenario_options
 @opts.budget_options
 @opts.trainer_options
 @opts.output_options
 def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scalene_memory, fmt, out, force, seed,
-            seconds, steps, num_envs, ppo, fixes, **kwargs) -> None:
+            seconds, steps, num_envs, ppo, fixes, cmds, progress, metrics, warmup_seconds, start_timeout,
+            block_seconds, repo, revs, **kwargs) -> None:
     """Run the scenario's trial under each profiler, next to unprofiled trials of the same scenario.
 
     Rounds (--repeats) of one unprofiled trial and one trial per profiler run in rotating order;
@@ -41,6 +81,10 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
     1 in <tool>/, later rounds in <tool>/round-K/). Prints each profiler's SPS as a paired ratio to
     the unprofiled trials, with its interval. Exit 1 if a trial failed.
 
+    Your own trainer: perfkit profile --with pyspy --cmd train='python train.py' runs your command
+    (fresh each trial, --warmup-seconds then --seconds, read through --progress) with and without
+    py-spy, which follows its rollout workers.
+
     Example: perfkit profile --with pyspy --with torch --seconds 15
     """
     from perfkit.commands.profiling import ProfileOptions, run_profile
@@ -50,7 +94,13 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
     from perfkit.engine.profilers import scalene as scalene_mod
     from perfkit.render.report import render_profile_record
 
-    scenario, _ = opts.scenario_from_options(kwargs, fixes, seed)
+    if cmds:
+        variant, runner = _command_to_profile(cmds, tools, revs, kwargs, fixes, steps, ppo, num_envs, progress, metrics,
+                                              warmup_seconds, start_timeout, seconds)
+    else:
+        scenario, _ = opts.scenario_from_options(kwargs, fixes, seed)
+        variant = Variant(scenario.label(), scenario)
+        runner = None
     try:
         sched = {k: int(v) for k, v in (item.split("=", 1) for item in torch_schedule.split(","))}
         torchprof.TorchProfileConfig(**sched)
@@ -59,7 +109,7 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
     except (ValueError, TypeError):
         raise click.BadParameter(f"{torch_schedule!r}: expected skip_first=N,wait=N,warmup=N,active=N,repeat=N",
                                  param_hint="--torch-schedule") from None
-    seconds, steps = opts.budget(seconds, steps)
+    seconds, steps = (runner.seconds, None) if runner is not None else opts.budget(seconds, steps)
     run_dir = opts.run_dir(out, "profile", force)
     try:
         if "pyspy" in tools:
@@ -68,8 +118,7 @@ def profile(tools, repeats, rate, native, no_subprocesses, torch_schedule, scale
             scalene_mod.executable()
     except ProfilerUnavailable as e:
         raise click.ClickException(str(e)) from None
-    variant = Variant(scenario.label(), scenario)
-    runner = SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
+    runner = runner or SubprocessRunner(seconds=seconds, steps=steps, ppo=ppo, num_envs=num_envs)
     options = ProfileOptions(rate=rate, native=native, subprocesses=not no_subprocesses, torch_schedule=sched,
                              scalene_memory=scalene_memory)
     tools = list(dict.fromkeys(tools))

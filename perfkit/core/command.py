@@ -32,18 +32,23 @@ class Command:
     text: str  # the command line as given (split like a POSIX shell, run without one)
     env: tuple[tuple[str, str], ...] = ()  # environment variables set for this variant
     cwd: str | None = None
+    rev: str | None = None  # a revision of the user's repository (--rev), run in a worktree of it
+    sha: str | None = None  # the commit `rev` named when the compare began
 
     @property
     def argv(self) -> list[str]:
         return shlex.split(self.text)
 
     def label(self, show_name: bool = True) -> str:
-        parts = [self.name] if show_name else []
+        parts = ([f"rev={self.rev}"] if self.rev else []) + ([self.name] if show_name else [])
         return ",".join([*parts, *(f"{ENV_AXIS}{k}={v}" for k, v in self.env)]) or self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workload": "command", "name": self.name, "command": self.text, "env": dict(self.env),
-                "cwd": self.cwd}
+        out = {"workload": "command", "name": self.name, "command": self.text, "env": dict(self.env),
+               "cwd": self.cwd}
+        if self.rev:
+            out.update(rev=self.rev, sha=self.sha)
+        return out
 
 
 def parse_cmd(spec: str) -> tuple[str, str]:
@@ -77,8 +82,10 @@ def parse_env_axis(spec: str) -> tuple[str, list[str]]:
     return var.strip(), vals
 
 
-def plan_commands(cmds: list[str], env_axes: list[str], cwd: str | None = None) -> list[Variant]:
-    """Every `--cmd` crossed with every `env:` axis value; the first combination is the reference."""
+def plan_commands(cmds: list[str], env_axes: list[str], cwd: str | None = None,
+                  revs: list[tuple[str, str]] = ()) -> list[Variant]:
+    """Every revision (`--rev`: (name, sha); none: the working tree as it is) crossed with every
+    `--cmd` and every `env:` axis value; the first combination is the reference."""
     if not cmds:
         raise CommandError("give at least one --cmd NAME=COMMAND")
     parsed = [parse_cmd(c) for c in cmds]
@@ -91,14 +98,20 @@ def plan_commands(cmds: list[str], env_axes: list[str], cwd: str | None = None) 
     if len(set(vars_)) != len(vars_):
         twice = sorted({v for v in vars_ if vars_.count(v) > 1})
         raise CommandError(f"--vary env: the same variable twice ({', '.join(twice)})")
-    if len(parsed) * max(1, len(list(itertools.product(*[vals for _, vals in axes])))) < 2:
-        raise CommandError("one --cmd and no env: axis is one variant: nothing to compare; add a second --cmd "
-                           "or --vary env:VAR=A,B")
+    rev_names = [r for r, _ in revs]
+    if len(set(rev_names)) != len(rev_names):
+        raise CommandError(f"--rev repeats: {', '.join(sorted({r for r in rev_names if rev_names.count(r) > 1}))}")
+    n_combos = len(list(itertools.product(*[vals for _, vals in axes])))
+    if max(1, len(revs)) * len(parsed) * max(1, n_combos) < 2:
+        raise CommandError("one --cmd and no env: axis or second --rev is one variant: nothing to compare; add a "
+                           "second --cmd, --vary env:VAR=A,B or --rev")
     variants = []
-    for name, text in parsed:
-        for combo in itertools.product(*[vals for _, vals in axes]):
-            c = Command(name, text, tuple(zip(vars_, combo, strict=True)), cwd)
-            variants.append(Variant(c.label(show_name=len(parsed) > 1 or not axes), c))  # type: ignore[arg-type]
+    for rev, sha in (revs or [(None, None)]):
+        for name, text in parsed:
+            for combo in itertools.product(*[vals for _, vals in axes]):
+                c = Command(name, text, tuple(zip(vars_, combo, strict=True)), cwd, rev, sha)
+                show = len(parsed) > 1 or not (axes or revs)
+                variants.append(Variant(c.label(show_name=show), c))  # type: ignore[arg-type]
     return variants
 
 

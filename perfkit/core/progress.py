@@ -64,6 +64,14 @@ def compile_metric(spec: str) -> tuple[str, re.Pattern]:
     return name, _one_group(regex, f"--metric {name}", "e.g. 'loss=loss: ([0-9.]+)'")
 
 
+def metric_patterns(specs: Sequence[str]) -> dict[str, re.Pattern]:
+    """The metrics to read: the `--metric` specs given, or, with none, every known one (a trainer
+    that prints `episodic_return=` gets its learning column without asking)."""
+    if not specs:
+        return {name: re.compile(regex) for name, regex in METRIC_RECOGNISERS.items()}
+    return dict(compile_metric(m) for m in specs)
+
+
 def _one_group(regex: str, what: str, hint: str) -> re.Pattern:
     try:
         pattern = re.compile(regex)

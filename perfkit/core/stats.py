@@ -292,10 +292,12 @@ def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, ba
     return batch_means(d, max(1, batch))
 
 
-def block_comparisons(blocks: list[dict], labels: list[str], warmup: int) -> dict[str, tuple[int, Comparison]]:
-    """Every variant after the first against the first: (batch means used, Comparison)."""
+def block_comparisons(blocks: list[dict], labels: list[str], warmup: int,
+                      batch: int | None = None) -> dict[str, tuple[int, Comparison]]:
+    """Every variant after the first against the first: (batch means used, Comparison). A batch
+    is `batch` consecutive rounds (default: one full rotation, `len(labels)`)."""
     out = {}
     for label in labels[1:]:
-        d = block_log_ratios(blocks, labels[0], label, warmup, len(labels))
+        d = block_log_ratios(blocks, labels[0], label, warmup, batch or len(labels))
         out[label] = (len(d), compare_log_ratios(d))
     return out

@@ -12,6 +12,7 @@ that exits first is measured up to its last line; one that prints no step count 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -20,16 +21,16 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from perfkit.core.children import signal_group
 from perfkit.core.command import Command
 from perfkit.core.machine import machine_info
-from perfkit.core.progress import Progress, compile_metric, compile_progress, last_values, tail
+from perfkit.core.progress import Progress, compile_progress, last_values, metric_patterns, tail
 from perfkit.core.scenario import Variant
 from perfkit.core.sentinel import Sentinel, disturbed
-from perfkit.core.timing import steady_state
+from perfkit.core.timing import Window, steady_state
 from perfkit.records.trial import TrialResult
 
 WARMUP_SECONDS = 10.0
@@ -51,12 +52,13 @@ class CommandRunner:
     min_window_s: float = 1.0
     clock: Callable[[], float] = time.monotonic
     extra_env: dict[str, str] = field(default_factory=dict)
+    prefix: list[str] = field(default_factory=list)  # e.g. `py-spy record ... --` (perfkit profile --cmd)
 
     def __call__(self, variant: Variant, trial: int, out: Path) -> TrialResult:
         cmd: Command = variant.scenario  # type: ignore[assignment]
         out.parent.mkdir(parents=True, exist_ok=True)
-        progress = Progress(compile_progress(self.progress), dict(compile_metric(m) for m in self.metrics))
-        run = _Run(cmd, out.with_suffix(".log"), progress, self.clock, self.extra_env)
+        progress = Progress(compile_progress(self.progress), metric_patterns(self.metrics))
+        run = _Run(cmd, out.with_suffix(".log"), progress, self.clock, self.extra_env, self.prefix)
         sentinel = Sentinel()  # this process tree (the command included) against everything else
         sentinel.start()
         try:
@@ -114,7 +116,8 @@ class CommandRunner:
 
 
 def _steady_phases(windows) -> dict[str, float]:
-    """Seconds per phase over the steady windows (reported by perfkit.probe; {} without it)."""
+    """Seconds per phase over the steady windows, all but the first (reported by perfkit.probe;
+    {} without it)."""
     out: dict[str, float] = {}
     for w in windows[1:]:
         for k, v in w.phases.items():
@@ -131,8 +134,9 @@ class _Run:
     """One command process: its output read on a thread, timestamped, logged and parsed."""
 
     def __init__(self, cmd: Command, log: Path, progress: Progress, clock: Callable[[], float],
-                 extra_env: dict[str, str]):
+                 extra_env: dict[str, str], prefix: list[str] | None = None):
         self.cmd, self.log, self.progress, self.clock = cmd, log, progress, clock
+        self.argv = [*(prefix or []), *cmd.argv]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env, **dict(cmd.env)}
         self.lines: queue.Queue = queue.Queue()
         self.recent: list[str] = []
@@ -148,7 +152,7 @@ class _Run:
         self.t0 = self.clock()
         probe_r, probe_w = os.pipe()  # perfkit.probe in the trainer writes its counts here
         try:
-            self.proc = subprocess.Popen(self.cmd.argv, cwd=self.cmd.cwd, env={**self.env, ENV_FD: str(probe_w)},
+            self.proc = subprocess.Popen(self.argv, cwd=self.cmd.cwd, env={**self.env, ENV_FD: str(probe_w)},
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, pass_fds=(probe_w,))
         except BaseException:
@@ -208,6 +212,7 @@ class _Run:
             if proc.poll() is not None:
                 break
             signal_group(proc, sig)
+            signal_group(proc, signal.SIGCONT)  # a paused command (run in turns) takes it now
             try:
                 proc.wait(timeout=wait)
             except subprocess.TimeoutExpired:
@@ -244,3 +249,191 @@ class _Run:
             self.progress.feed(t, line)
         self.recent.append(line)
         del self.recent[:-TAIL_LINES]
+
+
+class CommandExited(RuntimeError):
+    """A command run in turns ended before the compare did."""
+
+
+class BlockSampler:
+    """py-spy on a command run in turns, one recording per block: attached while the command is
+    paused (waiting for py-spy to say it is sampling), stopped after the block. Non-blocking: a
+    blocking py-spy attaches with ptrace, which resumes a paused process; a paused process is
+    never sampled (py-spy counts its stopped threads as idle), so each file holds that block only."""
+
+    ATTACH_TIMEOUT = 20.0
+
+    def __init__(self, rate: int, out_dir: Path):
+        self.rate, self.out_dir = rate, out_dir
+        self.proc: subprocess.Popen | None = None
+        self.path: Path | None = None
+        self.files: list[Path | None] = []  # per block, in order (None: nothing recorded)
+
+    def start(self, pid: int) -> None:
+        from perfkit.engine.profilers.pyspy import executable
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / f"block-{len(self.files)}.txt"
+        self.proc = subprocess.Popen(
+            [executable(), "record", "--pid", str(pid), "--nonblocking", "--subprocesses", "--format", "raw",
+             "--rate", str(self.rate), "--output", str(self.path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        ready = threading.Event()
+
+        def watch(out) -> None:
+            for line in out:
+                if "Sampling process" in line:
+                    ready.set()
+            ready.set()  # py-spy ended (it could not attach): do not wait for it
+
+        threading.Thread(target=watch, args=(self.proc.stdout,), daemon=True).start()
+        ready.wait(self.ATTACH_TIMEOUT)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+            try:
+                proc.wait(timeout=self.ATTACH_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.files.append(self.path if self.path is not None and self.path.exists() else None)
+
+
+class PausedCommand:
+    """A command run in turns with others (`compare --cmd`, `--mode interleave`): started once,
+    then resumed for a block (SIGCONT to its process group), paused again (SIGSTOP) and measured
+    on the step counts that arrived in between. The session's rounds rotate these as they rotate
+    the built-in trainer's epochs (perfkit/engine/session.py: `EpochTrainer`), so two commands are
+    paired block by block, a second or two apart, and start-up is paid once."""
+
+    num_agents = 1  # a command's counter is its own: agent-steps, env steps or frames
+
+    def __init__(self, variant: Variant, log: Path, progress: str, metrics: tuple[str, ...], block_seconds: float,
+                 start_timeout: float, clock: Callable[[], float] = time.monotonic,
+                 extra_env: dict[str, str] | None = None, settle_s: float = 0.01,
+                 sampler: BlockSampler | None = None):
+        self.variant = variant
+        self.progress_spec = progress
+        prog = Progress(compile_progress(progress), metric_patterns(metrics))
+        self.run = _Run(variant.scenario, log, prog, clock, extra_env or {})  # type: ignore[arg-type]
+        self.block_seconds, self.start_timeout, self.clock, self.settle_s = block_seconds, start_timeout, clock, settle_s
+        self.agent_steps = 0
+        self.blocks: list[Window] = []
+        self.sampler = sampler
+
+    @property
+    def progress(self) -> Progress:
+        return self.run.progress
+
+    def start(self, warmup_seconds: float) -> None:
+        """Start the command and let it run alone until `warmup_seconds` after its first step
+        count; then pause it. Raises CommandExited (with its last lines) when it does not get there."""
+        try:
+            self.run.start()
+        except OSError as e:
+            raise CommandExited(f"the command did not start: {e}") from None
+        self.run.wait(warmup_seconds, self.start_timeout)
+        if self.run.exited_early or self.run.timed_out:
+            self.run.stop()
+            raise CommandExited(self._why())
+        self._signal(signal.SIGSTOP)
+        self._mark = self.progress.points[-1]  # the last count before the first block
+        self._carry = self.clock() - self._mark[0]  # how long it ran after that count
+
+    def gaps(self) -> list[float]:
+        """Seconds between consecutive step counts so far."""
+        pts = self.progress.points
+        return [b[0] - a[0] for a, b in itertools.pairwise(pts)]
+
+    def run_epoch(self) -> Window:
+        """One block: resumed for `block_seconds` (longer until a step count has arrived in it, at
+        most `start_timeout`), then paused. Its rate is the counter's increase from the last count
+        before the block to the last count in it, over the time the command ran in between."""
+        run = self.run
+        if self.sampler is not None and run.proc is not None:
+            self.sampler.start(run.proc.pid)
+        self._signal(signal.SIGCONT)
+        t0 = self.clock()
+        while True:
+            item = self._next(0.01)
+            if item is None:
+                run.exited_early = True
+                break
+            if item:
+                run._take(item)
+            now = self.clock()
+            counted = bool(self.progress.points) and self.progress.points[-1][0] >= t0
+            if now - t0 >= self.block_seconds and counted:
+                break
+            if now - t0 >= self.start_timeout:
+                break
+        self._signal(signal.SIGSTOP)
+        t1 = self.clock()
+        while (item := self._next(self.settle_s)):  # lines written just before the pause
+            run._take(item)
+        if self.sampler is not None:
+            self.sampler.stop()
+        pts = [p for p in self.progress.points if t0 <= p[0] <= t1]
+        if run.exited_early:
+            raise CommandExited(self._why())
+        if not pts:
+            raise CommandExited(f"no progress for {t1 - t0:.0f} s in a block (--progress {self.progress_spec!r})"
+                                + _last_lines(run))
+        # the window runs from the last count before this block to the last count in it, over the
+        # time the command ran between them (it ran only inside blocks): consecutive windows tile the
+        # run, so where a count fell in a block moves steps between neighbouring blocks, never out
+        last = pts[-1]
+        w = self.progress._window(len(self.blocks), self._mark, last)
+        w = replace(w, seconds=self._carry + (last[0] - t0))
+        self._mark, self._carry = last, t1 - last[0]
+        self.blocks.append(w)
+        self.agent_steps += w.agent_steps
+        return w
+
+    def _next(self, timeout: float):
+        try:
+            return self.run.lines.get(timeout=timeout)
+        except queue.Empty:
+            return ()
+
+    def _signal(self, sig: int) -> None:
+        if self.run.proc is not None and self.run.proc.poll() is None:
+            signal_group(self.run.proc, sig)
+
+    def _why(self) -> str:
+        run = self.run
+        if run.timed_out:
+            return (f"no progress: no line matched --progress {self.progress_spec!r} within {self.start_timeout:g} s"
+                    + _last_lines(run))
+        code = run.proc.poll() if run.proc is not None else None
+        return (f"the command exited{'' if code is None else f' ({code})'} before the compare ended; give it more "
+                "steps than the compare can use (e.g. a larger --total-timesteps)" + _last_lines(run))
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        self.run.stop()
+
+    def result(self, warmup_blocks: int, interrupted: bool, error: str | None) -> TrialResult:
+        """The command's record: its steady blocks as windows (the first `warmup_blocks` left out
+        of its SPS), its learning numbers, its log and exit status."""
+        cmd: Command = self.variant.scenario  # type: ignore[assignment]
+        steady = self.blocks[warmup_blocks:]
+        steps, secs = sum(w.agent_steps for w in steady), sum(w.seconds for w in steady)
+        pts = self.progress.points
+        result = TrialResult(
+            scenario=cmd.to_dict(), label=self.variant.label, sps=steps / secs if secs > 0 else 0.0,
+            first_window_sps=self.blocks[0].sps if self.blocks else 0.0,
+            agent_steps=(pts[-1][1] - pts[0][1]) if pts else 0, seconds=secs, epochs=len(self.blocks),
+            phases=_steady_phases([None, *steady]), windows=[{**asdict(w), "sps": w.sps} for w in self.blocks],
+            learning=last_values(self.progress), env_config=None, env_config_hash=None, vec={}, device="", ppo={},
+            interrupted=interrupted, machine=machine_info(), error=error,
+            exit_status=self.run.code if self.run.exited_early else None, warmup_windows=warmup_blocks,
+        )
+        result.artifacts["log"] = self.run.log.name
+        result.process_s = self.run.wall
+        return result

@@ -15,6 +15,7 @@ measured, and returns everything that finished.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -286,3 +287,135 @@ def _take_session(result: CompareResult, data: dict) -> None:
     result.trials = {k: [TrialResult.from_dict({**t, "round": 0})] for k, t in data["trials"].items()}
     result.stopping["reason"] = data["stop_reason"]
     result.interrupted = result.interrupted or data["interrupted"]
+
+
+@dataclass
+class Interleave:
+    """How `--mode interleave` runs commands: blocks of `block_seconds` each (longer when a command
+    prints its count less often), after `warmup_seconds` of each alone."""
+
+    block_seconds: float = 0.3
+    batch_seconds: float = 3.0  # each command's running time per batch mean of the statistics
+    warmup_seconds: float = 10.0
+    progress: str = "auto"
+    metrics: tuple[str, ...] = ()
+    start_timeout: float = 120.0
+    warmup_rounds: int = 1  # rounds left out after the warm-up: the first resume after a long pause
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how: Interleave, seconds: float,
+                    on_round: Callable[[int, dict], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                    sampling: Sampling | None = None) -> CompareResult:
+    """Every command started once and run in turns (perfkit/engine/command.py: `PausedCommand`),
+    block by block in the session's rotating rounds; only one of them runs at any moment. The budget
+    is the same running time per command as `rule.rounds` trials of `seconds` (or `rule.max_seconds`
+    with a precision), counted from the start, warm-ups included. Ctrl-C, a command that exits or
+    stops printing progress: every command is stopped, and what was measured is recorded.
+    With `sampling`, py-spy records every block of every command (`BlockSampler`), and the blocks'
+    stacks go to one folded file under marker frames, as a one-process session's do."""
+    import resource
+
+    from perfkit.engine.command import BlockSampler, CommandExited, PausedCommand
+    from perfkit.engine.session import SessionSpec, run_rounds
+
+    t_start, wall0 = clock(), time.monotonic()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    result = CompareResult(
+        variants=[v.label for v in variants], scenarios={v.label: v.scenario.to_dict() for v in variants},
+        trials={v.label: [] for v in variants}, trials_planned=1, machine=machine_info(),
+        stopping={"rule": rule.to_dict(), "reason": ROUNDS}, mode="interleave",
+    )
+    sps_json = run_dir / "sps.json"
+    commands: dict[str, PausedCommand] = {}
+    errors: dict[str, str] = {}
+    session = None
+    try:
+        for v in variants:
+            log = run_dir / "trials" / v.slug / "trial-0.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            sampler = BlockSampler(sampling.rate, log.parent / "samples") if sampling else None
+            pc = PausedCommand(v, log, how.progress, how.metrics, how.block_seconds, how.start_timeout, clock,
+                               how.extra_env, sampler=sampler)
+            commands[v.label] = pc
+            print(f"starting {v.label} (alone until {how.warmup_seconds:g} s after its first step count)",
+                  file=sys.stderr, flush=True)
+            try:
+                pc.start(how.warmup_seconds)
+            except CommandExited as e:
+                errors[v.label] = str(e)
+                raise
+        # A command that prints its count seldom gets longer blocks (two of its usual gaps). A block's
+        # own rate is rough (where its last count fell moves steps to the next block), but blocks tile
+        # the run, so the statistics take batch means over `batch_seconds` of each command's running:
+        # the error of a batch is that of its two ends only. Short blocks pair the commands closely
+        # (a shared machine's speed drifts by 10-20% from one second to the next).
+        gaps = sorted(g for pc in commands.values() for g in pc.gaps()[-50:])
+        block = max(how.block_seconds, 2 * gaps[int(0.9 * (len(gaps) - 1))]) if gaps else how.block_seconds
+        for pc in commands.values():
+            pc.block_seconds = block
+        n = len(variants)
+        batch = max(n, math.ceil(how.batch_seconds / block / n) * n)  # whole rotations
+        result.stopping.update(block_seconds=block, batch_rounds=batch)
+        budget = rule.rounds * seconds * len(variants) if rule.rounds else None
+        if rule.precision is not None or budget is None:
+            budget = rule.max_seconds or budget
+        elif rule.max_seconds is not None:
+            budget = min(budget, rule.max_seconds)
+        left = None if budget is None else max(budget - (clock() - t_start), 0.0)
+        spec = SessionSpec(variants=[], seconds=left, precision=rule.precision, min_rounds=rule.min_rounds,
+                           min_seconds=rule.min_seconds, warmup_rounds=how.warmup_rounds, batch_rounds=batch)
+
+        def save(s) -> None:
+            result.blocks, result.warmup_rounds = s.blocks, s.warmup_rounds
+            result.save(sps_json)
+
+        session = run_rounds(commands, spec, on_round, save, clock)
+        errors = dict(session.errors)
+        result.stopping["reason"] = session.stop_reason
+        result.interrupted = session.interrupted
+    except CommandExited:  # at the start (its error is recorded): nothing to compare
+        result.stopping["reason"] = f"{next(iter(errors))} failed to start"
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.stopping["reason"] = "interrupted"
+    finally:
+        for pc in commands.values():
+            pc.stop()
+    if session is not None:
+        result.blocks, result.warmup_rounds = session.blocks, session.warmup_rounds
+    for label, pc in commands.items():
+        tr = pc.result(result.warmup_rounds, result.interrupted, errors.get(label))
+        tr.round = 0
+        tr.save(run_dir / "trials" / pc.variant.slug / "trial-0.json")
+        result.trials[label] = [tr]
+    result.stopping["rounds_run"] = len(result.blocks)
+    # perfkit's own CPU while the commands ran (reading their lines, the sentinel, the rounds), in
+    # cores: on a machine with cores to spare it takes none from them; on a full one, at most this
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.monotonic() - wall0
+    own = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    result.stopping["perfkit_cores"] = own / wall if wall > 0 else None
+    if sampling:
+        result.sampler = {**sampling.to_dict(), "blocking": False, "folded": "samples.folded"}
+        _marked_samples(commands, result.warmup_rounds, run_dir / "samples.folded")
+    result.save(sps_json)
+    return result
+
+
+def _marked_samples(commands: dict, warmup_rounds: int, out: Path) -> None:
+    """Every command's per-block py-spy files as one folded file, each block's stacks under its
+    marker frame (perfkit/core/markers.py), so explain splits them by variant and round."""
+    from perfkit.core.folded import Profile, read_folded, to_folded
+    from perfkit.core.markers import marker_name
+
+    stacks: dict[tuple[str, ...], float] = {}
+    for label, pc in commands.items():
+        for r, path in enumerate(pc.sampler.files if pc.sampler else []):
+            if path is None:
+                continue
+            marker = marker_name(label, r, warmup=r < warmup_rounds)
+            for stack, n in read_folded(path, torn_ok=True).stacks.items():
+                key = (marker, *stack)
+                stacks[key] = stacks.get(key, 0.0) + n
+    atomic_write_text(out, to_folded(Profile(stacks)))

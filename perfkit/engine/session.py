@@ -55,6 +55,7 @@ class SessionSpec:
     ppo: dict[str, Any] = field(default_factory=dict)
     num_envs: int | None = None
     progress: bool = False
+    batch_rounds: int | None = None  # rounds per batch mean (default: one rotation, len(variants))
 
 
 @dataclass
@@ -68,9 +69,10 @@ class Session:
     stop_reason: str = "rounds"
     interrupted: bool = False
     errors: dict[str, str] = field(default_factory=dict)  # label -> why that variant failed
+    batch_rounds: int | None = None
 
     def precision_reached(self, precision: float, min_batches: int) -> bool:
-        comps = block_comparisons(self.blocks, self.labels, self.warmup_rounds).values()
+        comps = block_comparisons(self.blocks, self.labels, self.warmup_rounds, self.batch_rounds).values()
         return stats.precision_reached([c for _, c in comps], precision, min((n for n, _ in comps), default=0),
                                        min_batches)
 
@@ -145,13 +147,14 @@ def run_rounds(trainers: dict[str, EpochTrainer], spec: SessionSpec, on_round=No
     trainer that raises is recorded as failed and leaves the rotation; the others go on (with fewer
     than two left nothing can be compared, and the session stops). Ctrl-C ends it, interrupted."""
     labels = list(trainers)
-    session = Session(labels, [], {}, spec.warmup_rounds)
+    session = Session(labels, [], {}, spec.warmup_rounds, batch_rounds=spec.batch_rounds)
     active = list(labels)
-    # the precision is asked only after warm-up plus `min_rounds` batch means of a full rotation each
+    # the precision is asked only after warm-up plus `min_rounds` batch means (a full rotation each,
+    # or `batch_rounds`)
     rule = StopRule(rounds=None, precision=spec.precision, max_seconds=spec.seconds, min_seconds=spec.min_seconds)
     sentinel = Sentinel()
     sentinel.start()
-    rounds = Rounds(rule, clock, min_rounds=spec.warmup_rounds + spec.min_rounds * len(labels))
+    rounds = Rounds(rule, clock, min_rounds=spec.warmup_rounds + spec.min_rounds * (spec.batch_rounds or len(labels)))
     last_save = clock()
     try:
         while rounds.more():
@@ -191,7 +194,8 @@ def _one_round(r: int, order: list[str], trainers: dict[str, EpochTrainer], sent
         except Exception as e:  # noqa: BLE001 -- this variant failed: record it, the others go on
             from perfkit.train.ppo import describe_error
 
-            session.errors[label] = describe_error(e)
+            # an error that is already a sentence for the user (a command that exited) stays one
+            session.errors[label] = str(e) if getattr(e, "plain", False) else describe_error(e)
             active.remove(label)
             w = None
         use = sentinel.mark()  # since the previous epoch's end: this epoch, outside its window

@@ -100,7 +100,7 @@ def pairs_from_compare(result, a: str, b: str, base=None) -> list[tuple[Block, B
     """(A's block, B's block) per round of a compare record: its epochs when the variants shared a
     process (after the warm-up rounds), else its trials (steady windows), with the samples inside
     each block when the compare was sampled."""
-    if result.mode == "inprocess":
+    if result.blocked:
         split = split_by_block(read_stacks(result.sampler.get("folded"), base))
         sa, sb = block_slug(a), block_slug(b)
         out = []

@@ -55,7 +55,9 @@ class CompareResult(Record):
     machine: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, dict] = field(default_factory=dict)  # label -> profiler artifacts (+ flamediff)
     stopping: dict[str, Any] = field(default_factory=dict)  # the rule, and why the run stopped
-    mode: str = "process"  # "process": a fresh process per trial; "inprocess": variants share one
+    # "process": a fresh process per trial; "inprocess": variants share one; "interleave": commands
+    # started once and run in turns, paused while another runs. The last two are measured in blocks.
+    mode: str = "process"
     blocks: list[dict] = field(default_factory=list)  # inprocess: one epoch of every variant per round
     warmup_rounds: int = 0  # inprocess: rounds left out of the statistics (inprocess.WARMUP_ROUNDS)
     # When every block was sampled (`perfkit explain`): tool, rate, the folded stacks (one file for
@@ -64,10 +66,20 @@ class CompareResult(Record):
     backend: str = "local"  # "local" or "ray" (trials on a cluster's nodes; see perfkit/engine/cluster.py)
     nodes: dict[str, dict] = field(default_factory=dict)  # ray: node id -> host, cpu, cores, gpu (and lost)
 
+    @property
+    def commands(self) -> bool:
+        """Every variant is a user's own command (`--cmd`): its counter's steps, not agent-steps."""
+        return bool(self.scenarios) and all(sc.get("workload") == "command" for sc in self.scenarios.values())
+
+    @property
+    def blocked(self) -> bool:
+        """Measured in blocks, paired round by round (variants in one process, or commands in turns)."""
+        return self.mode in ("inprocess", "interleave")
+
     def ok_trials(self, label: str) -> list[TrialResult]:
         """Trials whose numbers count. In one shared process an interrupted session still counts:
         its blocks are paired round by round."""
-        keep = ("ok", "interrupted") if self.mode == "inprocess" else ("ok",)
+        keep = ("ok", "interrupted") if self.blocked else ("ok",)
         return [t for t in self.trials.get(label, []) if t.status in keep]
 
     def failed(self, label: str) -> list[TrialResult]:
@@ -75,7 +87,7 @@ class CompareResult(Record):
 
     def sps(self, label: str) -> list[float]:
         """The samples behind the summary: per trial, or per block (epoch) when variants share a process."""
-        if self.mode == "inprocess":
+        if self.blocked:
             return [b["sps"][label] for b in self.blocks[self.warmup_rounds:] if b["sps"].get(label, 0) > 0]
         return [t.sps for t in self.ok_trials(label)]
 
@@ -123,10 +135,11 @@ class CompareResult(Record):
         rounds ran on several machines (`stats.compare_node_blocked`)."""
         if self.multi_node:
             return {label: nb.overall for label, nb in self.node_comparisons().items()}
-        if self.mode == "inprocess":
+        if self.blocked:
             if not self.blocks:
                 return {}
-            return {k: c for k, (_, c) in block_comparisons(self.blocks, self.variants, self.warmup_rounds).items()}
+            return {k: c for k, (_, c) in block_comparisons(self.blocks, self.variants, self.warmup_rounds,
+                                                            self.stopping.get("batch_rounds")).items()}
         if not self.ok_trials(self.variants[0]):
             return {}
         return {label: stats.compare_samples(*self.paired(label), paired=True) for label in self.variants[1:]}
@@ -258,14 +271,15 @@ class CompareResult(Record):
         from perfkit.core.sentinel import MAX_OTHER_CORES, slow_windows
 
         out = []
-        if self.mode == "inprocess":
+        if self.blocked:
             for label in self.variants:
                 others = [b["others_cores"].get(label) for b in self.blocks[self.warmup_rounds:]
                           if b.get("others_cores", {}).get(label) is not None]
                 busy = [x for x in others if x >= MAX_OTHER_CORES]
                 if busy:
-                    out.append(f"{label}: {len(busy)} of {len(others)} epochs ran while other processes used "
-                               f"{sum(busy) / len(busy):.1f} core on average (paired epochs share the disturbance)")
+                    unit = "blocks" if self.mode == "interleave" else "epochs"
+                    out.append(f"{label}: {len(busy)} of {len(others)} {unit} ran while other processes used "
+                               f"{sum(busy) / len(busy):.1f} core on average (paired {unit} share the disturbance)")
             return out
         for label in self.variants:
             trials = self.trials.get(label, [])
@@ -371,7 +385,7 @@ _FIELDS = {
     "variants": _read_variants, "scenarios": lambda f: f.mapping(Field.obj),
     "trials": lambda f: f.mapping(lambda ts: ts.sequence(TrialResult.read)), "trials_planned": Field.integer,
     "interrupted": Field.boolean, "machine": Field.obj, "profiles": lambda f: f.mapping(_read_profile),
-    "stopping": _read_stopping, "mode": lambda f: f.choice("process", "inprocess"),
+    "stopping": _read_stopping, "mode": lambda f: f.choice("process", "inprocess", "interleave"),
     "blocks": lambda f: f.sequence(_read_block), "warmup_rounds": Field.integer, "sampler": _read_sampler,
     "backend": Field.string, "nodes": lambda f: f.mapping(_read_node),
 }

@@ -49,7 +49,7 @@ def render_sps_png(result: CompareResult) -> bytes:
         ax.scatter([i] * len(xs), xs, color="#dd8452", zorder=3, s=14)
     ax.set_xticks(range(len(result.variants)), [v.replace(",", "\n") for v in result.variants], fontsize=8)
     ax.set_ylabel("agent-steps/s (steady state, geo-mean)")
-    samples = "epochs" if result.mode == "inprocess" else "trials"
+    samples = {"inprocess": "epochs", "interleave": "blocks"}.get(result.mode, "trials")
     ax.set_title(f"Throughput per variant: geometric mean with 95% CI, {samples} as dots")
     return _png(fig)
 

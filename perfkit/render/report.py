@@ -49,13 +49,17 @@ class Rendered:
 
 def compare_markdown(result: CompareResult, fmt: str = "github") -> str:
     """sps.md: tables, warnings, flamegraph links and differential flamegraph tables, plot links."""
+    title = ("## Throughput (steps/s of each command's own counter, warm-up left out)" if result.commands else
+             "## Throughput (agent-steps/s, steady state, warm-up window excluded)")
+    learned = any(v.learning for v in result.summaries())
     parts = [
-        "## Throughput (agent-steps/s, steady state, warm-up window excluded)", render_sps(result, fmt),
+        title, render_sps(result, fmt),
         *(["## Per node (every round ran on one node; ratios to the first variant, 95% CI)",
             render_nodes(result, fmt)] if result.multi_node else []),
         *(["## Where the time goes", render_phases(result, fmt)] if any(v.phases_ms_per_1k for v in
                                                                           result.summaries()) else []),
-        "## Learning (per episode, last windows of each trial)", render_learning(result, fmt),
+        *(["## Learning (per episode, last windows of each trial)", render_learning(result, fmt)]
+          if learned or not result.commands else []),
     ]
     warnings = result.warnings()
     if warnings:

@@ -29,7 +29,7 @@ def _spread(s: stats.Summary) -> str:
 
 
 def _trials_cell(v: VariantSummary, mode: str = "process") -> str:
-    n = f"{v.n} epochs" if mode == "inprocess" else f"{v.n}"
+    n = {"inprocess": f"{v.n} epochs", "interleave": f"{v.n} blocks"}.get(mode, f"{v.n}")
     extra = [f"+{v.failed} failed"] * bool(v.failed) + [f"+{v.replaced} re-run"] * bool(v.replaced) + \
         [f"+{v.lost} lost with a node"] * bool(v.lost)
     return n + (f" ({', '.join(extra)})" if extra else "")
@@ -55,6 +55,10 @@ def render_sps(result: CompareResult, fmt: str = "github") -> str:
                      verdict])
     headers = ["variant", "trials", "agent-steps/s (geo-mean)", "spread (min–max, ±cv)", "env-steps/s",
                "ratio vs first (geo-mean, paired)", "95% CI", "verdict"]
+    if result.commands:  # a command's own counter: no agents, no env-steps apart from it
+        headers = [h for h in headers if h != "env-steps/s"]
+        headers[2] = "steps/s (geo-mean)"
+        rows = [r[:4] + r[5:] if len(r) == 8 else r for r in rows]
     rows = [r if len(r) == len(headers) else r + [""] * (len(headers) - len(r)) for r in rows]
     return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 

@@ -15,13 +15,19 @@ print("starting up", flush=True)
 rng = np.random.default_rng(0)
 state = np.zeros(64)
 step, start = 0, time.monotonic()
+
+
+def _hidden_cost(seconds: float) -> None:
+    t = time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        pass
+
+
 while True:
     for _ in range(200):
         state = np.tanh(state * 0.9 + rng.standard_normal(64) * 0.1)
         if cost:
-            t = time.perf_counter()
-            while time.perf_counter() - t < cost:
-                pass
+            _hidden_cost(cost)
         step += 1
     if not silent:
         print(f"global_step={step}, episodic_return={float(state.sum()):.3f}")

@@ -28,7 +28,8 @@ certain culprit.
 Modules (only driver.py imports the others):
   git.py        the commits to bisect, a worktree per commit, running git (BisectError)
   signals.py    Ctrl-C and SIGTERM as one request to stop (Interrupts)
-  trainers.py   the client of the trainer process: start it, ask it, CommitBroken
+  trainers.py   the client of the trainer process: start it, ask it, CommitBroken; and the same
+                protocol for a user's own command (CommandTrainers, `bisect --cmd`)
   evidence.py   paired rounds, the regression and its noise, the sequential test, verdicts
   search.py     the search over commit indices from verdicts, and the outcome they support
   driver.py     runs it all: trainers, rounds, phases, the record saved, the cleanup
@@ -37,5 +38,6 @@ Modules (only driver.py imports the others):
 from perfkit.commands.bisection.driver import Bisect, BisectOptions
 from perfkit.commands.bisection.git import BisectError, commit_range
 from perfkit.commands.bisection.signals import Interrupts
+from perfkit.commands.bisection.trainers import CommandTrainers
 
-__all__ = ["Bisect", "BisectError", "BisectOptions", "Interrupts", "commit_range"]
+__all__ = ["Bisect", "BisectError", "BisectOptions", "CommandTrainers", "Interrupts", "commit_range"]

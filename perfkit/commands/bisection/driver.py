@@ -38,11 +38,13 @@ class Bisect:
     """Runs the search: trainers per commit, paired rounds, verdicts, the record after every step."""
 
     def __init__(self, repo, commits: list[Commit], spec: dict, run_dir: Path, opts: BisectOptions, record,
-                 progress: Callable[[str], None] = lambda s: None, clock: Callable[[], float] = time.monotonic):
+                 progress: Callable[[str], None] = lambda s: None, clock: Callable[[], float] = time.monotonic,
+                 trainers=None):
         self.repo, self.commits, self.spec, self.run_dir, self.opts = repo, commits, spec, Path(run_dir), opts
         self.record, self.progress, self.clock = record, progress, clock
         self.n = len(commits) - 1
-        self.trainers = TrainerProcess(spec, self.run_dir / "logs" / "trainers.log")
+        # the built-in trainer on the user's env, or the user's own command (CommandTrainers)
+        self.trainers = trainers or TrainerProcess(spec, self.run_dir / "logs" / "trainers.log")
         self.keys: set[str] = set()  # the trainers that process holds now
         self.evidence: dict[int, Evidence] = {}
         self.worktrees = Worktrees(repo, self.run_dir / "worktrees")

@@ -93,3 +93,65 @@ class TrainerProcess:
                 stream.close()
         self._err.close()
         self.proc = None
+
+
+class CommandTrainers:
+    """The same protocol (`ask`) for a user's own training command (`bisect --cmd`): each trainer is
+    the command started in its commit's worktree (from the same subfolder) and run in turns with
+    the others, paused between its blocks (perfkit/engine/command.py: `PausedCommand`); a block's
+    steps and seconds come from the step counter it prints."""
+
+    def __init__(self, text: str, sub: Path, log_dir: Path, progress: str = "auto", metrics: tuple[str, ...] = (),
+                 warmup_seconds: float = 10.0, start_timeout: float = 120.0):
+        self.text, self.sub, self.log_dir = text, sub, log_dir
+        self.progress, self.metrics = progress, metrics
+        self.warmup_seconds, self.start_timeout = warmup_seconds, start_timeout
+        self.held: dict = {}
+
+    @property
+    def proc(self):
+        """Not None while it holds a command (the driver asks before dropping one)."""
+        return self.held or None
+
+    def ask(self, **cmd) -> dict:
+        from perfkit.engine.command import CommandExited
+
+        try:
+            return self._handle(cmd)
+        except CommandExited as e:
+            pc = self.held.pop(cmd.get("key"), None)
+            if pc is not None:
+                pc.stop()
+            raise CommitBroken(str(e)) from None
+
+    def _handle(self, cmd: dict) -> dict:
+        from perfkit.core.command import Command
+        from perfkit.core.scenario import Variant
+        from perfkit.engine.command import PausedCommand
+
+        key = cmd.get("key")
+        if cmd["cmd"] == "load":
+            where = Path(cmd["paths"][0]) / self.sub
+            variant = Variant(key, Command("bisect", self.text, cwd=str(where)))  # type: ignore[arg-type]
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            pc = PausedCommand(variant, self.log_dir / f"{key}-{where.parent.name}.log", self.progress, self.metrics,
+                               2.0, self.start_timeout)
+            self.held[key] = pc
+            pc.start(self.warmup_seconds)
+            return {}
+        if cmd["cmd"] == "block":
+            pc = self.held[key]
+            pc.block_seconds = cmd["seconds"]
+            w = pc.run_epoch()
+            return {"agent_steps": w.agent_steps, "seconds": w.seconds}
+        if cmd["cmd"] == "drop":
+            pc = self.held.pop(key, None)
+            if pc is not None:
+                pc.stop()
+            return {}
+        raise CommitBroken(f"bisect --cmd measures SPS only (asked {cmd['cmd']!r})")
+
+    def close(self, kill: bool = False) -> None:
+        for pc in self.held.values():
+            pc.stop()
+        self.held.clear()
