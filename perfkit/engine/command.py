@@ -81,22 +81,10 @@ class CommandRunner:
         return result
 
     def _result(self, variant: Variant, run: _Run, interrupted: bool = False) -> TrialResult:
-        cmd: Command = variant.scenario  # type: ignore[assignment]
         windows = run.progress.windows(self.warmup_seconds, self.min_window_s, until=run.stopped_at)
         sps, _ = steady_state(windows, 1)
-        points = run.progress.points
         error = None if interrupted else self._error(run, windows)
-        result = TrialResult(
-            scenario=cmd.to_dict(), label=variant.label, sps=sps, first_window_sps=windows[0].sps if windows else 0.0,
-            agent_steps=(points[-1][1] - points[0][1]) if points else 0, seconds=sum(w.seconds for w in windows),
-            epochs=len(windows), phases=_steady_phases(windows), windows=[{**asdict(w), "sps": w.sps} for w in windows],
-            learning=last_values(run.progress), env_config=None, env_config_hash=None, vec={}, device="", ppo={},
-            interrupted=interrupted, machine=machine_info(), error=error,
-            exit_status=run.code if run.exited_early else None, warmup_windows=1,
-        )
-        result.artifacts["log"] = run.log.name
-        result.process_s = run.wall
-        return result
+        return _record(variant, run, windows, sps, sum(w.seconds for w in windows), 1, interrupted, error)
 
     def _error(self, run: _Run, windows) -> str | None:
         """Why the trial measured nothing usable, or None."""
@@ -115,11 +103,30 @@ class CommandRunner:
         return None
 
 
-def _steady_phases(windows) -> dict[str, float]:
-    """Seconds per phase over the steady windows, all but the first (reported by perfkit.probe;
-    {} without it)."""
+def _record(variant: Variant, run: _Run, windows: list[Window], sps: float, seconds: float, warmup: int,
+            interrupted: bool, error: str | None) -> TrialResult:
+    """A command's TrialResult: its windows (the first `warmup` left out of `sps` and `seconds`),
+    learning numbers, log and exit status; both ways of running a command record it alike."""
+    cmd: Command = variant.scenario  # type: ignore[assignment]
+    points = run.progress.points
+    result = TrialResult(
+        scenario=cmd.to_dict(), label=variant.label, sps=sps, first_window_sps=windows[0].sps if windows else 0.0,
+        agent_steps=(points[-1][1] - points[0][1]) if points else 0, seconds=seconds, epochs=len(windows),
+        phases=_phase_seconds(windows[warmup:]),
+        windows=[{**asdict(w), "sps": w.sps} for w in windows], learning=last_values(run.progress),
+        env_config=None, env_config_hash=None, vec={}, device="", ppo={}, interrupted=interrupted,
+        machine=machine_info(), error=error, exit_status=run.code if run.exited_early else None,
+        warmup_windows=warmup,
+    )
+    result.artifacts["log"] = run.log.name
+    result.process_s = run.wall
+    return result
+
+
+def _phase_seconds(windows) -> dict[str, float]:
+    """Seconds per phase over these windows (reported by perfkit.probe; {} without it)."""
     out: dict[str, float] = {}
-    for w in windows[1:]:
+    for w in windows:
         for k, v in w.phases.items():
             out[k] = out.get(k, 0.0) + v
     return out
@@ -377,16 +384,17 @@ class PausedCommand:
             run._take(item)
         if self.sampler is not None:
             self.sampler.stop()
-        pts = [p for p in self.progress.points if t0 <= p[0] <= t1]
+        # the block's last count: from the end (a trainer printing hundreds of lines a second has
+        # hundreds of thousands of counts by then; this runs every block)
+        last = next((p for p in reversed(self.progress.points) if p[0] <= t1), None)
         if run.exited_early:
             raise CommandExited(self._why())
-        if not pts:
+        if last is None or last[0] < t0:
             raise CommandExited(f"no progress for {t1 - t0:.0f} s in a block (--progress {self.progress_spec!r})"
                                 + _last_lines(run))
         # the window runs from the last count before this block to the last count in it, over the
         # time the command ran between them (it ran only inside blocks): consecutive windows tile the
         # run, so where a count fell in a block moves steps between neighbouring blocks, never out
-        last = pts[-1]
         w = self.progress._window(len(self.blocks), self._mark, last)
         w = replace(w, seconds=self._carry + (last[0] - t0))
         self._mark, self._carry = last, t1 - last[0]
@@ -421,19 +429,7 @@ class PausedCommand:
     def result(self, warmup_blocks: int, interrupted: bool, error: str | None) -> TrialResult:
         """The command's record: its steady blocks as windows (the first `warmup_blocks` left out
         of its SPS), its learning numbers, its log and exit status."""
-        cmd: Command = self.variant.scenario  # type: ignore[assignment]
         steady = self.blocks[warmup_blocks:]
         steps, secs = sum(w.agent_steps for w in steady), sum(w.seconds for w in steady)
-        pts = self.progress.points
-        result = TrialResult(
-            scenario=cmd.to_dict(), label=self.variant.label, sps=steps / secs if secs > 0 else 0.0,
-            first_window_sps=self.blocks[0].sps if self.blocks else 0.0,
-            agent_steps=(pts[-1][1] - pts[0][1]) if pts else 0, seconds=secs, epochs=len(self.blocks),
-            phases=_steady_phases([None, *steady]), windows=[{**asdict(w), "sps": w.sps} for w in self.blocks],
-            learning=last_values(self.progress), env_config=None, env_config_hash=None, vec={}, device="", ppo={},
-            interrupted=interrupted, machine=machine_info(), error=error,
-            exit_status=self.run.code if self.run.exited_early else None, warmup_windows=warmup_blocks,
-        )
-        result.artifacts["log"] = self.run.log.name
-        result.process_s = self.run.wall
-        return result
+        return _record(self.variant, self.run, self.blocks, steps / secs if secs > 0 else 0.0, secs, warmup_blocks,
+                       interrupted, error)
