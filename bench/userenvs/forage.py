@@ -3,7 +3,9 @@ PYTHONPATH. Nothing here comes from perfkit's arena: 16 agents forage on a 16x16
 5x5 window, food regrows at random. `make_slow` is the same env with a hidden per-step cost in
 `_reconcile_ledger` (the cost, in microseconds per step, comes from PERFKIT_BENCH_COST_US so a
 benchmark can calibrate it), `make_slower` the same with PERFKIT_BENCH_COST_US_2 (two costs side by
-side in one gate run); `make_twin` is the same code as `make` under another name.
+side in one gate run); `make_twin` is the same code as `make` under another name. `make_stale` has
+a learning bug and no speed bug: it takes the agents' view before they move instead of after, so
+every observation is one step late (the learning benchmark's subtle regression).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ def _reconcile_ledger(microseconds: float) -> None:
 
 
 class Forage(pufferlib.PufferEnv):
-    def __init__(self, buf=None, seed: int = 0, cost_us: float = 0.0, max_steps: int = 256, scratch: int = 0):
+    def __init__(self, buf=None, seed: int = 0, cost_us: float = 0.0, max_steps: int = 256, scratch: int = 0,
+                 stale: bool = False):
         self.single_observation_space = gymnasium.spaces.Box(0, 255, (VIEW * VIEW,), dtype=np.uint8)
         self.single_action_space = gymnasium.spaces.Discrete(5)
         self.num_agents = AGENTS
         super().__init__(buf)
-        self.cost_us, self.max_steps, self.scratch = cost_us, max_steps, scratch
+        self.cost_us, self.max_steps, self.scratch, self.stale = cost_us, max_steps, scratch, stale
         self.rng = np.random.default_rng(seed)
         self._offsets = np.stack(np.meshgrid(np.arange(VIEW) - VIEW // 2, np.arange(VIEW) - VIEW // 2,
                                              indexing="ij"), -1).reshape(-1, 2)
@@ -58,6 +61,8 @@ class Forage(pufferlib.PufferEnv):
     def step(self, actions):
         if self.cost_us:
             _reconcile_ledger(self.cost_us)
+        if self.stale:
+            self._observe()  # the bug: the view is taken before the move, so it is one step late
         self.pos = (self.pos + MOVES[np.asarray(actions, dtype=np.int64)]) % SIZE
         got = self.food[self.pos[:, 0], self.pos[:, 1]].astype(np.float32)
         self.food[self.pos[:, 0], self.pos[:, 1]] = 0
@@ -75,7 +80,8 @@ class Forage(pufferlib.PufferEnv):
         else:
             for agent in range(AGENTS if self.scratch else 0):
                 self._scratch_tally(agent)
-            self._observe()
+            if not self.stale:
+                self._observe()
         return self.observations, self.rewards, self.terminals, self.truncations, infos
 
     def close(self):
@@ -100,3 +106,7 @@ def make_slower(buf=None, seed=0):
 
 def make_scratch(buf=None, seed=0):
     return Forage(buf=buf, seed=seed, scratch=int(os.environ.get("PERFKIT_BENCH_SCRATCH", "0")))
+
+
+def make_stale(buf=None, seed=0):
+    return Forage(buf=buf, seed=seed, stale=True)

@@ -16,6 +16,7 @@ import click
 from perfkit.cli import options as opts
 from perfkit.cli.bisect_command import bisect
 from perfkit.cli.explain_command import explain
+from perfkit.cli.learn_command import learn
 from perfkit.cli.tools import diagnose, flamediff, gate, profile
 from perfkit.core.scenario import AXES
 
@@ -56,6 +57,7 @@ main.add_command(gate)
 main.add_command(diagnose)
 main.add_command(explain)
 main.add_command(bisect)
+main.add_command(learn)
 
 
 @main.command()
@@ -239,7 +241,7 @@ def _run_and_report(job, run_dir: Path, fmt: str, max_minutes) -> None:
         flamegraphs.from_blocks(result, run_dir, job.sampling.rate)
     result.save(run_dir / "sps.json")
     rendered = render_compare(result, fmt)
-    _write(run_dir, rendered.files)
+    opts.write_files(run_dir, rendered.files)
     click.echo(rendered.text)
     click.echo(f"wrote {run_dir / 'sps.json'}, {run_dir / 'sps.md'} and plots (sps.png, learning.png, "
                "phases.png)", err=True)
@@ -364,18 +366,5 @@ def report(results_dir, fmt, out) -> None:
     click.echo(rendered.text)
     if rendered.files:
         where = out or (results_dir if results_dir.is_dir() else results_dir.parent)
-        _write(where, rendered.files)
+        opts.write_files(where, rendered.files)
         click.echo(f"wrote {', '.join(str(where / name) for name in rendered.files)}", err=True)
-
-
-def _write(run_dir: Path, files: dict[str, str | bytes]) -> None:
-    """The re-rendered files; a directory that cannot take them (read-only, full) is a clear error
-    after the tables were printed, never a traceback."""
-    from perfkit.core.files import atomic_write_bytes
-
-    for name, data in files.items():
-        try:
-            atomic_write_bytes(run_dir / name, data.encode() if isinstance(data, str) else data)
-        except OSError as e:
-            raise click.ClickException(f"could not write {run_dir / name}: {e.strerror}; the tables are printed "
-                                       "above (pass --out DIR to write the files elsewhere)") from None

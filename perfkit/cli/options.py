@@ -460,3 +460,16 @@ def check_ray_backend(mode: str, flamegraph: bool) -> None:
         require_ray()
     except ClusterError as e:
         raise click.UsageError(str(e)) from None
+
+
+def write_files(run_dir: Path, files: dict[str, str | bytes]) -> None:
+    """The re-rendered files; a directory that cannot take them (read-only, full) is a clear error
+    after the tables were printed, never a traceback."""
+    from perfkit.core.files import atomic_write_bytes
+
+    for name, data in files.items():
+        try:
+            atomic_write_bytes(run_dir / name, data.encode() if isinstance(data, str) else data)
+        except OSError as e:
+            raise click.ClickException(f"could not write {run_dir / name}: {e.strerror}; the tables are printed "
+                                       "above (pass --out DIR to write the files elsewhere)") from None

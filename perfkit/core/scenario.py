@@ -145,9 +145,10 @@ AXES: dict[str, Axis] = {
              grammar=f"number in [0, {canonical_number(INJECT_COST_MAX_US)}]",
              parse=_bounded_float("inject-cost-us", INJECT_COST_MAX_US)),
         Axis("fault", "none",
-             "a seeded fault in perfkit's own trainer (validation knob for explain): a host sync per rollout "
-             "step, an extra copy of each observation batch, or half the minibatch size",
-             ("none", "host-sync", "obs-copy", "half-minibatch")),
+             "a seeded fault in perfkit's own trainer (validation knob for explain and learn): a host sync per "
+             "rollout step, an extra copy of each observation batch, half the minibatch size, or a learning "
+             "rate 4x too small",
+             ("none", "host-sync", "obs-copy", "half-minibatch", "quarter-lr")),
         Axis("release", "none",
              "a bundle of the suspects as the investigation's stack had them before and after its refactor "
              "(wrapper, env-config, checkpoint, eval, desync, preset); axes you set yourself win",

@@ -35,15 +35,16 @@ def resolve_device(spec: str):
     return torch.device("cuda")
 
 
-def apply_thread_policy(values: dict[str, str], workers: int = 0) -> dict:
+def apply_thread_policy(values: dict[str, str], workers: int = 0, cores: int | None = None) -> dict:
     """Set torch's intra-op (and inter-op) threads from the `threads` axis; returns what was set and
-    why, for the trial's record. `auto` never oversubscribes the cores this process may use."""
+    why, for the trial's record. `auto` never oversubscribes the cores this process may use, or
+    `cores` of them when it shares the machine with other trials (seeds trained side by side)."""
     import torch
 
     from perfkit.core.threads import apply_threads, available_cores, choose_threads
 
     spec = values.get("threads", "auto")
-    cores = available_cores()
+    cores = min(cores, available_cores()) if cores else available_cores()
     device = values.get("device", "auto")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -64,6 +65,7 @@ def run_trial(
     on_window=None,
     torch_profile=None,
     checkpoint_dir: str | None = None,
+    cores: int | None = None,
 ) -> TrialResult:
     import torch
 
@@ -78,7 +80,7 @@ def run_trial(
     creator = make_creator(values)
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     plan = vec.plan(values["workers"], num_envs, gpus=gpus)
-    threads = apply_thread_policy(values, plan.num_workers)
+    threads = apply_thread_policy(values, plan.num_workers, cores)
     try:
         vecenv = vec.make(creator, plan, seed=scenario.seed)
     except Exception as e:  # the env could not be built: a failed trial, recorded
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         ppo=spec.get("ppo"),
         num_envs=spec.get("num_envs", NUM_ENVS),
         torch_profile=torch_profile,
+        cores=spec.get("cores"),
     )
     result.save(out)
     if result.error:

@@ -15,7 +15,7 @@ from perfkit.core.timing import PHASES
 from perfkit.records.compare import CompareResult
 
 
-def _figure(width: float = 8, height: float = 4.5):
+def figure(width: float = 8, height: float = 4.5):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -24,7 +24,7 @@ def _figure(width: float = 8, height: float = 4.5):
     return fig
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -34,7 +34,7 @@ def _png(fig) -> bytes:
 def render_sps_png(result: CompareResult) -> bytes:
     """Geometric-mean agent-steps/s per variant (the table's headline) with its 95% t-interval,
     every sample as a dot."""
-    fig = _figure(max(6, 1.6 * len(result.variants) + 2), 4.5)
+    fig = figure(max(6, 1.6 * len(result.variants) + 2), 4.5)
     ax = fig.add_subplot()
     for i, v in enumerate(result.summaries()):
         if v.sps is None:
@@ -51,12 +51,12 @@ def render_sps_png(result: CompareResult) -> bytes:
     ax.set_ylabel("agent-steps/s (steady state, geo-mean)")
     samples = {"inprocess": "epochs", "interleave": "blocks"}.get(result.mode, "trials")
     ax.set_title(f"Throughput per variant: geometric mean with 95% CI, {samples} as dots")
-    return _png(fig)
+    return png(fig)
 
 
 def render_learning_png(result: CompareResult) -> bytes:
     """Hearts per episode and episode return against agent-steps, one line per trial."""
-    fig = _figure(10, 4.2)
+    fig = figure(10, 4.2)
     axes = fig.subplots(1, 2)
     colours = [f"C{i}" for i in range(10)]
     for i, label in enumerate(result.variants):
@@ -82,13 +82,13 @@ def render_learning_png(result: CompareResult) -> bytes:
     else:
         axes[0].text(0.5, 0.5, "no episode finished in these trials", ha="center", transform=axes[0].transAxes)
     fig.suptitle("Learning curves (episodes finished in each SPS window)")
-    return _png(fig)
+    return png(fig)
 
 
 def render_phases_png(result: CompareResult) -> bytes:
     """Stacked bars: milliseconds per 1,000 agent-steps in each phase."""
     rows = [v for v in result.summaries() if v.phases_ms_per_1k]
-    fig = _figure(max(6, 1.6 * len(rows) + 2), 4.5)
+    fig = figure(max(6, 1.6 * len(rows) + 2), 4.5)
     ax = fig.add_subplot()
     bottom = np.zeros(len(rows))
     for j, phase in enumerate(PHASES):
@@ -99,7 +99,7 @@ def render_phases_png(result: CompareResult) -> bytes:
     ax.set_ylabel("ms per 1,000 agent-steps")
     ax.set_title("Where the time goes")
     ax.legend(fontsize=8, ncols=4)
-    return _png(fig)
+    return png(fig)
 
 
 PLOTS = {"sps.png": render_sps_png, "learning.png": render_learning_png, "phases.png": render_phases_png}

@@ -22,11 +22,13 @@ from perfkit.records.compare import CompareResult
 from perfkit.records.diagnose import DiagnoseResult
 from perfkit.records.explain import ExplainRecord
 from perfkit.records.gate import GateRecord
+from perfkit.records.learning import LearnResult
 from perfkit.records.profiling import ProfileRecord
 from perfkit.records.store import ResultsError
 from perfkit.records.trial import TrialResult
 from perfkit.render.bisection import render_bisect
 from perfkit.render.explain import render_explain
+from perfkit.render.learning import learn_markdown, render_curves_png
 from perfkit.render.table import (
     render_diagnose,
     render_flamediff,
@@ -96,6 +98,12 @@ def render_compare(result: CompareResult, fmt: str = "github") -> Rendered:
     return Rendered(text, {"sps.md": text, **{name: plot(result) for name, plot in PLOTS.items()}})
 
 
+def render_learn(result: LearnResult, fmt: str = "github") -> Rendered:
+    """learn.md and learning.png: `perfkit learn` and `perfkit report` both call it."""
+    text = learn_markdown(result, fmt)
+    return Rendered(text, {"learn.md": text, "learning.png": render_curves_png(result)})
+
+
 def render_diagnose_record(record: DiagnoseResult, fmt: str = "github") -> str:
     return render_diagnose(record.checks, fmt)
 
@@ -133,6 +141,7 @@ REPORTS: dict[str, RecordKind] = {
     "gate": RecordKind("gate.json", GateRecord, render_gate_record),
     "profile": RecordKind("profile.json", ProfileRecord, render_profile_record),
     "bisect": RecordKind("bisect.json", BisectRecord, render_bisect),
+    "learn": RecordKind("learn.json", LearnResult, render_learn),
 }
 
 

@@ -117,6 +117,8 @@ class Trainer:
         torch.manual_seed(seed)
         if fault == "half-minibatch":
             cfg = dataclasses.replace(cfg, minibatch_size=max(1, cfg.minibatch_size // 2))
+        elif fault == "quarter-lr":  # a learning fault that costs no speed (perfkit learn's validation)
+            cfg = dataclasses.replace(cfg, learning_rate=cfg.learning_rate / 4)
         # resolved once: the rollout loop tests booleans, not strings, on every step
         self._obs_copy, self._host_sync = fault == "obs-copy", fault == "host-sync"
         np.random.seed(seed)  # the *shared* desync RNG (forked workers inherit it) draws from this global state

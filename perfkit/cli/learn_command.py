@@ -1,0 +1,152 @@
+"""`perfkit learn`: did B stop learning? (registered on the group in main.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from perfkit.cli import options as opts
+
+DEFAULT_STEPS = 1_000_000
+DEFAULT_SEEDS = 5
+DEFAULT_MAX_SEEDS = 20  # with --precision
+
+
+def parse_metric(text: str) -> tuple[str, bool]:
+    """NAME or NAME:min (lower is better) -> (name, lower_is_better)."""
+    name, sep, how = text.rpartition(":")
+    if sep and how in ("min", "max"):
+        return name, how == "min"
+    return text, False
+
+
+@click.command()
+@click.option("--vary", multiple=True, metavar="AXIS=V1,V2,...",
+              help="Axis to vary and its values (repeatable; every combination runs). The first variant is the "
+                   "reference of every difference.")
+@click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True, metavar="N",
+              help="Agent-steps every seed of every variant trains: learning is compared at equal experience, "
+                   "never at equal seconds (a faster variant would see more).")
+@click.option("--seeds", type=click.IntRange(min=1), default=DEFAULT_SEEDS, show_default=True, metavar="K",
+              help="Seeds per variant (at least 2 for an interval; with --precision, the seeds run before the "
+                   "rule may stop). Seed s of every variant sees the same env seeds and initial policy.")
+@click.option("--precision", type=opts.FiniteRange(min=0.001, max=10), default=None, metavar="P",
+              help="Add seeds until the interval of every asked metric's difference is within ±P of the "
+                   "reference's value (e.g. 0.2), or --max-seeds / --max-minutes. Stops on the interval's width "
+                   "alone, so it does not make verdicts more likely.")
+@click.option("--max-seeds", type=click.IntRange(min=2), default=None, metavar="K",
+              help=f"With --precision: the most seeds per variant (default {DEFAULT_MAX_SEEDS}).")
+@click.option("--max-minutes", type=opts.FiniteRange(min=0.1), default=None, metavar="M",
+              help="With --precision: add no seed after M minutes (the seeds under way finish).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME[:min]",
+              help="An episode metric to give a verdict on (repeatable; NAME:min when lower is better). Default: "
+                   "heart.get when the env reports it, else episode_return. Every other metric the episodes "
+                   "report is shown too, without a verdict.")
+@click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="J",
+              help="Seeds trained side by side, each in its own process (default: one per core a trial keeps "
+                   "busy). Learning is compared at equal steps, so trials need not be timed apart.")
+@click.option("--pairing", type=click.Choice(["seed", "none"]), default="seed", show_default=True,
+              help="seed: variant B's seed s is A's seed s, and the verdict rests on the per-seed differences. "
+                   "none: every variant gets its own seeds (Welch's interval), e.g. to check that twins agree.")
+@opts.scenario_options
+@opts.trainer_options
+@opts.output_options
+def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parallel, pairing, fixes, seed,
+          num_envs, ppo, fmt, out, force, **kwargs) -> None:
+    """Did B stop learning? Every variant trains --steps agent-steps under --seeds seeds (fresh
+    processes, several side by side), and for each asked metric prints the final value across seeds
+    (interquartile mean with a bootstrap 95% interval), the difference B − A with its paired
+    t-interval, the probability that a seed of B ends better than one of A, a verdict (learns worse,
+    learns better, no significant difference), and agent-steps to reach half of A's improvement.
+
+    A seed's final value is the mean over the episodes in its last 20% of steps. Writes learn.json
+    after every finished seed, and learn.md and learning.png (each seed faint, the IQM with its band)
+    at the end. Ctrl-C stops the seeds under way and prints the table of those that finished. Exit
+    status: 0, 1 if a seed failed, 130 if interrupted.
+
+    Example: perfkit learn --vary preset=basic_easy_shaped,make_arena --steps 500000 --seeds 5
+
+    Example: perfkit learn --env mypkg.envs:make --vary ppo... --metric score --precision 0.1
+    """
+    from perfkit.core.threads import available_cores
+
+    if seeds < 2:
+        raise click.UsageError(f"--seeds {seeds}: an interval, and so a learning verdict, needs at least 2 seeds "
+                               "per variant (5 or more to see a modest difference)")
+    if max_seeds is not None and not precision:
+        raise click.UsageError("--max-seeds is the limit of --precision's rule; without --precision exactly --seeds "
+                               "seeds run")
+    if max_minutes is not None and not precision:
+        raise click.UsageError("--max-minutes limits --precision's rule; without --precision exactly --seeds seeds run")
+    max_seeds = max_seeds or max(DEFAULT_MAX_SEEDS, seeds) if precision else seeds
+    if max_seeds < seeds:
+        raise click.UsageError(f"--max-seeds {max_seeds} is below --seeds {seeds}")
+    parsed = [parse_metric(m) for m in metrics]
+    names = [n for n, _ in parsed]
+    if len(set(names)) != len(names):
+        raise click.UsageError(f"--metric names a metric twice: {', '.join(names)}")
+    base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
+    variants, _ = opts.plan_and_mode(base, varied, "process")
+    if seed + max_seeds > 2**32 - 1:
+        raise click.UsageError(f"--seed {seed}: seeds {seed}..{seed + max_seeds - 1} go past 2**32 - 1")
+
+    from perfkit.commands import learning
+
+    try:
+        checks = [learning.preflight(v) for v in variants]
+        seen = _common([c.metrics for c in checks])
+        asked = learning.choose_metrics(names, seen)
+        for v, c in zip(variants, checks, strict=True):
+            learning.check_budget(steps, c.agents, learning.num_envs_of(v, num_envs), learning.num_steps_of(ppo))
+    except learning.LearnInputError as e:
+        raise click.UsageError(str(e)) from None
+    if seen is None:
+        click.echo("note: no episode ended in a short random-action run of the env, so the metrics could not be "
+                   "checked before training", err=True)
+    workers = learning.workers_of(variants[0])
+    parallel = parallel or learning.auto_parallel(workers)
+    job = learning.LearnJob(variants, steps, seeds, max_seeds, asked,
+                            lower_is_better=[n for n, low in parsed if low], precision=precision,
+                            max_seconds=60 * max_minutes if max_minutes else None, parallel=parallel,
+                            ppo=ppo or {}, num_envs=num_envs, first_seed=seed, paired=pairing == "seed")
+    run_dir = opts.run_dir(out, "learn", force)
+    until = (f"until ±{precision:.0%} of the reference (at most {max_seeds} seeds"
+             f"{f', {max_minutes:g} min' if max_minutes else ''})" if precision else f"{seeds} seeds")
+    click.echo(f"{len(variants)} variant(s) x {until}, {steps:,} agent-steps per seed, {parallel} side by side "
+               f"({available_cores()} cores), verdict on {', '.join(asked)} -> {run_dir}", err=True)
+    from perfkit.core.children import stop_on_sigterm
+    from perfkit.render.report import render_learn
+
+    with stop_on_sigterm():
+        result = learning.run(job, run_dir, _on_trial(asked[0]))
+    rendered = render_learn(result, fmt)
+    opts.write_files(run_dir, rendered.files)
+    click.echo(rendered.text)
+    click.echo(f"wrote {run_dir / 'learn.json'}, {run_dir / 'learn.md'} and {run_dir / 'learning.png'}", err=True)
+    if result.interrupted:
+        sys.exit(130)
+    if any(t.status == "failed" for ts in result.trials.values() for t in ts):
+        sys.exit(1)
+
+
+def _common(seen: list[list[str] | None]) -> list[str] | None:
+    """Metrics every variant's env reported (None when no episode ended for any of them)."""
+    known = [set(s) for s in seen if s is not None]
+    return sorted(set.intersection(*known)) if known else None
+
+
+def _on_trial(metric: str):
+    from perfkit.core import learning_stats as ls
+
+    def on_trial(i: int, n: int, label: str, tr) -> None:
+        seed = tr.scenario.get("seed")
+        if tr.status == "failed":
+            click.echo(f"[{i}/{n}] {label} seed {seed}: FAILED ({(tr.error or '').splitlines()[0]})", err=True)
+            return
+        value = ls.final_value(ls.points(tr.windows, metric), tr.agent_steps)
+        shown = "no episodes" if value != value else f"{metric} {value:.3f}"
+        click.echo(f"[{i}/{n}] {label} seed {seed}: {tr.agent_steps:,} agent-steps in "
+                   f"{(tr.process_s or tr.seconds):.0f} s ({tr.sps:,.0f}/s), {shown}", err=True)
+
+    return on_trial

@@ -1,0 +1,218 @@
+"""`perfkit learn`: did a variant stop learning? Every variant trains the same agent-steps under
+the same seeds (seed s of every variant sees the same env seeds and initial policy), one fresh
+trial process per seed, several side by side where the cores allow. With a precision asked, the
+first seeds' spread decides once how many seeds in all (Stein's two-stage rule), within
+--max-seeds and --max-minutes; learn.json is rewritten after every finished seed, so nothing
+measured is lost."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perfkit.core.machine import machine_info
+from perfkit.core.scenario import Variant
+from perfkit.core.threads import available_cores
+from perfkit.engine.seeds import TrialJob, run_parallel
+from perfkit.records.learning import DEFAULT_METRICS, TRAINING_STATS, LearnResult, seed_of
+from perfkit.records.trial import TrialResult
+
+PREFLIGHT_STEPS = 5_000  # random-action env steps to see which metrics the env's episodes report
+PREFLIGHT_SECONDS = 10.0
+
+
+class LearnInputError(ValueError):
+    """Input that cannot give a learning verdict (a metric the env does not report, a budget below
+    one epoch): a usage error before any training."""
+
+
+@dataclass
+class LearnJob:
+    variants: list[Variant]
+    steps: int  # agent-steps per seed
+    seeds: int  # seeds before the precision rule may stop (all of them without --precision)
+    max_seeds: int
+    metrics: list[str]
+    lower_is_better: list[str] = field(default_factory=list)
+    precision: float | None = None
+    max_seconds: float | None = None
+    parallel: int = 1
+    ppo: dict[str, Any] = field(default_factory=dict)
+    num_envs: int | None = None
+    first_seed: int = 1
+    paired: bool = True
+    confidence: float = 0.95
+
+    @property
+    def cores_per_trial(self) -> int:
+        return max(1, available_cores() // self.parallel)
+
+
+def auto_parallel(workers: int = 0) -> int:
+    """Seeds side by side: one per core a trial keeps busy (its main process plus its rollout
+    workers), at least one."""
+    return max(1, available_cores() // (1 + workers))
+
+
+def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, TrialResult], None] | None = None,
+        clock: Callable[[], float] = time.monotonic, runner=run_parallel) -> LearnResult:
+    """Train every variant under seeds first_seed, first_seed + 1, ... until the rule stops."""
+    result = LearnResult(
+        variants=[v.label for v in job.variants], scenarios={v.label: v.scenario.to_dict() for v in job.variants},
+        steps=job.steps, seeds=[], paired=job.paired, metrics=list(job.metrics),
+        lower_is_better=list(job.lower_is_better), trials={v.label: [] for v in job.variants},
+        confidence=job.confidence, precision=job.precision, parallel=job.parallel, machine=machine_info(),
+        stopping={"rule": {"seeds": job.seeds, "max_seeds": job.max_seeds, "precision": job.precision,
+                           "max_seconds": job.max_seconds}})
+    path = run_dir / "learn.json"
+    start = clock()
+    per_batch = max(1, math.ceil(job.parallel / len(job.variants)))  # enough seeds to fill the cores
+    planned = job.seeds
+
+    def done(tj: TrialJob, tr: TrialResult) -> None:
+        result.trials[tj.label].append(tr)
+        result.seconds = clock() - start
+        result.save(path)
+        if on_trial is not None:
+            on_trial(sum(len(ts) for ts in result.trials.values()), len(result.seeds) * len(job.variants),
+                     tj.label, tr)
+
+    reason, target, planned = "seeds", job.seeds, False
+    try:
+        while True:
+            n = len(result.seeds)
+            if n >= target:
+                if not job.precision or planned:
+                    reason = "seeds" if not job.precision else "max seeds" if target >= job.max_seeds else "planned"
+                    break
+                # Stein's two-stage rule: the first seeds' spread decides, once, how many seeds in all
+                target, planned = result.planned_seeds(job.max_seeds), True
+                result.stopping["planned_seeds"] = target
+                result.save(path)
+                continue
+            if planned and job.max_seconds is not None and clock() - start >= job.max_seconds:
+                reason = "time"
+                break
+            batch = [job.first_seed + i for i in range(n, target if not planned else min(n + per_batch, target))]
+            result.seeds.extend(batch)
+            trial_jobs = [_trial_job(job, v, i, s, run_dir) for s in batch for i, v in enumerate(job.variants)]
+            runner(trial_jobs, job.parallel, done)
+    except KeyboardInterrupt as stop:
+        seen = {id(t) for ts in result.trials.values() for t in ts}
+        for tj, tr in getattr(stop, "results", []):
+            if id(tr) not in seen:
+                result.trials[tj.label].append(tr)
+        result.interrupted, reason = True, "interrupted"
+    result.stopping["reason"] = reason
+    result.seconds = clock() - start
+    result.save(path)
+    return result
+
+
+def _trial_job(job: LearnJob, v: Variant, index: int, seed: int, run_dir: Path) -> TrialJob:
+    from dataclasses import replace
+
+    scenario = replace(v.scenario, seed=seed_of(job.paired, index, seed))
+    spec: dict[str, Any] = {"scenario": scenario.to_dict(), "seconds": None, "steps": job.steps,
+                            "cores": job.cores_per_trial}
+    if job.ppo:
+        spec["ppo"] = job.ppo
+    if job.num_envs:
+        spec["num_envs"] = job.num_envs
+    # the trial records its scenario's label; the variant's label (without the seed) files it
+    return TrialJob(spec, run_dir / "trials" / v.slug / f"seed-{seed}.json", scenario.to_dict(), v.label)
+
+
+# -- before any training ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a short random-action run of the env showed: agents per env, the numeric keys its
+    episodes reported (None when no episode ended in the run), env steps taken."""
+
+    agents: int
+    metrics: list[str] | None
+    env_steps: int
+
+
+def preflight(variant: Variant, max_steps: int = PREFLIGHT_STEPS, max_seconds: float = PREFLIGHT_SECONDS,
+              clock: Callable[[], float] = time.monotonic) -> Preflight:
+    """Step the variant's env with random actions until an episode ends (or the limits), to learn
+    its agents and its episode metrics without training."""
+    from envs.registry import make_creator
+
+    env = make_creator(dict(variant.scenario.values))(seed=variant.scenario.seed)
+    try:
+        env.reset(seed=variant.scenario.seed)
+        rng = np.random.default_rng(variant.scenario.seed)
+        n, agents = env.single_action_space.n, env.num_agents
+        keys: set[str] = set()
+        ended, t0, steps = False, clock(), 0
+        for steps in range(1, max_steps + 1):
+            if getattr(env, "done", False):  # pufferlib's Gymnasium adapter waits for a reset
+                env.reset()
+                continue
+            *_, infos = env.step(rng.integers(0, n, agents).astype(np.int32))
+            for info in [infos] if isinstance(infos, dict) else infos or []:
+                ended = True
+                keys.update(k for k, v in info.items() if isinstance(v, (int, float, np.number)))
+            if ended or clock() - t0 > max_seconds:
+                break
+        metrics = sorted(k for k in keys if k not in TRAINING_STATS) if ended else None
+        return Preflight(agents, metrics, steps)
+    finally:
+        close = getattr(env, "close", None)
+        if callable(close):
+            close()
+
+
+def choose_metrics(asked: list[str], seen: list[str] | None) -> list[str]:
+    """The asked metrics, each checked against what the env reported; with none asked, the first
+    of heart.get, episode_return the env reports (episode_return when nothing was seen)."""
+    if asked:
+        if seen is not None:
+            missing = [m for m in asked if m not in seen]
+            if missing:
+                raise LearnInputError(
+                    f"--metric {missing[0]!r}: the env's episodes do not report it; they report: "
+                    f"{', '.join(seen) or 'no numeric key'}")
+        return list(asked)
+    if seen:
+        return [next((m for m in DEFAULT_METRICS if m in seen), seen[0])]
+    return ["episode_return"]
+
+
+def workers_of(variant: Variant) -> int:
+    """Rollout worker processes a trial of this variant starts (0: serial stepping)."""
+    from perfkit.train.vecenv import resolve_workers
+
+    return resolve_workers(dict(variant.scenario.values)["workers"], available_cores(), 0)
+
+
+def num_envs_of(variant: Variant, num_envs: int | None) -> int:
+    """Envs a trial of this variant steps (the worker count rounds it up)."""
+    from perfkit.engine.trial import NUM_ENVS
+    from perfkit.train.vecenv import plan
+
+    return plan(dict(variant.scenario.values)["workers"], num_envs or NUM_ENVS, available_cores()).num_envs
+
+
+def num_steps_of(ppo: dict[str, Any] | None) -> int:
+    from perfkit.train.config import PPOConfig
+
+    return PPOConfig(**(ppo or {})).num_steps
+
+
+def check_budget(steps: int, agents: int, num_envs: int, num_steps: int) -> None:
+    """A seed must train at least one epoch (a rollout of num_steps on every env, then an update)."""
+    epoch = num_envs * agents * num_steps
+    if steps < epoch:
+        raise LearnInputError(f"--steps {steps:,} is less than one epoch ({num_envs} envs x {agents} agents x "
+                              f"{num_steps} steps = {epoch:,} agent-steps); give at least {epoch:,}, and many "
+                              "epochs for learning to show")
