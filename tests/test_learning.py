@@ -4,6 +4,7 @@ record and its tables, the bad-input errors; the trial processes side by side.""
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from perfkit.commands import learning
 from perfkit.core import learning_stats as ls
 from perfkit.core.scenario import Scenario, plan_variants
 from perfkit.engine.seeds import TrialJob, run_parallel
-from perfkit.records.learning import SEED_STRIDE, LearnResult
+from perfkit.records.learning import LearnResult, seed_of
 from perfkit.records.trial import TrialResult
 from perfkit.render.report import render_learn, rerender
 
@@ -32,7 +33,7 @@ def _windows(values, steps=1000, episodes=2.0):
 def test_final_value_weights_episodes_in_the_last_fifth_of_the_steps():
     pts = [(1000, 1, 0.0), (9000, 1, 1.0), (10000, 3, 2.0)]
     assert ls.final_value(pts, 10000) == pytest.approx((1 * 1.0 + 3 * 2.0) / 4)
-    assert ls.final_value([(1000, 2, 0.5)], 10000) == 0.5  # nothing late: the last window that reported it
+    assert math.isnan(ls.final_value([(1000, 2, 0.5)], 10000))  # nothing late: an early value is no final one
     assert math.isnan(ls.final_value([], 10000))
 
 
@@ -41,6 +42,8 @@ def test_points_skip_windows_without_episodes_and_curves_bin_them():
     assert pts == [(2000, 2.0, 1.0), (4000, 2.0, 3.0)]
     c = ls.curve(pts, np.array([0, 1000, 2000, 3000, 4000]))
     assert math.isnan(c[0]) and c[1] == 1.0 and math.isnan(c[2]) and c[3] == 3.0
+    # the budget's last epoch overshoots it: still in the last bin
+    assert ls.curve([(4100, 1.0, 5.0)], np.array([0, 2000, 4000]))[1] == 5.0
     assert ls.steps_to(c, np.array([0, 1000, 2000, 3000, 4000]), 2.0) == 4000
     assert ls.steps_to(c, np.array([0, 1000, 2000, 3000, 4000]), 5.0) == math.inf
     assert ls.steps_to(c, np.array([0, 1000, 2000, 3000, 4000]), 1.0, higher_is_better=False) == 2000
@@ -92,6 +95,9 @@ def test_median_interval_says_never_when_most_seeds_never_got_there():
     assert est.value == math.inf and est.high == math.inf
     est = ls.median_interval([1e5, 2e5, 3e5, 2.5e5, math.inf])
     assert est.value == 2.5e5 and est.low >= 1e5
+    # an even count: a resampled median half way to "never" is never, not a made-up step count
+    est = ls.median_interval([100, 200, 300, 400, 500, math.inf])
+    assert est.high == math.inf and est.low <= 350
 
 
 # -- the record -----------------------------------------------------------------------------------
@@ -116,7 +122,7 @@ def _result(finals_a, finals_b, paired=True, **kw) -> LearnResult:
     trials = {VARIANTS[0].label: [], VARIANTS[1].label: []}
     for i, (v, finals) in enumerate(zip(VARIANTS, (finals_a, finals_b), strict=True)):
         for s, f in zip(seeds, finals, strict=True):
-            trials[v.label].append(_trial(v, s if paired else s + i * SEED_STRIDE, [0.1, 0.2, 0.3, 0.4, f]))
+            trials[v.label].append(_trial(v, seed_of(paired, i, s), [0.1, 0.2, 0.3, 0.4, f]))
     # filed in the order they finished, not the seeds' order
     trials[VARIANTS[1].label].reverse()
     return LearnResult(variants=[v.label for v in VARIANTS], scenarios={}, steps=5000, seeds=seeds, paired=paired,
@@ -152,6 +158,8 @@ def test_metrics_not_asked_get_numbers_but_no_verdict_and_asked_ones_share_the_e
     r.metrics = ["heart.get"]
     narrow = r.compare(VARIANTS[1].label, "heart.get").difference
     assert wide.half_width > narrow.half_width  # Bonferroni: 97.5% for each of two
+    r.variants.append("third")  # two variants against the first: two verdicts per metric
+    assert r.metric_confidence("heart.get") == pytest.approx(0.975)
 
 
 def test_unpaired_seed_sets_use_welch():
@@ -188,7 +196,7 @@ class FakeSeeds:
             self.calls.append((job.label, job.spec["scenario"]["seed"], parallel))
             seed = job.spec["scenario"]["seed"]
             v = next(x for x in VARIANTS if x.label == job.label)
-            rng = np.random.default_rng([seed % SEED_STRIDE, VARIANTS.index(v)])
+            rng = np.random.default_rng([seed, VARIANTS.index(v)])
             final = self.means[job.label] + self.sd * rng.normal()
             tr = _trial(v, seed, [0.0] * 4 + [final], steps_per=job.spec["steps"] // 5)
             done(job, tr)
@@ -203,7 +211,9 @@ def test_without_precision_exactly_the_seeds_asked_run_paired(tmp_path):
     fake = FakeSeeds({VARIANTS[0].label: 1.0, VARIANTS[1].label: 0.5})
     r = learning.run(_job(seeds=4, max_seeds=4, parallel=2), tmp_path, runner=fake)
     assert r.seeds == [1, 2, 3, 4] and r.stopping["reason"] == "seeds"
-    assert [c[1] for c in fake.calls] == [1, 1, 2, 2, 3, 3, 4, 4]  # seed-major: a pair finishes together
+    # seed-major (a pair finishes together); learn's seed s trains as trial seed s * 1000, so the env
+    # seeds of consecutive seeds (pufferlib gives env i the trial seed + i) never overlap
+    assert [c[1] for c in fake.calls] == [1000, 1000, 2000, 2000, 3000, 3000, 4000, 4000]
     assert r.compare(VARIANTS[1].label, "heart.get").verdict == ls.LEARNS_WORSE
     assert LearnResult.load(tmp_path / "learn.json").seeds == [1, 2, 3, 4]
 
@@ -234,14 +244,13 @@ def test_time_limit_stops_adding_seeds(tmp_path):
     fake = FakeSeeds({VARIANTS[0].label: 1.0, VARIANTS[1].label: 0.9}, sd=0.5)
     r = learning.run(_job(seeds=2, max_seeds=50, precision=0.01, max_seconds=250), tmp_path, runner=fake,
                      clock=lambda: next(clock))
-    assert r.stopping["planned_seeds"] == 50
-    assert r.stopping["reason"] == "time" and len(r.seeds) < 50
+    assert r.stopping["reason"] == "time" and len(r.seeds) < r.stopping["planned_seeds"]
 
 
 def test_unpaired_variants_train_other_seeds(tmp_path):
     fake = FakeSeeds({VARIANTS[0].label: 1.0, VARIANTS[1].label: 1.0})
     r = learning.run(_job(seeds=2, max_seeds=2, paired=False), tmp_path, runner=fake)
-    assert [c[1] for c in fake.calls] == [1, 1 + SEED_STRIDE, 2, 2 + SEED_STRIDE]
+    assert [c[1] for c in fake.calls] == [1000, 100_001_000, 2000, 100_002_000]  # env seed blocks that never meet
     assert r.seeds_done(VARIANTS[1].label) == 2
 
 
@@ -281,6 +290,30 @@ def test_preflight_sees_the_arenas_episode_metrics():
     pf = learning.preflight(VARIANTS[0], max_steps=3000)
     assert pf.agents == 24 and "heart.get" in pf.metrics and "episode_return" in pf.metrics
     assert "entropy" not in pf.metrics
+
+
+def test_preflight_waits_for_a_gymnasium_episode_to_end(monkeypatch):
+    """pufferlib's Gymnasium adapter returns the env's info dict on every step: an episode has
+    ended only when the adapter says done."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench" / "userenvs"))
+    v = plan_variants(Scenario.build({"env": "cartpole_stale:make", "wrapper": "none"}), [])[0]
+    pf = learning.preflight(v)
+    assert pf.agents == 1 and pf.metrics == ["episode_length", "episode_return"]
+
+
+def test_an_env_that_raises_in_the_random_run_is_a_clear_error(monkeypatch):
+    import envs.registry
+
+    class Broken:
+        single_action_space = type("S", (), {"n": 2})()
+        num_agents = 1
+
+        def reset(self, seed=None):
+            raise RuntimeError("the map file is missing")
+
+    monkeypatch.setattr(envs.registry, "make_creator", lambda values: lambda seed=0: Broken())
+    with pytest.raises(learning.LearnInputError, match="random-action run of the env failed: RuntimeError: the map"):
+        learning.preflight(VARIANTS[0])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -186,7 +186,8 @@ def test_report_without_a_record_is_a_usage_error_naming_what_it_looked_for(tmp_
     r = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert r.exit_code == 2
     looked_for = ", ".join(k.filename for k in REPORTS.values())  # sps.json, trial.json, diagnose.json, ...
-    assert looked_for == "explain.json, sps.json, trial.json, diagnose.json, gate.json, profile.json, bisect.json"
+    assert looked_for == ("explain.json, sps.json, trial.json, diagnose.json, gate.json, profile.json, bisect.json, "
+                          "learn.json")
     assert f"{tmp_path}: no perfkit record here (looked for {looked_for})" in r.output
     r = CliRunner().invoke(main, ["report", str(tmp_path / "missing")])
     assert r.exit_code == 2 and f"{tmp_path / 'missing'}: no such results directory" in r.output

@@ -32,13 +32,14 @@ def parse_metric(text: str) -> tuple[str, bool]:
               help="Seeds per variant (at least 2 for an interval; with --precision, the seeds run before the "
                    "rule may stop). Seed s of every variant sees the same env seeds and initial policy.")
 @click.option("--precision", type=opts.FiniteRange(min=0.001, max=10), default=None, metavar="P",
-              help="Add seeds until the interval of every asked metric's difference is within ±P of the "
-                   "reference's value (e.g. 0.2), or --max-seeds / --max-minutes. Stops on the interval's width "
-                   "alone, so it does not make verdicts more likely.")
+              help="After the first --seeds seeds, run as many more as their spread says the interval of every "
+                   "asked metric's difference needs to be within ±P of the reference's value (e.g. 0.2), at most "
+                   "--max-seeds (Stein's two-stage rule: decided once, so it does not make verdicts more likely).")
 @click.option("--max-seeds", type=click.IntRange(min=2), default=None, metavar="K",
               help=f"With --precision: the most seeds per variant (default {DEFAULT_MAX_SEEDS}).")
 @click.option("--max-minutes", type=opts.FiniteRange(min=0.1), default=None, metavar="M",
-              help="With --precision: add no seed after M minutes (the seeds under way finish).")
+              help="With --precision: start no more seeds after M minutes (the seeds under way finish; the first "
+                   "--seeds always run).")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME[:min]",
               help="An episode metric to give a verdict on (repeatable; NAME:min when lower is better). Default: "
                    "heart.get when the env reports it, else episode_return. Every other metric the episodes "
@@ -67,7 +68,7 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
 
     Example: perfkit learn --vary preset=basic_easy_shaped,make_arena --steps 500000 --seeds 5
 
-    Example: perfkit learn --env mypkg.envs:make --vary ppo... --metric score --precision 0.1
+    Example: perfkit learn --vary env=mypkg.envs:make,mypkg.envs_v2:make --metric score --precision 0.2
     """
     from perfkit.core.threads import available_cores
 
@@ -88,10 +89,16 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
         raise click.UsageError(f"--metric names a metric twice: {', '.join(names)}")
     base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
     variants, _ = opts.plan_and_mode(base, varied, "process")
-    if seed + max_seeds > 2**32 - 1:
-        raise click.UsageError(f"--seed {seed}: seeds {seed}..{seed + max_seeds - 1} go past 2**32 - 1")
-
     from perfkit.commands import learning
+    from perfkit.records.learning import SEED_SPACING, seed_of
+
+    last = seed_of(pairing == "seed", len(variants) - 1, seed + max_seeds - 1) + SEED_SPACING - 1
+    if last > 2**32 - 1:
+        raise click.UsageError(f"--seed {seed}: its seeds' env seeds would go up to {last:,}, past 2**32 - 1 (each "
+                               f"seed's envs take a block of {SEED_SPACING:,}); give a smaller --seed")
+    if num_envs is not None and num_envs > SEED_SPACING:
+        raise click.UsageError(f"--num-envs {num_envs}: learn gives each seed a block of {SEED_SPACING:,} env seeds, so "
+                               f"at most {SEED_SPACING:,} envs per trial")
 
     try:
         checks = [learning.preflight(v) for v in variants]
@@ -111,7 +118,8 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
                             max_seconds=60 * max_minutes if max_minutes else None, parallel=parallel,
                             ppo=ppo or {}, num_envs=num_envs, first_seed=seed, paired=pairing == "seed")
     run_dir = opts.run_dir(out, "learn", force)
-    until = (f"until ±{precision:.0%} of the reference (at most {max_seeds} seeds"
+    until = (f"{seeds} seeds, then as many as their spread says ±{precision:.1%} of the reference needs (at most "
+             f"{max_seeds}"
              f"{f', {max_minutes:g} min' if max_minutes else ''})" if precision else f"{seeds} seeds")
     click.echo(f"{len(variants)} variant(s) x {until}, {steps:,} agent-steps per seed, {parallel} side by side "
                f"({available_cores()} cores), verdict on {', '.join(asked)} -> {run_dir}", err=True)
@@ -139,8 +147,7 @@ def _common(seen: list[list[str] | None]) -> list[str] | None:
 def _on_trial(metric: str):
     from perfkit.core import learning_stats as ls
 
-    def on_trial(i: int, n: int, label: str, tr) -> None:
-        seed = tr.scenario.get("seed")
+    def on_trial(i: int, n: int, label: str, seed: int, tr) -> None:
         if tr.status == "failed":
             click.echo(f"[{i}/{n}] {label} seed {seed}: FAILED ({(tr.error or '').splitlines()[0]})", err=True)
             return

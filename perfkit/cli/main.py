@@ -41,6 +41,7 @@ def main() -> None:
       perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
       perfkit compare --backend ray --vary ...          the same sweep on a Ray cluster's nodes
       perfkit compare --cmd a='python ppo.py' --cmd b=...your own training script
+      perfkit learn --vary preset=basic_easy_shaped,make_arena   did it stop learning? seeds, verdict
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit explain --vary wrapper=none,getattribute  why one is slower: phases, functions
       perfkit bisect --repo R --good A --bad B --env M  which commit did it
@@ -351,7 +352,8 @@ def report(results_dir, fmt, out) -> None:
 
     RESULTS_DIR is a results directory of any perfkit command, or its record: compare (sps.json:
     prints its tables and rewrites sps.md and the plots), explain (explain.json), run (trial.json),
-    gate (gate.json), profile (profile.json), bisect (bisect.json) or diagnose (diagnose.json).
+    gate (gate.json), profile (profile.json), bisect (bisect.json), learn (learn.json: prints its
+    tables and rewrites learn.md and learning.png) or diagnose (diagnose.json).
     With --out, the re-rendered files go there instead.
 
     Example: perfkit report results/20261127-compare --format plain

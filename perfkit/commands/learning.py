@@ -20,7 +20,7 @@ from perfkit.core.machine import machine_info
 from perfkit.core.scenario import Variant
 from perfkit.core.threads import available_cores
 from perfkit.engine.seeds import TrialJob, run_parallel
-from perfkit.records.learning import DEFAULT_METRICS, TRAINING_STATS, LearnResult, seed_of
+from perfkit.records.learning import DEFAULT_METRICS, TRAINING_STATS, LearnResult, learn_seed, seed_of
 from perfkit.records.trial import TrialResult
 
 PREFLIGHT_STEPS = 5_000  # random-action env steps to see which metrics the env's episodes report
@@ -60,9 +60,10 @@ def auto_parallel(workers: int = 0) -> int:
     return max(1, available_cores() // (1 + workers))
 
 
-def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, TrialResult], None] | None = None,
+def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, int, TrialResult], None] | None = None,
         clock: Callable[[], float] = time.monotonic, runner=run_parallel) -> LearnResult:
-    """Train every variant under seeds first_seed, first_seed + 1, ... until the rule stops."""
+    """Train every variant under seeds first_seed, first_seed + 1, ... until the rule stops;
+    `on_trial(finished, planned, variant, seed, trial)` after each."""
     result = LearnResult(
         variants=[v.label for v in job.variants], scenarios={v.label: v.scenario.to_dict() for v in job.variants},
         steps=job.steps, seeds=[], paired=job.paired, metrics=list(job.metrics),
@@ -73,17 +74,16 @@ def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, TrialRe
     path = run_dir / "learn.json"
     start = clock()
     per_batch = max(1, math.ceil(job.parallel / len(job.variants)))  # enough seeds to fill the cores
-    planned = job.seeds
+    reason, target, planned = "seeds", job.seeds, False
 
     def done(tj: TrialJob, tr: TrialResult) -> None:
         result.trials[tj.label].append(tr)
         result.seconds = clock() - start
         result.save(path)
         if on_trial is not None:
-            on_trial(sum(len(ts) for ts in result.trials.values()), len(result.seeds) * len(job.variants),
-                     tj.label, tr)
+            on_trial(sum(len(ts) for ts in result.trials.values()), max(target, len(result.seeds)) * len(job.variants),
+                     tj.label, learn_seed(int(tr.scenario.get("seed", 0))), tr)
 
-    reason, target, planned = "seeds", job.seeds, False
     try:
         while True:
             n = len(result.seeds)
@@ -147,10 +147,21 @@ def preflight(variant: Variant, max_steps: int = PREFLIGHT_STEPS, max_seconds: f
     its agents and its episode metrics without training."""
     from envs.registry import make_creator
 
-    env = make_creator(dict(variant.scenario.values))(seed=variant.scenario.seed)
     try:
-        env.reset(seed=variant.scenario.seed)
-        rng = np.random.default_rng(variant.scenario.seed)
+        return _random_run(make_creator(dict(variant.scenario.values)), variant.scenario.seed, max_steps, max_seconds,
+                           clock)
+    except LearnInputError:
+        raise
+    except Exception as e:  # the user's env raising: a clear error before any training, not a traceback
+        raise LearnInputError(f"{variant.label}: a short random-action run of the env failed: "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def _random_run(creator, seed: int, max_steps: int, max_seconds: float, clock) -> Preflight:
+    env = creator(seed=seed)
+    try:
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
         n, agents = env.single_action_space.n, env.num_agents
         keys: set[str] = set()
         ended, t0, steps = False, clock(), 0
@@ -159,7 +170,9 @@ def preflight(variant: Variant, max_steps: int = PREFLIGHT_STEPS, max_seconds: f
                 env.reset()
                 continue
             *_, infos = env.step(rng.integers(0, n, agents).astype(np.int32))
-            for info in [infos] if isinstance(infos, dict) else infos or []:
+            if isinstance(infos, dict):  # the Gymnasium adapter: the env's info of every step, episode ended or not
+                infos = [infos] if getattr(env, "done", False) else []
+            for info in infos or []:  # a PufferEnv: one dict per episode that ended
                 ended = True
                 keys.update(k for k, v in info.items() if isinstance(v, (int, float, np.number)))
             if ended or clock() - t0 > max_seconds:

@@ -62,10 +62,11 @@ def points(windows: list[dict[str, Any]], metric: str) -> list[tuple[int, float,
 
 def final_value(pts: list[tuple[int, float, float]], total_steps: int, fraction: float = FINAL_FRACTION) -> float:
     """The episode-weighted mean of the metric over the windows that end in the last `fraction` of
-    the seed's agent-steps (the last window that reported it when none did there); NaN if none."""
-    if not pts:
+    the seed's agent-steps; NaN when no episode reported it there (an early value would pass for a
+    final one)."""
+    late = [p for p in pts if p[0] > (1 - fraction) * total_steps]
+    if not late:
         return NAN
-    late = [p for p in pts if p[0] > (1 - fraction) * total_steps] or pts[-1:]
     weight = sum(e for _, e, _ in late)
     return sum(e * v for _, e, v in late) / weight
 
@@ -74,6 +75,7 @@ def curve(pts: list[tuple[int, float, float]], edges: np.ndarray) -> np.ndarray:
     """The metric's episode-weighted mean in each agent-step bin (edges[i], edges[i+1]]; NaN where
     no episode ended."""
     out = np.full(len(edges) - 1, NAN)
+    pts = [(min(s, edges[-1]), e, v) for s, e, v in pts]  # the budget's last epoch may overshoot it: last bin
     for i in range(len(edges) - 1):
         inside = [(e, v) for s, e, v in pts if edges[i] < s <= edges[i + 1]]
         if inside:
@@ -133,9 +135,13 @@ def median_interval(x, confidence: float = 0.95, seed: int = 0) -> Estimate:
     if np.all(x == x[0]):
         return Estimate(center, center, center)
     finite = x[np.isfinite(x)]
-    never = 2 * float(finite.max()) + 1 if len(finite) else 1.0  # stands in for inf: above every finite value
+    if len(finite) == 0:
+        return Estimate(math.inf, math.inf, math.inf)
+    top = float(finite.max())
+    never = top + abs(top) + 1  # stands in for inf: above every finite value
     lo, hi = _bootstrap((np.where(np.isfinite(x), x, never),), np.median, confidence, seed)
-    return Estimate(center, math.inf if lo >= never else lo, math.inf if hi >= never else hi)
+    # a resampled median above the largest finite value includes a seed that never got there
+    return Estimate(center, math.inf if lo > top else lo, math.inf if hi > top else hi)
 
 
 def paired_difference(a, b, confidence: float = 0.95, first_stage: int | None = None) -> Estimate:
@@ -161,7 +167,7 @@ def paired_difference(a, b, confidence: float = 0.95, first_stage: int | None = 
     return Estimate(center, center - half, center + half)
 
 
-def _t(confidence: float, df: int) -> float:
+def _t(confidence: float, df: float) -> float:
     return float(scipy.stats.t.ppf(0.5 + confidence / 2, df))
 
 
@@ -185,8 +191,11 @@ def stein_seeds(a, b, reference: float, precision: float, max_seeds: int, confid
     return int(min(max_seeds, max(len(a), math.ceil(need))))
 
 
-def welch_difference(a, b, confidence: float = 0.95) -> Estimate:
-    """Mean(b) - mean(a) with Welch's t-interval, for seeds that are not paired (different seed sets)."""
+def welch_difference(a, b, confidence: float = 0.95, first_stage: int | None = None) -> Estimate:
+    """Mean(b) - mean(a) with Welch's t-interval, for seeds that are not paired (different seed
+    sets). `first_stage`: as in `paired_difference`, never narrower than the first stage's spread
+    (of b_i - a_i by position, the spread the seeds were planned from) allows."""
+    a0, b0 = list(a), list(b)
     a = np.asarray([v for v in a if not math.isnan(v)], float)
     b = np.asarray([v for v in b if not math.isnan(v)], float)
     if len(a) == 0 or len(b) == 0:
@@ -198,7 +207,12 @@ def welch_difference(a, b, confidence: float = 0.95) -> Estimate:
     if va + vb == 0:
         return Estimate(center, center, center)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(va + vb)
+    half = _t(confidence, df) * math.sqrt(va + vb)
+    if first_stage:
+        first = _first_stage(a0, b0, first_stage)
+        if len(first) >= MIN_SEEDS:
+            stein = _t(confidence, len(first) - 1) * float(first.std(ddof=1)) / math.sqrt(min(len(a), len(b)))
+            half = max(half, stein)
     return Estimate(center, center - half, center + half)
 
 

@@ -59,28 +59,38 @@ def run_parallel(jobs: list[TrialJob], parallel: int, on_done: Callable[[TrialJo
                 running[i] = (_start(job, launcher), job, time.monotonic())
             for i, (proc, job, t0) in list(running.items()):
                 if proc.poll() is not None:
-                    del running[i]
                     results[i] = _collect(proc, job, time.monotonic() - t0)
+                    del running[i]
                     if on_done is not None:
                         on_done(job, results[i])
             if running:
                 time.sleep(poll)
     except KeyboardInterrupt as stop:
-        for proc, _, _ in running.values():
-            signal_group(proc, signal.SIGINT)
-        deadline = time.monotonic() + grace_seconds
-        for i, (proc, job, t0) in running.items():
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                signal_group(proc, signal.SIGKILL)
-                proc.wait()
-            tr = _collect(proc, job, time.monotonic() - t0)
-            tr.interrupted = True
-            results[i] = tr
+        _stop(running, results, grace_seconds)
         stop.results = [(jobs[i], results[i]) for i in sorted(results)]
         raise
+    except BaseException:  # anything else (a full disk in on_done): no trial may outlive this call
+        _stop(running, results, grace_seconds)
+        raise
     return [results[i] for i in sorted(results)]
+
+
+def _stop(running: dict, results: dict, grace_seconds: float) -> None:
+    """Every running trial stopped once (SIGINT to its group), given `grace_seconds` to save, then
+    killed; its record (marked interrupted) goes into `results`."""
+    for proc, _, _ in running.values():
+        signal_group(proc, signal.SIGINT)
+    deadline = time.monotonic() + grace_seconds
+    for i, (proc, job, t0) in running.items():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        tr = _collect(proc, job, time.monotonic() - t0)
+        tr.interrupted = True
+        results[i] = tr
+    running.clear()
 
 
 def _start(job: TrialJob, launcher: list[str]) -> subprocess.Popen:

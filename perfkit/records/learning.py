@@ -21,12 +21,21 @@ from perfkit.records.trial import TrialResult
 # the count of episodes; never offered as learning metrics.
 TRAINING_STATS = frozenset({"pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "episodes"})
 CURVE_BINS = 20
-SEED_STRIDE = 1_000_003  # without pairing, variant i trains seeds s + i * SEED_STRIDE: sets that never meet
+# pufferlib seeds a trial's env i with its seed + i, so consecutive trial seeds would share all but
+# one env seed: learn's seed s runs as trial seed s * SEED_SPACING (env seeds s*1000 .. s*1000 + 999,
+# disjoint for fewer than 1,000 envs).
+SEED_SPACING = 1000
+UNPAIRED_OFFSET = 100_000  # without pairing, variant i trains learn seeds s + i * UNPAIRED_OFFSET
 
 
 def seed_of(paired: bool, variant_index: int, seed: int) -> int:
-    """The seed variant i trains for seed s: s itself when paired, else s + i * SEED_STRIDE."""
-    return seed if paired else seed + variant_index * SEED_STRIDE
+    """The trial seed variant i trains for learn's seed s (the same for every variant when paired)."""
+    return (seed if paired else seed + variant_index * UNPAIRED_OFFSET) * SEED_SPACING
+
+
+def learn_seed(trial_seed: int) -> int:
+    """Learn's seed s of a trial seed, for progress lines and tables (its variant offset kept)."""
+    return trial_seed // SEED_SPACING
 DEFAULT_METRICS = ("heart.get", "episode_return")  # the first the env reports is the default asked metric
 
 
@@ -69,7 +78,7 @@ class LearnResult(Record):
     scenarios: dict[str, dict[str, Any]]
     steps: int  # agent-steps per seed
     seeds: list[int]  # seed numbers of the reference variant, in the order they ran
-    paired: bool  # seed s of every variant is seed s (else variant i trains seeds offset by i * SEED_STRIDE)
+    paired: bool  # seed s of every variant is seed s (else variant i trains seeds s + i * UNPAIRED_OFFSET)
     metrics: list[str]  # the asked metrics (a verdict each)
     lower_is_better: list[str]  # among them, those where lower is better
     trials: dict[str, list[TrialResult]]  # per variant, one per seed, in `seeds` order
@@ -114,13 +123,12 @@ class LearnResult(Record):
         first = self.variants[0]
         higher = metric not in self.lower_is_better
         a, b = self.finals(first, metric), self.finals(label, metric)
-        # Bonferroni over the asked metrics: with several asked, no one of them gets a free look
         confidence = self.metric_confidence(metric)
         if self.paired:
             diff = ls.paired_difference(a, b, confidence, self.first_stage)
             seeds = sum(1 for x, y in zip(a, b, strict=True) if not (math.isnan(x) or math.isnan(y)))
         else:
-            diff = ls.welch_difference(a, b, confidence)
+            diff = ls.welch_difference(a, b, confidence, self.first_stage)
             seeds = min(sum(not math.isnan(x) for x in a), sum(not math.isnan(x) for x in b))
         ref = ls.iqm_interval(a, self.confidence)
         verdict = ls.verdict(diff, higher) if metric in self.metrics else ls.NOT_TESTED
@@ -134,7 +142,9 @@ class LearnResult(Record):
         return int(self.stopping.get("rule", {}).get("seeds") or 0) or None if self.precision else None
 
     def metric_confidence(self, metric: str) -> float:
-        n = len(self.metrics) or 1
+        """Bonferroni over the verdicts asked for (each asked metric of each variant against the
+        first), so together they keep the error rate of `confidence`; other metrics at `confidence`."""
+        n = max(1, len(self.metrics) * (len(self.variants) - 1))
         return 1 - (1 - self.confidence) / n if metric in self.metrics else self.confidence
 
     def planned_seeds(self, max_seeds: int) -> int:
@@ -192,7 +202,8 @@ class LearnResult(Record):
         higher = metric not in self.lower_is_better
         if math.isnan(thr):
             return ls.Estimate(math.nan), 0, 0
-        steps = [ls.steps_to(c, edges, thr, higher) for c in self.curves(label, metric)]
+        curves = [c for c in self.curves(label, metric) if not np.all(np.isnan(c))]  # a seed without data is no "never"
+        steps = [ls.steps_to(c, edges, thr, higher) for c in curves]
         return ls.median_interval(steps, self.confidence), sum(math.isfinite(s) for s in steps), len(steps)
 
     # -- JSON ----------------------------------------------------------------------------------
@@ -206,7 +217,7 @@ class LearnResult(Record):
     @classmethod
     def read(cls, f: Field) -> LearnResult:
         return read_dataclass(cls, f, {
-            "variants": lambda x: x.sequence(Field.string),
+            "variants": _read_variants,
             "scenarios": lambda x: x.mapping(Field.obj),
             "steps": lambda x: x.integer(1),
             "seeds": lambda x: x.sequence(Field.integer),
@@ -216,12 +227,29 @@ class LearnResult(Record):
             "trials": lambda x: x.mapping(lambda ts: ts.sequence(TrialResult.read)),
             "confidence": lambda x: x.number(0.5, 0.9999),
             "precision": lambda x: x.optional(lambda y: y.number(0.0001, 10)),
-            "stopping": Field.obj,
+            "stopping": _read_stopping,
             "parallel": lambda x: x.integer(1),
             "interrupted": Field.boolean,
             "seconds": lambda x: x.number(0),
             "machine": Field.obj,
         })
+
+
+def _read_variants(f: Field) -> list[str]:
+    labels = f.sequence(Field.string)
+    if not labels:
+        f.fail("at least one variant")
+    return labels
+
+
+def _read_stopping(f: Field) -> dict[str, Any]:
+    rule = f.get("rule", {})
+    rule.obj()
+    rule.get("seeds").optional(Field.integer)
+    rule.get("max_seeds").optional(Field.integer)
+    f.get("planned_seeds").optional(Field.integer)
+    f.get("reason", "").string()
+    return f.obj()
 
 
 def _nan_iqm(xs: list[float]) -> float:

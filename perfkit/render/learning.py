@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from perfkit.core import learning_stats as ls
-from perfkit.records.learning import LearnResult
+from perfkit.records.learning import LearnResult, learn_seed
 from perfkit.render.plots import figure, png
 
 NAMES = {"heart.get": "hearts/ep", "ore.get": "ore/ep", "battery.get": "batteries/ep", "episode_return": "return/ep",
@@ -74,8 +74,8 @@ def verdict_table(result: LearnResult, metric: str, fmt: str = "github") -> str:
         rows.append([label, c.seeds, _num(c.value.value), _interval(c.value), f"{_num(c.difference.value)}{rel}",
                      _interval(c.difference), f"{_num(c.improvement.value)} {_interval(c.improvement)}",
                      c.verdict + (f" (±{result.precision:.0%} reached: {precision})" if precision else "")])
-    conf = f"{result.confidence:.0%}"
-    headers = ["variant", "seeds", "final (IQM)", f"{conf} interval", "B − A", f"{conf} interval",
+    conf, verdict_conf = f"{result.confidence:.0%}", f"{result.metric_confidence(metric):.1%}"
+    headers = ["variant", "seeds", "final (IQM)", f"{conf} interval", "B − A", f"{verdict_conf.replace('.0%', '%')} interval",
                "P(B better than A)", "verdict"]
     return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 
@@ -131,19 +131,30 @@ def warnings(result: LearnResult) -> list[str]:
     out = []
     for label in result.variants:
         for t in result.trials.get(label, []):
+            seed = learn_seed(int(t.scenario.get("seed", 0)))
             if t.status == "failed":
-                out.append(f"{label}, seed {t.scenario.get('seed')}: failed: {(t.error or '').splitlines()[0]}")
+                out.append(f"{label}, seed {seed}: failed: {(t.error or '').splitlines()[0]}")
+            elif not result.complete(t):
+                out.append(f"{label}, seed {seed}: stopped at {t.agent_steps:,} of {result.steps:,} agent-steps "
+                           f"({t.status}): left out")
     for m in result.metrics:
         for label in result.variants:
             finals = result.finals(label, m)
             missing = sum(math.isnan(x) for x, t in zip(finals, result.by_seed(label), strict=True) if t is not None)
             if missing:
-                out.append(f"{label}: {missing} finished seed(s) reported no {m!r} in their episodes (too few steps "
-                           "for an episode to end, or the env does not report it)")
-    if len(result.metrics) > 1:
-        out.append(f"{len(result.metrics)} metrics asked: each verdict's interval is at "
-                   f"{1 - (1 - result.confidence) / len(result.metrics):.1%} (Bonferroni), so together they "
-                   f"make at most a {1 - result.confidence:.0%} chance of any false verdict")
+                out.append(f"{label}: {missing} finished seed(s) reported no {m!r} in their last "
+                           f"{ls.FINAL_FRACTION:.0%} of steps (no episode ended there: a longer --steps, or the env "
+                           "does not report it)")
+    tests = len(result.metrics) * (len(result.variants) - 1)
+    if tests > 1:
+        out.append(f"{tests} verdicts asked ({len(result.metrics)} metric(s) x {len(result.variants) - 1} variant(s) "
+                   f"against the first): each verdict's interval is at {result.metric_confidence(result.metrics[0]):.1%} "
+                   f"(Bonferroni), so together they make at most a {1 - result.confidence:.0%} chance of any false "
+                   "verdict")
+    if min((result.seeds_done(v) for v in result.variants), default=0) < 10:
+        out.append("the intervals of the final values and of P(B better than A) are percentile bootstraps: with under "
+                   f"10 seeds they are narrower than {result.confidence:.0%} intervals should be; the verdict rests on "
+                   "the t-interval of B − A")
     if result.precision and not result.precision_reached():
         out.append(f"the asked precision (±{result.precision:.0%} of the reference's value) was not reached: "
                    "more seeds (--max-seeds, --max-minutes) narrow the interval")
@@ -205,5 +216,6 @@ def render_curves_png(result: LearnResult) -> bytes:
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "no seed finished with episodes", ha="center", transform=ax.transAxes)
-    fig.suptitle("Learning against agent-steps: each seed faint, IQM across seeds with its 95% band", fontsize=10)
+    fig.suptitle(f"Learning against agent-steps: each seed faint, IQM across seeds with its {result.confidence:.0%} "
+                 "band", fontsize=10)
     return png(fig)

@@ -12,6 +12,7 @@ from perfkit.core.folded import FrameDelta
 from perfkit.core.timing import PHASES
 from perfkit.records.compare import CompareResult, VariantSummary
 from perfkit.records.diagnose import CheckOutcome
+from perfkit.records.learning import TRAINING_STATS
 from perfkit.records.trial import TrialResult
 
 LEARNING_COLUMNS = (
@@ -104,23 +105,27 @@ def render_phases(result: CompareResult, fmt: str = "github") -> str:
 def render_learning(result: CompareResult, fmt: str = "github") -> str:
     """Learning health next to SPS: per-episode items, return, entropy, resolved config hash. When
     no variant reports the built-in trainer's columns (a user's command with --metric), its own
-    metrics are the columns."""
+    metrics are the columns; a user's env without hearts adds the keys its episodes report."""
     summaries = [v for v in result.summaries() if v.learning is not None]
     if summaries and not any(k in v.learning for v in summaries for k, _ in LEARNING_COLUMNS):
         names = sorted({k for v in summaries for k in v.learning})
         rows = [[v.label, *(f"{v.learning[k]:.4g}" if k in v.learning else "–" for k in names)] for v in summaries]
         return tabulate(rows, headers=["variant", *names], tablefmt=fmt, disable_numparse=True)
+    columns = list(LEARNING_COLUMNS)
+    if not any("heart.get" in v.learning for v in summaries):  # a user's env: its own episode keys too
+        own = sorted({k for v in summaries for k in v.learning} - {k for k, _ in LEARNING_COLUMNS} - TRAINING_STATS)
+        columns[4:4] = [(k, k) for k in own if not k.startswith(stats.COUNTER_PREFIX)]
     rows = []
     for v in result.summaries():
         lr = v.learning
         if lr is None:
             continue
-        cells = [f"{lr[k]:.2f}" if k in lr else "–" for k, _ in LEARNING_COLUMNS]
+        cells = [f"{lr[k]:.2f}" if k in lr else "–" for k, _ in columns]
         applied = lr.get("curriculum.configs_applied")
         done = lr.get("curriculum.tasks_completed")
         cur = "–" if done is None or applied is None else f"{applied:.0f}/{done:.0f}"
         rows.append([v.label, *cells, cur, v.env_config_hash or "–"])
-    headers = ["variant", *(h for _, h in LEARNING_COLUMNS), "configs applied/tasks", "config hash"]
+    headers = ["variant", *(h for _, h in columns), "configs applied/tasks", "config hash"]
     return tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
