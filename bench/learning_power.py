@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from perfkit.core import learning_stats as ls  # noqa: E402
 from perfkit.core.scenario import Scenario, Variant  # noqa: E402
-from perfkit.records.learning import LearnResult  # noqa: E402
+from perfkit.records.learning import LearnResult, learn_seed  # noqa: E402
 
 REFERENCE = {"preset": "basic_easy_shaped"}
 CASES = {"regression (preset=make_arena)": {"preset": "make_arena"},
@@ -58,9 +58,9 @@ def pool(args) -> int:
                             parallel=args.parallel or learning.auto_parallel())
     t0 = time.monotonic()
 
-    def on_trial(i, n, label, tr):
+    def on_trial(i, n, label, seed, tr):
         value = ls.final_value(ls.points(tr.windows, METRIC), tr.agent_steps)
-        print(f"[{i}/{n}] {label} seed {tr.scenario.get('seed')}: {tr.status}, {METRIC} {value:.3f}, "
+        print(f"[{i}/{n}] {label} seed {seed}: {tr.status}, {METRIC} {value:.3f}, "
               f"{(tr.process_s or 0):.0f} s ({(time.monotonic() - t0) / 60:.1f} min)", flush=True)
 
     learning.run(job, out, on_trial)
@@ -70,7 +70,7 @@ def pool(args) -> int:
 
 def _sub(result: LearnResult, labels: list[str], seeds: list[int], paired: bool = True) -> LearnResult:
     """The LearnResult perfkit learn would have written had it run only these seeds of these variants."""
-    keep = {lab: [t for t in result.trials[lab] if int(t.scenario["seed"]) in seeds] for lab in labels}
+    keep = {lab: [t for t in result.trials[lab] if learn_seed(int(t.scenario["seed"])) in seeds] for lab in labels}
     return LearnResult(variants=labels, scenarios={lab: result.scenarios[lab] for lab in labels}, steps=result.steps,
                        seeds=list(seeds), paired=paired, metrics=[METRIC], lower_is_better=[], trials=keep,
                        confidence=result.confidence)
@@ -78,7 +78,7 @@ def _sub(result: LearnResult, labels: list[str], seeds: list[int], paired: bool 
 
 def _minutes(result: LearnResult, labels: list[str], seeds: list[int], parallel: int) -> float:
     secs = sum(t.process_s or t.seconds for lab in labels for t in result.trials[lab]
-               if int(t.scenario["seed"]) in seeds)
+               if learn_seed(int(t.scenario["seed"])) in seeds)
     return secs / parallel / 60
 
 

@@ -13,7 +13,7 @@ AXES_DOC = Path(__file__).resolve().parent.parent / "docs" / "axes.md"
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["compare"], ["variants"], ["profile"], ["flamediff"], ["gate"],
-                                     ["diagnose"], ["report"], ["explain"], ["bisect"]])
+                                     ["diagnose"], ["report"], ["explain"], ["bisect"], ["learn"]])
 def test_no_help_text_points_at_the_investigation_notes(command):
     r = CliRunner().invoke(main, [*command, "--help"])
     assert r.exit_code == 0, r.output

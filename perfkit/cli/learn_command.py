@@ -46,7 +46,8 @@ def parse_metric(text: str) -> tuple[str, bool]:
                    "report is shown too, without a verdict.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="J",
               help="Seeds trained side by side, each in its own process (default: one per core a trial keeps "
-                   "busy). Learning is compared at equal steps, so trials need not be timed apart.")
+                   "busy; on CUDA at most 4 per GPU). Learning is compared at equal steps, so trials need not be "
+                   "timed apart.")
 @click.option("--pairing", type=click.Choice(["seed", "none"]), default="seed", show_default=True,
               help="seed: variant B's seed s is A's seed s, and the verdict rests on the per-seed differences. "
                    "none: every variant gets its own seeds (Welch's interval), e.g. to check that twins agree.")
@@ -112,7 +113,7 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
         click.echo("note: no episode ended in a short random-action run of the env, so the metrics could not be "
                    "checked before training", err=True)
     workers = learning.workers_of(variants[0])
-    parallel = parallel or learning.auto_parallel(workers)
+    parallel = parallel or learning.auto_parallel(workers, learning.gpus_of(variants))
     job = learning.LearnJob(variants, steps, seeds, max_seeds, asked,
                             lower_is_better=[n for n, low in parsed if low], precision=precision,
                             max_seconds=60 * max_minutes if max_minutes else None, parallel=parallel,

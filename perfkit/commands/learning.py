@@ -54,10 +54,24 @@ class LearnJob:
         return max(1, available_cores() // self.parallel)
 
 
-def auto_parallel(workers: int = 0) -> int:
+GPU_TRIALS_PER_DEVICE = 4  # seeds sharing one GPU: small policies leave it mostly idle, more only queue
+
+
+def auto_parallel(workers: int = 0, gpus: int = 0) -> int:
     """Seeds side by side: one per core a trial keeps busy (its main process plus its rollout
-    workers), at least one."""
-    return max(1, available_cores() // (1 + workers))
+    workers), at least one; on CUDA at most GPU_TRIALS_PER_DEVICE per GPU."""
+    n = max(1, available_cores() // (1 + workers))
+    return min(n, GPU_TRIALS_PER_DEVICE * gpus) if gpus else n
+
+
+def gpus_of(variants: list[Variant]) -> int:
+    """GPUs the trials would use: none unless a variant's device is cuda, or auto with CUDA present."""
+    devices = {dict(v.scenario.values).get("device", "auto") for v in variants}
+    if devices <= {"cpu"}:
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, int, TrialResult], None] | None = None,
