@@ -404,8 +404,10 @@ def _trial_dirs(token: str) -> list[Path]:
 
 
 def _running_trials() -> list[str]:
+    """Trial processes the Ray runners started (their spec lies in a `perfkit-trial-` temp dir):
+    other perfkit runs on the machine are not this test's."""
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "-m perfkit.engine.trial" in line]
+    return [line for line in out.splitlines() if "-m perfkit.engine.trial" in line and "perfkit-trial-" in line]
 
 
 def test_one_round_per_node_is_an_interval_over_the_machines():

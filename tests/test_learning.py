@@ -361,3 +361,20 @@ def test_trials_run_side_by_side_and_a_crash_is_a_failed_result(tmp_path):
     assert results[2].exit_status == 3 and "exited 3" in results[2].error
     assert sorted(finished) == ["v1", "v2", "v3", "v99"]
     assert json.loads((tmp_path / "t1.spec.json").read_text())["steps"] == 10
+
+
+def test_ctrl_c_stops_the_trials_under_way_and_keeps_the_finished_ones(tmp_path):
+    script = tmp_path / "fake_trial.py"
+    script.write_text(FAKE_TRIAL.replace("time.sleep(0.3)", "time.sleep(0.3 if spec['scenario']['seed'] == 1 else 60)"))
+    sc = Scenario.build().to_dict()
+    jobs = [TrialJob({"scenario": {**sc, "seed": s}, "steps": 10}, tmp_path / f"t{s}.json", sc, f"v{s}")
+            for s in (1, 2, 3)]
+
+    def interrupt(job, result):  # Ctrl-C as the first trial finishes, the second still running
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run_parallel(jobs, 2, interrupt, launcher=[sys.executable, str(script)], poll=0.05, grace_seconds=10)
+    pairs = stop.value.results
+    assert [(j.label, r.status) for j, r in pairs] == [("v1", "ok"), ("v2", "interrupted")]
+    assert not (tmp_path / "t3.spec.json").exists()  # the third never started

@@ -87,7 +87,7 @@ def _stop(running: dict, results: dict, grace_seconds: float) -> None:
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             signal_group(proc, signal.SIGKILL)
             proc.wait()
-        tr = _collect(proc, job, time.monotonic() - t0)
+        tr = _collect(proc, job, time.monotonic() - t0, stopped=True)
         tr.interrupted = True
         results[i] = tr
     running.clear()
@@ -105,14 +105,17 @@ def _start(job: TrialJob, launcher: list[str]) -> subprocess.Popen:
         err.close()
 
 
-def _collect(proc: subprocess.Popen, job: TrialJob, wall: float) -> TrialResult:
+def _collect(proc: subprocess.Popen, job: TrialJob, wall: float, stopped: bool = False) -> TrialResult:
+    """The trial's record; a trial without one failed, unless we stopped it (then it was interrupted
+    before it could save: nothing measured, no error of its own)."""
     code = proc.returncode
     err_path = job.out.with_suffix(".stderr")
     err = err_path.read_text(errors="replace") if err_path.exists() else ""
     try:
         result = TrialResult.load(job.out)
     except ResultsError:  # no record (killed before it saved) or one cut short
-        result = TrialResult.failed(job.scenario, job.label, exit_text(code, err), code)
+        result = TrialResult.failed(job.scenario, job.label, None if stopped else exit_text(code, err),
+                                    None if stopped else code, interrupted=stopped)
     else:
         if code not in (0, 130) and not result.error:
             result.error, result.exit_status = exit_text(code, err), code
