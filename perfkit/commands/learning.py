@@ -18,6 +18,7 @@ import numpy as np
 
 from perfkit.core.machine import machine_info
 from perfkit.core.scenario import Variant
+from perfkit.core.stats import COUNTER_PREFIX
 from perfkit.core.threads import available_cores
 from perfkit.engine.seeds import TrialJob, run_parallel
 from perfkit.records.learning import DEFAULT_METRICS, TRAINING_STATS, LearnResult, learn_seed, seed_of
@@ -191,7 +192,8 @@ def _random_run(creator, seed: int, max_steps: int, max_seconds: float, clock) -
                 keys.update(k for k, v in info.items() if isinstance(v, (int, float, np.number)))
             if ended or clock() - t0 > max_seconds:
                 break
-        metrics = sorted(k for k in keys if k not in TRAINING_STATS) if ended else None
+        metrics = sorted(k for k in keys if k not in TRAINING_STATS and not k.startswith(COUNTER_PREFIX)) if ended \
+            else None
         return Preflight(agents, metrics, steps)
     finally:
         close = getattr(env, "close", None)
