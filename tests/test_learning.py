@@ -304,14 +304,10 @@ def test_preflight_waits_for_a_gymnasium_episode_to_end(monkeypatch):
 def test_an_env_that_raises_in_the_random_run_is_a_clear_error(monkeypatch):
     import envs.registry
 
-    class Broken:
-        single_action_space = type("S", (), {"n": 2})()
-        num_agents = 1
+    def broken(seed=0, buf=None):
+        raise RuntimeError("the map file is missing")
 
-        def reset(self, seed=None):
-            raise RuntimeError("the map file is missing")
-
-    monkeypatch.setattr(envs.registry, "make_creator", lambda values: lambda seed=0: Broken())
+    monkeypatch.setattr(envs.registry, "make_creator", lambda values: broken)
     with pytest.raises(learning.LearnInputError, match="random-action run of the env failed: RuntimeError: the map"):
         learning.preflight(VARIANTS[0])
 

@@ -173,32 +173,30 @@ def preflight(variant: Variant, max_steps: int = PREFLIGHT_STEPS, max_seconds: f
 
 
 def _random_run(creator, seed: int, max_steps: int, max_seconds: float, clock) -> Preflight:
-    env = creator(seed=seed)
+    """Through the same vector env the trainer steps (one env, serial), so the episode infos seen
+    here are the ones training will see, whatever kind of env the user gave."""
+    from perfkit.train import vecenv as vec
+
+    env = vec.make(creator, vec.VecPlan("serial", 0, 1), seed=seed)
     try:
-        env.reset(seed=seed)
+        env.async_reset(seed)
+        env.recv()
         rng = np.random.default_rng(seed)
-        n, agents = env.single_action_space.n, env.num_agents
+        n, agents = env.single_action_space.n, env.driver_env.num_agents
         keys: set[str] = set()
-        ended, t0, steps = False, clock(), 0
+        t0, steps = clock(), 0
         for steps in range(1, max_steps + 1):
-            if getattr(env, "done", False):  # pufferlib's Gymnasium adapter waits for a reset
-                env.reset()
-                continue
-            *_, infos = env.step(rng.integers(0, n, agents).astype(np.int32))
-            if isinstance(infos, dict):  # the Gymnasium adapter: the env's info of every step, episode ended or not
-                infos = [infos] if getattr(env, "done", False) else []
-            for info in infos or []:  # a PufferEnv: one dict per episode that ended
-                ended = True
+            env.send(rng.integers(0, n, agents).astype(np.int32))
+            infos = env.recv()[5]
+            for info in infos:  # one dict per episode that ended
                 keys.update(k for k, v in info.items() if isinstance(v, (int, float, np.number)))
-            if ended or clock() - t0 > max_seconds:
+            if infos or clock() - t0 > max_seconds:
                 break
-        metrics = sorted(k for k in keys if k not in TRAINING_STATS and not k.startswith(COUNTER_PREFIX)) if ended \
+        metrics = sorted(k for k in keys if k not in TRAINING_STATS and not k.startswith(COUNTER_PREFIX)) if infos \
             else None
         return Preflight(agents, metrics, steps)
     finally:
-        close = getattr(env, "close", None)
-        if callable(close):
-            close()
+        env.close()
 
 
 def choose_metrics(asked: list[str], seen: list[str] | None) -> list[str]:

@@ -159,16 +159,19 @@ def paired_difference(a, b, confidence: float = 0.95, first_stage: int | None = 
     center = float(d.mean())
     if len(d) < MIN_SEEDS:
         return Estimate(center)
-    half = _t(confidence, len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
-    if first_stage:
-        first = _first_stage(a, b, first_stage)
-        if len(first) >= MIN_SEEDS:
-            half = max(half, _t(confidence, len(first) - 1) * float(first.std(ddof=1)) / math.sqrt(len(d)))
+    half = max(_t(confidence, len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d)),
+               _stein_half(a, b, first_stage, len(d), confidence))
     return Estimate(center, center - half, center + half)
 
 
 def _t(confidence: float, df: float) -> float:
     return float(scipy.stats.t.ppf(0.5 + confidence / 2, df))
+
+
+def _stein_half(a, b, first_stage: int | None, n: int, confidence: float) -> float:
+    """Stein's half-width: the first stage's spread of b_i - a_i over all n seeds (0 without a first stage)."""
+    first = _first_stage(a, b, first_stage) if first_stage else np.empty(0)
+    return _t(confidence, len(first) - 1) * float(first.std(ddof=1)) / math.sqrt(n) if len(first) >= MIN_SEEDS else 0.0
 
 
 def _first_stage(a, b, k: int) -> np.ndarray:
@@ -207,12 +210,7 @@ def welch_difference(a, b, confidence: float = 0.95, first_stage: int | None = N
     if va + vb == 0:
         return Estimate(center, center, center)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = _t(confidence, df) * math.sqrt(va + vb)
-    if first_stage:
-        first = _first_stage(a0, b0, first_stage)
-        if len(first) >= MIN_SEEDS:
-            stein = _t(confidence, len(first) - 1) * float(first.std(ddof=1)) / math.sqrt(min(len(a), len(b)))
-            half = max(half, stein)
+    half = max(_t(confidence, df) * math.sqrt(va + vb), _stein_half(a0, b0, first_stage, min(len(a), len(b)), confidence))
     return Estimate(center, center - half, center + half)
 
 

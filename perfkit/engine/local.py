@@ -29,6 +29,7 @@ from perfkit.core.files import atomic_write_text
 from perfkit.core.machine import machine_info
 from perfkit.core.scenario import Variant
 from perfkit.engine.rounds import ROUNDS, Rounds, StopRule
+from perfkit.engine.seeds import load_trial
 from perfkit.records.compare import CompareResult
 from perfkit.records.trial import TrialResult
 
@@ -77,13 +78,10 @@ class SubprocessRunner:
         t0 = time.monotonic()
         code, err = run_child(cmd, grace_seconds=self.grace_seconds)
         wall = time.monotonic() - t0
+        result = load_trial(out, code, err, variant.scenario.to_dict(), variant.label)
         if out.exists():
-            result = TrialResult.load(out)
-            if code not in (0, 130) and not result.error:
-                result.error, result.exit_status = exit_text(code, err), code
             result.process_s = wall
-            return result
-        return TrialResult.failed(variant.scenario.to_dict(), variant.label, exit_text(code, err), code)
+        return result
 
 
 class SamplingRunner:

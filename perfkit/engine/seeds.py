@@ -106,18 +106,23 @@ def _start(job: TrialJob, launcher: list[str]) -> subprocess.Popen:
 
 
 def _collect(proc: subprocess.Popen, job: TrialJob, wall: float, stopped: bool = False) -> TrialResult:
-    """The trial's record; a trial without one failed, unless we stopped it (then it was interrupted
-    before it could save: nothing measured, no error of its own)."""
-    code = proc.returncode
     err_path = job.out.with_suffix(".stderr")
     err = err_path.read_text(errors="replace") if err_path.exists() else ""
-    try:
-        result = TrialResult.load(job.out)
-    except ResultsError:  # no record (killed before it saved) or one cut short
-        result = TrialResult.failed(job.scenario, job.label, None if stopped else exit_text(code, err),
-                                    None if stopped else code, interrupted=stopped)
-    else:
-        if code not in (0, 130) and not result.error:
-            result.error, result.exit_status = exit_text(code, err), code
+    result = load_trial(job.out, proc.returncode, err, job.scenario, job.label, stopped)
     result.process_s = wall
+    return result
+
+
+def load_trial(out: Path, code: int, err: str, scenario: dict[str, Any], label: str,
+               stopped: bool = False) -> TrialResult:
+    """What a trial process left: its record (with the exit status and stderr tail as its error
+    when it exited badly without one of its own), or a failed TrialResult when it left none;
+    one we stopped before it could save is interrupted, with no error of its own."""
+    try:
+        result = TrialResult.load(out)
+    except ResultsError:  # no record (killed before it saved) or one cut short
+        return TrialResult.failed(scenario, label, None if stopped else exit_text(code, err),
+                                  None if stopped else code, interrupted=stopped)
+    if code not in (0, 130) and not result.error:
+        result.error, result.exit_status = exit_text(code, err), code
     return result

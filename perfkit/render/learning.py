@@ -16,9 +16,9 @@ import numpy as np
 from perfkit.core import learning_stats as ls
 from perfkit.records.learning import LearnResult, learn_seed
 from perfkit.render.plots import figure, png
+from perfkit.render.table import LEARNING_COLUMNS
 
-NAMES = {"heart.get": "hearts/ep", "ore.get": "ore/ep", "battery.get": "batteries/ep", "episode_return": "return/ep",
-         "episode_length": "length"}
+NAMES = {**dict(LEARNING_COLUMNS), "episode_length": "length"}  # the compare table's names
 
 
 def metric_name(m: str) -> str:
