@@ -41,7 +41,7 @@ def main() -> None:
       perfkit compare --vary wrapper=getattribute,getattr,none --flamegraph
       perfkit compare --backend ray --vary ...          the same sweep on a Ray cluster's nodes
       perfkit compare --cmd a='python ppo.py' --cmd b=...your own training script
-      perfkit learn --vary preset=basic_easy_shaped,make_arena   did it stop learning? seeds, verdict
+      perfkit learn --vary fault=none,quarter-lr        did it stop learning? a verdict across seeds
       perfkit diagnose --preset make_arena              learning signal, without training
       perfkit explain --vary wrapper=none,getattribute  why one is slower: phases, functions
       perfkit bisect --repo R --good A --bad B --env M  which commit did it
