@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import statistics
@@ -84,12 +85,12 @@ def trainer_command(name: str, args) -> tuple[str, list[str]]:
 
 
 def compare(trainer: str, cost_us: float | None, args, out: Path, busy: bool = False, minutes: float = 3.0,
-            precision: float | None = None) -> dict:
+            precision: float | None = None, processes: int = 1) -> dict:
     """One `perfkit compare --cmd`: the trainer against itself with HIDDEN_COST_US (None: twins)."""
     cmd, prog = trainer_command(trainer, args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-m", "perfkit", "compare", *prog, "--out", str(out), "--force",
-            "--max-minutes", str(minutes)]
+            "--max-minutes", str(minutes), "--processes", str(processes)]
     if cost_us is None:
         argv += ["--cmd", f"a={cmd}", "--cmd", f"b={cmd}"]
     else:
@@ -114,8 +115,17 @@ def compare(trainer: str, cost_us: float | None, args, out: Path, busy: bool = F
             "verdict": c.verdict if c else None, "minutes": mins, "stop": result.stopping.get("reason"),
             "exit": proc.returncode, "ref_sps": ref.sps.geomean if ref.sps else None,
             "rounds": len(result.blocks), "block_seconds": result.stopping.get("block_seconds"),
-            "perfkit_cores": result.stopping.get("perfkit_cores"),
+            "perfkit_cores": result.stopping.get("perfkit_cores"), "processes": processes,
+            "set_ratios": set_ratios(result, other.label),
             "error": None if proc.returncode == 0 else proc.stderr[-2000:]}
+
+
+def set_ratios(result: CompareResult, label: str) -> list[float]:
+    """Per set of processes, the geometric mean of its steady rounds' ratios (B / A)."""
+    from perfkit.core.stats import block_log_ratios
+
+    groups = block_log_ratios(result.blocks, result.variants[0], label, result.warmup_rounds, 1)
+    return [math.exp(sum(v) / len(v)) for _, v in sorted(groups.items()) if v]
 
 
 def explain(trainer: str, cost_us: float, args, out: Path, minutes: float) -> dict:
@@ -150,6 +160,8 @@ def main() -> int:
     ap.add_argument("--minutes", default="twins=3,5=3,2=5", help="--max-minutes per case")
     ap.add_argument("--cleanrl-ppo", default=None, help="CleanRL's ppo.py")
     ap.add_argument("--cleanrl-python", default=sys.executable, help="the Python of CleanRL's venv")
+    ap.add_argument("--processes", default="1",
+                    help="compare --processes: a count, or several (e.g. 1,3) run alternately, cell by cell")
     ap.add_argument("--calibrate-minutes", type=float, default=1.0)
     ap.add_argument("--out", default=str(ROOT / "results" / "command-power"))
     ap.add_argument("--explain-runs", type=int, default=0, help="explain --cmd runs per trainer on the 5%% cost")
@@ -167,6 +179,7 @@ def main() -> int:
     runs = ({k: int(v) for k, v in (kv.split("=") for kv in args.runs.split(","))} if "=" in args.runs
             else {case: int(args.runs) for case in args.cases.split(",")})
     cases = args.cases.split(",")
+    processes = [int(p) for p in args.processes.split(",")]
     results, calib, explains, cost_eff = [], {}, [], {}
     for trainer in args.trainers.split(","):
         cal = compare(trainer, None, args, tmp / f"cal-{trainer}", minutes=args.calibrate_minutes)
@@ -179,9 +192,10 @@ def main() -> int:
         for case in cases:
             cost_us = None if case == "twins" else (1 / (1 - float(case) / 100) - 1) / sps0 * 1e6
             for cond in args.conditions.split(","):
-                for k in range(runs.get(case, 0)):
-                    r = compare(trainer, cost_us, args, tmp / f"{trainer}-{case}-{cond}-{k}", busy=cond == "busy",
-                                minutes=minutes.get(case, 3.0), precision=args.precision)
+                for k, procs in ((k, p) for k in range(runs.get(case, 0)) for p in processes):
+                    r = compare(trainer, cost_us, args, tmp / f"{trainer}-{case}-{cond}-{k}-{procs}",
+                                busy=cond == "busy", minutes=minutes.get(case, 3.0), precision=args.precision,
+                                processes=procs)
                     if cost_us is not None and round(cost_us, 4) not in cost_eff:
                         cost_eff[round(cost_us, 4)] = effective_cost_us(cost_us)
                     t = truth(cost_us, r.get("ref_sps"), cost_eff)
@@ -191,9 +205,10 @@ def main() -> int:
                     if r.get("ratio") is None:
                         print(f"{trainer} {case} {cond} #{k + 1}: no ratio ({r.get('error')})", file=sys.stderr)
                     else:
-                        print(f"{trainer} {case} {cond} #{k + 1}: {r['ratio']:.4f} [{r['ci_low']:.4f}, "
+                        sets = ", ".join(f"{x:.3f}" for x in r["set_ratios"])
+                        print(f"{trainer} {case} {cond} #{k + 1} ({procs} sets): {r['ratio']:.4f} [{r['ci_low']:.4f}, "
                               f"{r['ci_high']:.4f}] {r['verdict']} (truth {t:.4f}), {r['minutes']:.2f} min, "
-                              f"{r['rounds']} rounds, stop: {r['stop']}", file=sys.stderr)
+                              f"{r['rounds']} rounds, stop: {r['stop']}, per set {sets}", file=sys.stderr)
                     (out_root / "runs.json").write_text(json.dumps({"calibration": calib, "runs": results},
                                                                    indent=1))
         cost5 = (1 / 0.95 - 1) / sps0 * 1e6
@@ -236,24 +251,27 @@ def print_explains(explains: list[dict]) -> None:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| trainer | case | condition | runs | slower / no difference / faster | interval covers the truth "
-             "| median ratio | median truth | median minutes (max) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| trainer | case | condition | processes | runs | slower / no difference / faster "
+              "| interval covers the truth | median ratio | median truth | median ±% | median minutes (max) |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = []
     for r in results:
-        k = (r["trainer"], r["case"], r["condition"])
+        k = (r["trainer"], r["case"], r["condition"], r.get("processes", 1))
         if k not in keys:
             keys.append(k)
-    for trainer, case, cond in keys:
-        rs = [r for r in results if (r["trainer"], r["case"], r["condition"]) == (trainer, case, cond)]
+    for trainer, case, cond, procs in keys:
+        rs = [r for r in results if (r["trainer"], r["case"], r["condition"], r.get("processes", 1))
+              == (trainer, case, cond, procs)]
         ok = [r for r in rs if r.get("ratio") is not None]
         v = [r["verdict"] for r in ok]
         covered = sum(1 for r in ok if r["ci_low"] <= r["truth"] <= r["ci_high"])
         name = "twins" if case == "twins" else f"{case}% cost"
         lines.append(
-            f"| {trainer} | {name} | {cond} | {len(rs)} | {v.count('slower')} / {v.count('no significant difference')}"
+            f"| {trainer} | {name} | {cond} | {procs} | {len(rs)} | {v.count('slower')} / {v.count('no significant difference')}"
             f" / {v.count('faster')} | {covered} of {len(ok)} | "
             f"{statistics.median(r['ratio'] for r in ok) if ok else float('nan'):.4f} | "
             f"{statistics.median(r['truth'] for r in ok) if ok else float('nan'):.4f} | "
+            f"{statistics.median(50 * (r['ci_high'] - r['ci_low']) / r['ratio'] for r in ok) if ok else float('nan'):.1f} | "
             f"{statistics.median(r['minutes'] for r in rs):.1f} ({max(r['minutes'] for r in rs):.1f}) |")
     return "\n".join(lines)
 

@@ -151,13 +151,14 @@ def run(fmt, out, force, seed, seconds, steps, num_envs, ppo, fixes, **kwargs) -
 @click.option("--ray-requeues", type=click.IntRange(min=0, max=10), default=2, show_default=True,
               help="--backend ray: times a round goes back in the queue when its node dies under it.")
 @opts.command_options
+@opts.processes_option
 @opts.scenario_options
 @opts.budget_options
 @opts.trainer_options
 @opts.output_options
 def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, reruns, flamegraph, backend,
             ray_address, ray_requeues, fmt, out, force, seed, seconds, steps, num_envs, ppo, cmds, progress, metrics,
-            warmup_seconds, start_timeout, block_seconds, repo, revs, **kwargs) -> None:
+            warmup_seconds, start_timeout, block_seconds, repo, revs, processes, **kwargs) -> None:
     """Compare variants: SPS table with spread, ratio to the first variant and a verdict.
 
     Every combination of the --vary values runs in rounds, interleaved: by default (--mode auto)
@@ -179,11 +180,16 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
 
     Example: perfkit compare --cmd base='python ppo.py' --cmd fast='python ppo.py --num-envs 8'
     """
+    given = click.get_current_context().get_parameter_source("processes") != click.core.ParameterSource.DEFAULT
+    if given and (not cmds or mode == "process"):
+        raise click.UsageError(f"--processes {processes} is for --cmd in turns (--mode interleave): "
+                               + ("with --mode process every trial is a fresh process already" if cmds else
+                                  "the built-in trainer's variants share one process, or run fresh per trial"))
     if cmds:
         job = opts.command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress,
                                metrics, warmup_seconds, start_timeout, seconds,
                                _rule(trials, precision, max_minutes, reruns), stop_on_failure, block_seconds,
-                               repo, revs)
+                               repo, revs, processes)
         _run_and_report(job, opts.run_dir(out, "compare", force), fmt, max_minutes)
         return
     if revs:
@@ -289,8 +295,10 @@ def _plan_line(job, max_minutes, run_dir) -> str:
     if job.interleave is not None:
         limit = f"{max_minutes:g} min" if max_minutes else f"{rule.rounds} x {budget} per command"
         until = f"until ±{precision:.1%} (at most {limit})" if precision else limit
+        sets = job.interleave.processes
+        sets = f", as {sets} sets of processes one after another" if sets > 1 else ""
         return (f"{len(job.variants)} commands run in turns of {job.interleave.block_seconds:g} s, each paused while "
-                f"another runs, {until} -> {run_dir}")
+                f"another runs{sets}, {until} -> {run_dir}")
     if job.inprocess:
         limit = f"{max_minutes:g} min" if max_minutes else f"{rule.rounds} x {budget} per variant"
         until = f"until ±{precision:.1%} (at most {limit})" if precision else limit

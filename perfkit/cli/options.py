@@ -13,6 +13,8 @@ import click
 from perfkit.core.scenario import AXES, Scenario, ScenarioError, parse_assignment, parse_vary
 
 DEFAULT_SECONDS = 10.0
+PROCESSES = 1  # --cmd --processes: sets of fresh processes per compare
+SET_MIN_SECONDS = 10.0  # --processes: turns per set, beyond its warm-ups
 
 
 class TableFormat(click.ParamType):
@@ -94,9 +96,21 @@ def command_options(f):
     return f
 
 
+def processes_option(f):
+    """compare --cmd --processes (parameter `processes`)."""
+    f = click.option("--processes", type=click.IntRange(min=1), default=PROCESSES, show_default=True, metavar="N",
+                     help="--cmd, --mode interleave: run each command as N processes, one set after another "
+                          "sharing the time, and take the interval over the sets. Every process has a speed of its "
+                          "own (memory layout, hash seed, the core it lands on: 1-4%% between twins on a busy "
+                          "2-core machine), which no number of turns inside one process averages away; over N sets "
+                          "it is inside the interval. 1: one process per command (a tighter interval that leaves "
+                          "that offset out). Each set pays every command's start-up and --warmup-seconds.")(f)
+    return f
+
+
 def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress, metrics,
                 warmup_seconds, start_timeout, seconds, rule, stop_on_failure, block_seconds=0.3, repo=".",
-                revs=()):
+                revs=(), processes=1):
     """The compare of `--cmd` variants, every input checked first (usage errors, exit 2)."""
     from perfkit.core.command import CommandError, check_startable, plan_commands
     from perfkit.core.progress import ProgressError, compile_metric, compile_progress
@@ -138,8 +152,17 @@ def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo
                                metrics=tuple(metrics), start_timeout=start_timeout)
         return CompareJob(variants, rule, inprocess=False, seconds=seconds, workload=runner,
                           stop_on_failure=stop_on_failure, repo=repo if revs else None)
+    from perfkit.engine.local import interleave_budget
+
+    budget = interleave_budget(rule, seconds, len(variants))
+    if processes > 1 and budget is not None and budget / processes < len(variants) * warmup_seconds + SET_MIN_SECONDS:
+        raise click.UsageError(
+            f"--processes {processes}: each set of {len(variants)} commands would get {budget / processes:.0f} s, "
+            f"not enough for their warm-ups ({len(variants)} x --warmup-seconds {warmup_seconds:g}) and "
+            f"{SET_MIN_SECONDS:g} s of turns; give more time (--max-minutes, --trials or --seconds), fewer "
+            "--processes, or a shorter --warmup-seconds")
     how = Interleave(block_seconds=block_seconds, warmup_seconds=warmup_seconds, progress=progress,
-                     metrics=tuple(metrics), start_timeout=start_timeout)
+                     metrics=tuple(metrics), start_timeout=start_timeout, processes=processes)
     return CompareJob(variants, rule, inprocess=False, seconds=seconds, interleave=how,
                       stop_on_failure=stop_on_failure, repo=repo if revs else None)
 

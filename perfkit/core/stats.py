@@ -284,20 +284,52 @@ def mean_learning(ds: list[dict[str, float]]) -> dict[str, float]:
 
 # -- blocks of one process (compare --mode inprocess): one round = one epoch of every variant ------
 
-def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, batch: int) -> list[float]:
-    """Batch means of per-round log(SPS label / SPS first), warm-up rounds left out; a round in
-    which either block measured nothing (sps 0) is skipped."""
-    d = [math.log(b["sps"][label] / b["sps"][first]) for b in blocks[warmup:]
-         if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0]
-    return batch_means(d, max(1, batch))
+def steady_blocks(blocks: list[dict], warmup: int) -> list[dict]:
+    """The rounds that count: each process's rounds after its first `warmup`. Rounds that carry a
+    `process` number (commands run as several processes one after another, `compare --cmd
+    --processes`) are warmed up per process; rounds without one share one process."""
+    seen: dict[int, int] = {}
+    out = []
+    for b in blocks:
+        k = b.get("process", 0)
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] > warmup:
+            out.append(b)
+    return out
+
+
+def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, batch: int) -> dict[int, list[float]]:
+    """Per process, batch means of its per-round log(SPS label / SPS first), warm-up rounds left
+    out; a round in which either block measured nothing (sps 0) is skipped. A batch never spans two
+    processes."""
+    d: dict[int, list[float]] = {}
+    for b in steady_blocks(blocks, warmup):
+        if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0:
+            d.setdefault(b.get("process", 0), []).append(math.log(b["sps"][label] / b["sps"][first]))
+    return {k: batch_means(v, max(1, batch)) for k, v in d.items()}
+
+
+def compare_processes(groups: dict[int, list[float]], confidence: float = 0.95) -> Comparison:
+    """Log ratios grouped by the processes they were measured in. One group: the paired t-interval
+    over its values (`compare_log_ratios`). Several: each process pair has its own speed offset
+    (memory layout, hash seed, the core it lands on), which no number of rounds inside it averages
+    away, so the process is the unit: the mean of the processes' means, with a t-interval over them
+    (J - 1 degrees of freedom), the one-way random-effects interval. Processes with no value are
+    left out."""
+    means = [float(np.mean(v)) for v in groups.values() if len(v)]
+    if len(means) < 2:
+        return compare_log_ratios(next((v for v in groups.values() if len(v)), []), confidence)
+    m = np.asarray(means)
+    return _t_interval(float(m.mean()), float(m.std(ddof=1) / math.sqrt(len(m))), len(m) - 1, confidence)
 
 
 def block_comparisons(blocks: list[dict], labels: list[str], warmup: int,
                       batch: int | None = None) -> dict[str, tuple[int, Comparison]]:
     """Every variant after the first against the first: (batch means used, Comparison). A batch
-    is `batch` consecutive rounds (default: one full rotation, `len(labels)`)."""
+    is `batch` consecutive rounds (default: one full rotation, `len(labels)`); rounds from several
+    processes are compared process by process (`compare_processes`)."""
     out = {}
     for label in labels[1:]:
-        d = block_log_ratios(blocks, labels[0], label, warmup, batch or len(labels))
-        out[label] = (len(d), compare_log_ratios(d))
+        groups = block_log_ratios(blocks, labels[0], label, warmup, batch or len(labels))
+        out[label] = (sum(len(v) for v in groups.values()), compare_processes(groups))
     return out

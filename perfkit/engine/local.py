@@ -290,7 +290,8 @@ def _take_session(result: CompareResult, data: dict) -> None:
 @dataclass
 class Interleave:
     """How `--mode interleave` runs commands: blocks of `block_seconds` each (longer when a command
-    prints its count less often), after `warmup_seconds` of each alone."""
+    prints its count less often), after `warmup_seconds` of each alone; `processes` sets of fresh
+    processes one after another, the budget shared between them."""
 
     block_seconds: float = 0.3
     batch_seconds: float = 3.0  # each command's running time per batch mean of the statistics
@@ -300,6 +301,17 @@ class Interleave:
     start_timeout: float = 120.0
     warmup_rounds: int = 1  # rounds left out after the warm-up: the first resume after a long pause
     extra_env: dict[str, str] = field(default_factory=dict)
+    processes: int = 1
+
+
+@dataclass
+class _ProcessSet:
+    """One process per command, started together and run in turns: the g-th of a compare's sets."""
+
+    index: int
+    commands: dict[str, Any]  # label -> PausedCommand
+    first_round: int  # its rounds' numbers in the compare start here
+    recorded: bool = False  # its commands are in the compare's trials
 
 
 def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how: Interleave, seconds: float,
@@ -308,14 +320,15 @@ def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how:
     """Every command started once and run in turns (perfkit/engine/command.py: `PausedCommand`),
     block by block in the session's rotating rounds; only one of them runs at any moment. The budget
     is the same running time per command as `rule.rounds` trials of `seconds` (or `rule.max_seconds`
-    with a precision), counted from the start, warm-ups included. Ctrl-C, a command that exits or
-    stops printing progress: every command is stopped, and what was measured is recorded.
-    With `sampling`, py-spy records every block of every command (`BlockSampler`), and the blocks'
+    with a precision), counted from the start, warm-ups included. With `how.processes` > 1 the
+    budget is shared by that many sets of fresh processes, one set after another (each started in
+    a rotated order and warmed up alone), and the interval is taken over the sets
+    (`stats.compare_processes`): a process's own speed offset is then inside it. A precision can
+    stop the compare after any set from the second on. Ctrl-C, a command that exits or stops
+    printing progress: every command is stopped, and what was measured is recorded. With
+    `sampling`, py-spy records every block of every command (`BlockSampler`), and the blocks'
     stacks go to one folded file under marker frames, as a one-process session's do."""
     import resource
-
-    from perfkit.engine.command import BlockSampler, CommandExited, PausedCommand
-    from perfkit.engine.session import SessionSpec, run_rounds
 
     t_start, wall0 = clock(), time.monotonic()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -324,70 +337,47 @@ def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how:
         trials={v.label: [] for v in variants}, trials_planned=1, machine=machine_info(),
         stopping={"rule": rule.to_dict(), "reason": ROUNDS}, mode="interleave",
     )
+    budget = interleave_budget(rule, seconds, len(variants))
+    planned = how.processes if budget is not None else 1  # sets share a budget; without one, a single set
+    result.trials_planned = planned
+    result.warmup_rounds = how.warmup_rounds
     sps_json = run_dir / "sps.json"
-    commands: dict[str, PausedCommand] = {}
+    sets: list[_ProcessSet] = []
     errors: dict[str, str] = {}
-    session = None
     try:
-        for v in variants:
-            log = run_dir / "trials" / v.slug / "trial-0.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            sampler = BlockSampler(sampling.rate, log.parent / "samples") if sampling else None
-            pc = PausedCommand(v, log, how.progress, how.metrics, how.block_seconds, how.start_timeout, clock,
-                               how.extra_env, sampler=sampler)
-            commands[v.label] = pc
-            print(f"starting {v.label} (alone until {how.warmup_seconds:g} s after its first step count)",
-                  file=sys.stderr, flush=True)
-            try:
-                pc.start(how.warmup_seconds)
-            except CommandExited as e:
-                errors[v.label] = str(e)
-                raise
-        # A command that prints its count seldom gets longer blocks (two of its usual gaps). A block's
-        # own rate is rough (where its last count fell moves steps to the next block), but blocks tile
-        # the run, so the statistics take batch means over `batch_seconds` of each command's running:
-        # the error of a batch is that of its two ends only. Short blocks pair the commands closely
-        # (a shared machine's speed drifts by 10-20% from one second to the next).
-        gaps = sorted(g for pc in commands.values() for g in pc.gaps()[-50:])
-        block = max(how.block_seconds, 2 * gaps[int(0.9 * (len(gaps) - 1))]) if gaps else how.block_seconds
-        for pc in commands.values():
-            pc.block_seconds = block
-        n = len(variants)
-        batch = max(n, math.ceil(how.batch_seconds / block / n) * n)  # whole rotations
-        result.stopping.update(block_seconds=block, batch_rounds=batch)
-        budget = rule.rounds * seconds * len(variants) if rule.rounds else None
-        if rule.precision is not None or budget is None:
-            budget = rule.max_seconds or budget
-        elif rule.max_seconds is not None:
-            budget = min(budget, rule.max_seconds)
-        left = None if budget is None else max(budget - (clock() - t_start), 0.0)
-        spec = SessionSpec(variants=[], seconds=left, precision=rule.precision, min_rounds=rule.min_rounds,
-                           min_seconds=rule.min_seconds, warmup_rounds=how.warmup_rounds, batch_rounds=batch)
-
-        def save(s) -> None:
-            result.blocks, result.warmup_rounds = s.blocks, s.warmup_rounds
+        for g in range(planned):
+            pset = _ProcessSet(g, {}, len(result.blocks))
+            sets.append(pset)
+            _start_set(pset, variants, run_dir, how, planned, clock, sampling, errors)
+            if g == 0:
+                _fit_blocks(pset, how, len(variants), result)
+            for pc in pset.commands.values():
+                pc.block_seconds = result.stopping["block_seconds"]
+            # this set's share: up to its fraction of the budget, counted from the compare's start
+            left = None if budget is None else max(budget * (g + 1) / planned - (clock() - t_start), 0.0)
+            session = _run_set(pset, how, rule, left, result, on_round, sps_json, clock, planned)
+            errors.update(session.errors)
+            result.stopping["reason"] = session.stop_reason
+            result.interrupted = session.interrupted
+            _stop_set(pset, result, errors, run_dir)
             result.save(sps_json)
-
-        session = run_rounds(commands, spec, on_round, save, clock)
-        errors = dict(session.errors)
-        result.stopping["reason"] = session.stop_reason
-        result.interrupted = session.interrupted
-    except CommandExited:  # at the start (its error is recorded): nothing to compare
+            if session.interrupted or session.errors:
+                break
+            if planned > 1 and g >= 1 and rule.precision is not None and result.comparisons() and \
+                    stats.precision_reached(list(result.comparisons().values()), rule.precision, g + 1, 2):
+                result.stopping["reason"] = "precision"
+                break
+    except _SetFailed:  # at a start (its error is recorded): nothing more to compare
         result.stopping["reason"] = f"{next(iter(errors))} failed to start"
     except KeyboardInterrupt:
         result.interrupted = True
         result.stopping["reason"] = "interrupted"
     finally:
-        for pc in commands.values():
-            pc.stop()
-    if session is not None:
-        result.blocks, result.warmup_rounds = session.blocks, session.warmup_rounds
-    for label, pc in commands.items():
-        tr = pc.result(result.warmup_rounds, result.interrupted, errors.get(label))
-        tr.round = 0
-        tr.save(run_dir / "trials" / pc.variant.slug / "trial-0.json")
-        result.trials[label] = [tr]
+        for pset in sets:
+            _stop_set(pset, result, errors, run_dir)
     result.stopping["rounds_run"] = len(result.blocks)
+    result.stopping["processes"] = sum(1 for pset in sets if any(
+        b.get("process", 0) == pset.index for b in result.blocks))
     # perfkit's own CPU while the commands ran (reading their lines, the sentinel, the rounds), in
     # cores: on a machine with cores to spare it takes none from them; on a full one, at most this
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -396,24 +386,127 @@ def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how:
     result.stopping["perfkit_cores"] = own / wall if wall > 0 else None
     if sampling:
         result.sampler = {**sampling.to_dict(), "blocking": False, "folded": "samples.folded"}
-        _marked_samples(commands, result.warmup_rounds, run_dir / "samples.folded")
+        _marked_samples(sets, result.warmup_rounds, run_dir / "samples.folded")
     result.save(sps_json)
     return result
 
 
-def _marked_samples(commands: dict, warmup_rounds: int, out: Path) -> None:
+def interleave_budget(rule: StopRule, seconds: float, n: int) -> float | None:
+    """The running time of commands in turns, warm-ups included: `rule.rounds` trials of `seconds`
+    per command, or `rule.max_seconds` (with a precision, or when shorter); None: no limit."""
+    budget = rule.rounds * seconds * n if rule.rounds else None
+    if rule.precision is not None or budget is None:
+        return rule.max_seconds or budget
+    if rule.max_seconds is not None:
+        return min(budget, rule.max_seconds)
+    return budget
+
+
+class _SetFailed(Exception):
+    """A command of a process set did not get through its start (the error is recorded)."""
+
+
+def _start_set(pset: _ProcessSet, variants: list[Variant], run_dir: Path, how: Interleave, planned: int, clock,
+               sampling, errors: dict[str, str]) -> None:
+    """Start set g's commands one at a time, each alone through its warm-up, in an order rotated
+    by g (so no command always starts first), then paused."""
+    from perfkit.engine.command import BlockSampler, CommandExited, PausedCommand
+    from perfkit.engine.rounds import rotation
+
+    g = pset.index
+    for v in rotation(variants, g):
+        log = run_dir / "trials" / v.slug / f"trial-{g}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        sampler = BlockSampler(sampling.rate, log.parent / f"samples-{g}") if sampling else None
+        pc = PausedCommand(v, log, how.progress, how.metrics, how.block_seconds, how.start_timeout, clock,
+                           how.extra_env, sampler=sampler)
+        pset.commands[v.label] = pc
+        which = f", process set {g + 1} of {planned}" if planned > 1 else ""
+        print(f"starting {v.label} (alone until {how.warmup_seconds:g} s after its first step count{which})",
+              file=sys.stderr, flush=True)
+        try:
+            pc.start(how.warmup_seconds)
+        except CommandExited as e:
+            errors[v.label] = str(e)
+            raise _SetFailed from None
+    pset.commands = {v.label: pset.commands[v.label] for v in variants}  # the compare's order
+
+
+def _fit_blocks(pset: _ProcessSet, how: Interleave, n: int, result: CompareResult) -> None:
+    """A command that prints its count seldom gets longer blocks (two of its usual gaps). A block's
+    own rate is rough (where its last count fell moves steps to the next block), but blocks tile
+    the run, so the statistics take batch means over `batch_seconds` of each command's running:
+    the error of a batch is that of its two ends only. Short blocks pair the commands closely (a
+    shared machine's speed drifts by 10-20% from one second to the next). Fitted on the first set,
+    kept for the others."""
+    gaps = sorted(g for pc in pset.commands.values() for g in pc.gaps()[-50:])
+    block = max(how.block_seconds, 2 * gaps[int(0.9 * (len(gaps) - 1))]) if gaps else how.block_seconds
+    batch = max(n, math.ceil(how.batch_seconds / block / n) * n)  # whole rotations
+    result.stopping.update(block_seconds=block, batch_rounds=batch)
+
+
+def _run_set(pset: _ProcessSet, how: Interleave, rule: StopRule, seconds: float | None, result: CompareResult,
+             on_round, sps_json: Path, clock, planned: int):
+    """The rounds of one process set, for `seconds`; its blocks join the compare's, numbered on
+    from the sets before it and tagged with the set. With one set the precision may stop the rounds
+    inside it; with several it is asked between sets, over them (`run_interleaved`)."""
+    from perfkit.engine.session import SessionSpec, run_rounds
+
+    before = result.blocks[:pset.first_round]
+    spec = SessionSpec(variants=[], seconds=seconds, precision=rule.precision if planned == 1 else None,
+                       min_rounds=rule.min_rounds, min_seconds=rule.min_seconds, warmup_rounds=how.warmup_rounds,
+                       batch_rounds=result.stopping["batch_rounds"])
+
+    def tagged(blocks: list[dict]) -> list[dict]:
+        for i, b in enumerate(blocks):
+            b["round"] = pset.first_round + i
+            if planned > 1:
+                b["process"] = pset.index
+        return before + blocks
+
+    def save(s) -> None:
+        result.blocks = tagged(s.blocks)
+        result.save(sps_json)
+
+    def numbered(r: int, block: dict) -> None:
+        if on_round is not None:
+            on_round(pset.first_round + r, block)
+
+    session = run_rounds(pset.commands, spec, numbered, save, clock)
+    result.blocks = tagged(session.blocks)
+    return session
+
+
+def _stop_set(pset: _ProcessSet, result: CompareResult, errors: dict[str, str], run_dir: Path) -> None:
+    """Stop the set's commands and record each as trial g of its variant (once)."""
+    if pset.recorded:
+        return
+    pset.recorded = True
+    for pc in pset.commands.values():
+        pc.stop()
+    for label, pc in pset.commands.items():
+        if pset.index > 0 and not pc.blocks and label not in errors:
+            continue  # started, never run: another command of this later set failed to start
+        tr = pc.result(result.warmup_rounds, result.interrupted, errors.get(label))
+        tr.round = pset.index
+        tr.save(run_dir / "trials" / pc.variant.slug / f"trial-{pset.index}.json")
+        result.trials[label].append(tr)
+
+
+def _marked_samples(sets: list[_ProcessSet], warmup_rounds: int, out: Path) -> None:
     """Every command's per-block py-spy files as one folded file, each block's stacks under its
     marker frame (perfkit/core/markers.py), so explain splits them by variant and round."""
     from perfkit.core.folded import Profile, read_folded, to_folded
     from perfkit.core.markers import marker_name
 
     stacks: dict[tuple[str, ...], float] = {}
-    for label, pc in commands.items():
-        for r, path in enumerate(pc.sampler.files if pc.sampler else []):
-            if path is None:
-                continue
-            marker = marker_name(label, r, warmup=r < warmup_rounds)
-            for stack, n in read_folded(path, torn_ok=True).stacks.items():
-                key = (marker, *stack)
-                stacks[key] = stacks.get(key, 0.0) + n
+    for pset in sets:
+        for label, pc in pset.commands.items():
+            for r, path in enumerate(pc.sampler.files if pc.sampler else []):
+                if path is None:
+                    continue
+                marker = marker_name(label, pset.first_round + r, warmup=r < warmup_rounds)
+                for stack, n in read_folded(path, torn_ok=True).stacks.items():
+                    key = (marker, *stack)
+                    stacks[key] = stacks.get(key, 0.0) + n
     atomic_write_text(out, to_folded(Profile(stacks)))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from perfkit.core.folded import read_folded
 from perfkit.core.markers import block_slug, parse_marker
+from perfkit.core.stats import steady_blocks
 
 
 def split_by_block(stacks: dict[tuple[str, ...], float]) -> dict[tuple[str, int], dict[tuple[str, ...], float]]:
@@ -104,7 +105,7 @@ def pairs_from_compare(result, a: str, b: str, base=None) -> list[tuple[Block, B
         split = split_by_block(read_stacks(result.sampler.get("folded"), base))
         sa, sb = block_slug(a), block_slug(b)
         out = []
-        for blk in result.blocks[result.warmup_rounds:]:
+        for blk in steady_blocks(result.blocks, result.warmup_rounds):
             phases = blk.get("phases", {})
             if a not in phases or b not in phases:
                 continue

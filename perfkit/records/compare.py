@@ -14,7 +14,7 @@ from typing import Any
 
 from perfkit.core import stats
 from perfkit.core.folded import FrameDelta
-from perfkit.core.stats import block_comparisons
+from perfkit.core.stats import block_comparisons, steady_blocks
 from perfkit.records.store import Field, Record, read_dataclass
 from perfkit.records.trial import TrialResult
 
@@ -88,7 +88,8 @@ class CompareResult(Record):
     def sps(self, label: str) -> list[float]:
         """The samples behind the summary: per trial, or per block (epoch) when variants share a process."""
         if self.blocked:
-            return [b["sps"][label] for b in self.blocks[self.warmup_rounds:] if b["sps"].get(label, 0) > 0]
+            return [b["sps"][label] for b in steady_blocks(self.blocks, self.warmup_rounds)
+                    if b["sps"].get(label, 0) > 0]
         return [t.sps for t in self.ok_trials(label)]
 
     def pairs(self, label: str) -> list[tuple[TrialResult, TrialResult]]:
@@ -213,6 +214,10 @@ class CompareResult(Record):
             out.append(f"interrupted{what}: {done} of {planned} trials finished")
         out += self.node_warnings()
         out += self.sentinel_warnings()
+        if self.mode == "interleave" and len(self.variants) > 1 and (self.stopping.get("processes") or 1) == 1 \
+                and self.blocks:
+            out.append("each command ran as one process: a process's own speed (often 1-4% between twins on a busy "
+                       "machine) is not in the interval; --processes 3 or more puts it there")
         rule = self.stopping.get("rule") or {}
         if rule.get("precision") and self.stopping.get("reason") != "precision":
             out.append(f"precision ±{rule['precision']:.1%} not reached: stopped by {self.stopping.get('reason')} "
@@ -273,7 +278,7 @@ class CompareResult(Record):
         out = []
         if self.blocked:
             for label in self.variants:
-                others = [b["others_cores"].get(label) for b in self.blocks[self.warmup_rounds:]
+                others = [b["others_cores"].get(label) for b in steady_blocks(self.blocks, self.warmup_rounds)
                           if b.get("others_cores", {}).get(label) is not None]
                 busy = [x for x in others if x >= MAX_OTHER_CORES]
                 if busy:
@@ -354,6 +359,7 @@ def _read_stopping(f: Field) -> dict[str, Any]:
     rule = f.get("rule")
     if rule.value is not None:
         rule.get("precision").optional(lambda x: x.number(0, 1))  # shown as a percentage
+    f.get("processes").optional(Field.integer)  # shown as a count
     return f.obj()
 
 
@@ -361,6 +367,7 @@ def _read_block(f: Field) -> dict[str, Any]:
     """One round of variants sharing a process: per label its SPS, other processes' CPU use and
     (version 3 on) agent-steps, seconds and phases, which `perfkit explain` reads together."""
     f["round"].integer()
+    f.get("process").optional(Field.integer)  # compare --cmd --processes: which of the process sets
     f["sps"].mapping(lambda x: x.number(0))
     f.get("others_cores", {}).mapping(lambda x: x.optional(lambda y: y.number(0)))
     for label, phases in f.get("phases", {}).items():

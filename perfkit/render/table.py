@@ -29,8 +29,10 @@ def _spread(s: stats.Summary) -> str:
     return f"{s.min:,.0f}–{s.max:,.0f} (±{100 * s.cv:.1f}%)"
 
 
-def _trials_cell(v: VariantSummary, mode: str = "process") -> str:
+def _trials_cell(v: VariantSummary, mode: str = "process", processes: int = 1) -> str:
     n = {"inprocess": f"{v.n} epochs", "interleave": f"{v.n} blocks"}.get(mode, f"{v.n}")
+    if processes > 1:
+        n += f" in {processes} processes"
     extra = [f"+{v.failed} failed"] * bool(v.failed) + [f"+{v.replaced} re-run"] * bool(v.replaced) + \
         [f"+{v.lost} lost with a node"] * bool(v.lost)
     return n + (f" ({', '.join(extra)})" if extra else "")
@@ -41,7 +43,7 @@ def render_sps(result: CompareResult, fmt: str = "github") -> str:
     CI, verdict."""
     rows = []
     for v in result.summaries():
-        trials = _trials_cell(v, result.mode)
+        trials = _trials_cell(v, result.mode, result.stopping.get("processes") or 1)
         if v.sps is None:
             rows.append([v.label, trials, "no finished trial", "", "", "", ""])
             continue
