@@ -51,11 +51,22 @@ def parse_metric(text: str) -> tuple[str, bool]:
 @click.option("--pairing", type=click.Choice(["seed", "none"]), default="seed", show_default=True,
               help="seed: variant B's seed s is A's seed s, and the verdict rests on the per-seed differences. "
                    "none: every variant gets its own seeds (Welch's interval), e.g. to check that twins agree.")
+@click.option("--cmd", "cmds", multiple=True, metavar="NAME=COMMAND",
+              help="Your own training command instead of perfkit's trainer (repeatable; the first is the "
+                   "reference). {seed} in it is replaced by each seed (PERFKIT_SEED is set too); it runs until its "
+                   "step counter (--progress) reaches --steps, then is stopped, or until it ends by itself (give it "
+                   "a budget of at least --steps). --metric NAME=REGEX reads a metric from its output (default: "
+                   "episodic_return, as CleanRL prints it). Vary it with --vary env:VAR=V1,V2.")
+@click.option("--progress", default="auto", show_default=True, metavar="REGEX|NAME",
+              help="--cmd: how to read the cumulative step counter from each line the command prints: a regex "
+                   "whose group 1 is the count, or cleanrl, sb3, steps, auto (as compare --cmd).")
+@click.option("--start-timeout", type=opts.FiniteRange(min=1), default=120.0, show_default=True, metavar="S",
+              help="--cmd: a seed fails when its command prints no step count within S seconds.")
 @opts.scenario_options
 @opts.trainer_options
 @opts.output_options
-def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parallel, pairing, fixes, seed,
-          num_envs, ppo, fmt, out, force, **kwargs) -> None:
+def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parallel, pairing, cmds, progress,
+          start_timeout, fixes, seed, num_envs, ppo, fmt, out, force, **kwargs) -> None:
     """Did B stop learning? Every variant trains --steps agent-steps under --seeds seeds (fresh
     processes, several side by side), and for each asked metric prints the final value across seeds
     (interquartile mean with a bootstrap 95% interval), the difference B − A with its paired
@@ -70,6 +81,9 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
     Example: perfkit learn --vary preset=basic_easy_shaped,make_arena --steps 500000 --seeds 5
 
     Example: perfkit learn --vary env=mypkg.envs:make,mypkg.envs_v2:make --metric score --precision 0.2
+
+    Example: perfkit learn --cmd base='python ppo.py --seed {seed} --total-timesteps 200000' --cmd
+    lr='python ppo.py --seed {seed} --total-timesteps 200000 --learning-rate 1e-4' --steps 200000
     """
     from perfkit.core.threads import available_cores
 
@@ -84,12 +98,23 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
     max_seeds = max_seeds or max(DEFAULT_MAX_SEEDS, seeds) if precision else seeds
     if max_seeds < seeds:
         raise click.UsageError(f"--max-seeds {max_seeds} is below --seeds {seeds}")
+    ctx = click.get_current_context()
+    for name in ("progress", "start_timeout"):
+        if not cmds and ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError(f"--{name.replace('_', '-')} reads your own command's output: give --cmd NAME=COMMAND")
     parsed = [parse_metric(m) for m in metrics]
+    if cmds:
+        parsed = _command_metrics(parsed)
     names = [n for n, _ in parsed]
     if len(set(names)) != len(names):
         raise click.UsageError(f"--metric names a metric twice: {', '.join(names)}")
-    base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
-    variants, _ = opts.plan_and_mode(base, varied, "process")
+    if cmds:
+        variants, command = _command_variants(cmds, vary, fixes, kwargs, num_envs, ppo, progress, metrics,
+                                              start_timeout)
+    else:
+        base, varied = opts.scenario_from_options(kwargs, fixes, seed, vary)
+        variants, _ = opts.plan_and_mode(base, varied, "process")
+        command = None
     from perfkit.commands import learning
     from perfkit.records.learning import SEED_SPACING, seed_of
 
@@ -101,23 +126,32 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
         raise click.UsageError(f"--num-envs {num_envs}: learn gives each seed a block of {SEED_SPACING:,} env seeds, so "
                                f"at most {SEED_SPACING:,} envs per trial")
 
-    try:
-        checks = [learning.preflight(v) for v in variants]
-        seen = _common([c.metrics for c in checks])
-        asked = learning.choose_metrics(names, seen)
-        for v, c in zip(variants, checks, strict=True):
-            learning.check_budget(steps, c.agents, learning.num_envs_of(v, num_envs), learning.num_steps_of(ppo))
-    except learning.LearnInputError as e:
-        raise click.UsageError(str(e)) from None
-    if seen is None:
-        click.echo("note: no episode ended in a short random-action run of the env, so the metrics could not be "
-                   "checked before training", err=True)
-    workers = learning.workers_of(variants[0])
-    parallel = parallel or learning.auto_parallel(workers, learning.gpus_of(variants))
+    if command is not None:
+        asked = names or ["episodic_return"]
+        parallel = parallel or learning.auto_parallel()
+        if not any(learning.SEED_FIELD in v.scenario.text for v in variants):  # type: ignore[attr-defined]
+            click.echo(f"note: no command takes {learning.SEED_FIELD}: every seed runs the same command line (only "
+                       "PERFKIT_SEED differs), so seeds differ only if the trainer reads it or seeds itself at random",
+                       err=True)
+    else:
+        try:
+            checks = [learning.preflight(v) for v in variants]
+            seen = _common([c.metrics for c in checks])
+            asked = learning.choose_metrics(names, seen)
+            for v, c in zip(variants, checks, strict=True):
+                learning.check_budget(steps, c.agents, learning.num_envs_of(v, num_envs), learning.num_steps_of(ppo))
+        except learning.LearnInputError as e:
+            raise click.UsageError(str(e)) from None
+        if seen is None:
+            click.echo("note: no episode ended in a short random-action run of the env, so the metrics could not be "
+                       "checked before training", err=True)
+        workers = learning.workers_of(variants[0])
+        parallel = parallel or learning.auto_parallel(workers, learning.gpus_of(variants))
     job = learning.LearnJob(variants, steps, seeds, max_seeds, asked,
                             lower_is_better=[n for n, low in parsed if low], precision=precision,
                             max_seconds=60 * max_minutes if max_minutes else None, parallel=parallel,
-                            ppo=ppo or {}, num_envs=num_envs, first_seed=seed, paired=pairing == "seed")
+                            ppo=ppo or {}, num_envs=num_envs, first_seed=seed, paired=pairing == "seed",
+                            command=command)
     run_dir = opts.run_dir(out, "learn", force)
     until = (f"{seeds} seeds, then as many as their spread says ±{precision:.1%} of the reference needs (at most "
              f"{max_seeds}"
@@ -137,6 +171,43 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
         sys.exit(130)
     if any(t.status == "failed" for ts in result.trials.values() for t in ts):
         sys.exit(1)
+
+
+def _command_metrics(parsed: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """--cmd: each --metric is NAME=REGEX or a known NAME (compare --cmd's form), with :min/:max."""
+    from perfkit.core.progress import ProgressError, compile_metric
+
+    try:
+        return [(compile_metric(spec)[0], low) for spec, low in parsed]
+    except ProgressError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _command_variants(cmds, vary, fixes, kwargs, num_envs, ppo, progress, metrics, start_timeout):
+    """learn --cmd: the commands crossed with env: axes, checked before any seed runs."""
+    from perfkit.commands.learning import CommandLearning
+    from perfkit.core.command import CommandError, check_startable, plan_commands
+    from perfkit.core.progress import ProgressError, compile_progress
+
+    trainer_axes = sorted(opts.overrides(dict(kwargs), fixes))
+    if trainer_axes:
+        raise click.UsageError(f"--cmd runs your command: the built-in trainer's axes ({', '.join(trainer_axes)}) "
+                               "do not apply to it; vary the command with --vary env:VAR=V1,V2")
+    others = [v for v in vary if not v.startswith("env:")]
+    if others:
+        raise click.UsageError(f"--cmd: --vary {others[0]!r} is an axis of the built-in trainer; a command varies "
+                               "by environment variable: --vary env:VAR=V1,V2")
+    for flag, given in (("--num-envs", num_envs is not None), ("--ppo", bool(ppo))):
+        if given:
+            raise click.UsageError(f"{flag} is for the built-in trainer; with --cmd your command runs as it is")
+    try:
+        compile_progress(progress)
+        variants = plan_commands(list(cmds), list(vary))
+        check_startable(variants)
+    except (CommandError, ProgressError) as e:
+        raise click.UsageError(str(e)) from None
+    specs = tuple(parse_metric(m)[0] for m in metrics)
+    return variants, CommandLearning(progress, specs, start_timeout)
 
 
 def _common(seen: list[list[str] | None]) -> list[str] | None:

@@ -33,6 +33,20 @@ class LearnInputError(ValueError):
     one epoch): a usage error before any training."""
 
 
+SEED_FIELD = "{seed}"  # in a command, replaced by the seed; PERFKIT_SEED carries it too
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a command's thread pools, sized to its share of the cores
+
+
+@dataclass(frozen=True)
+class CommandLearning:
+    """How `learn --cmd` reads a command: its step counter, the metrics, how long it may take to
+    print its first count."""
+
+    progress: str = "auto"
+    metrics: tuple[str, ...] = ()  # NAME=REGEX or a known NAME, as compare --cmd's --metric
+    start_timeout: float = 120.0
+
+
 @dataclass
 class LearnJob:
     variants: list[Variant]
@@ -49,6 +63,7 @@ class LearnJob:
     first_seed: int = 1
     paired: bool = True
     confidence: float = 0.95
+    command: CommandLearning | None = None  # the variants are the user's commands (`learn --cmd`)
 
     @property
     def cores_per_trial(self) -> int:
@@ -133,6 +148,8 @@ def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, int, Tr
 def _trial_job(job: LearnJob, v: Variant, index: int, seed: int, run_dir: Path) -> TrialJob:
     from dataclasses import replace
 
+    if job.command is not None:
+        return _command_job(job, v, index, seed, run_dir)
     scenario = replace(v.scenario, seed=seed_of(job.paired, index, seed))
     spec: dict[str, Any] = {"scenario": scenario.to_dict(), "seconds": None, "steps": job.steps,
                             "cores": job.cores_per_trial}
@@ -142,6 +159,31 @@ def _trial_job(job: LearnJob, v: Variant, index: int, seed: int, run_dir: Path) 
         spec["num_envs"] = job.num_envs
     # the trial records its scenario's label; the variant's label (without the seed) files it
     return TrialJob(spec, run_dir / "trials" / v.slug / f"seed-{seed}.json", scenario.to_dict(), v.label)
+
+
+def _command_job(job: LearnJob, v: Variant, index: int, seed: int, run_dir: Path) -> TrialJob:
+    """Seed s of a command: `{seed}` in its text replaced by the seed it trains (s, or with
+    `--pairing none` s + i * 100,000 for variant i), PERFKIT_SEED set to it; stopped at --steps.
+    Seeds side by side share the cores: unless the user set them, OMP_NUM_THREADS and
+    MKL_NUM_THREADS give each its share (torch and numpy size their thread pools by them), so
+    two seeds on two cores do not run four threads that stall each other."""
+    import os
+    from dataclasses import replace
+
+    trial_seed = seed_of(job.paired, index, seed)
+    n = learn_seed(trial_seed)
+    cmd = v.scenario
+    env = {**dict(cmd.env), "PERFKIT_SEED": str(n)}
+    for var in THREAD_VARS:
+        if var not in os.environ and var not in env:
+            env[var] = str(job.cores_per_trial)
+    cmd = replace(cmd, text=cmd.text.replace(SEED_FIELD, str(n)),  # type: ignore[type-var]
+                  env=tuple(sorted(env.items())))
+    spec = {"command": cmd.to_dict(), "label": v.label, "steps": job.steps, "seed": trial_seed,
+            "progress": job.command.progress, "metrics": list(job.command.metrics), "asked": list(job.metrics),
+            "start_timeout": job.command.start_timeout}
+    return TrialJob(spec, run_dir / "trials" / v.slug / f"seed-{seed}.json", {**cmd.to_dict(), "seed": trial_seed},
+                    v.label, module="perfkit.engine.command")
 
 
 # -- before any training ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ allowed, e.g. `1_000_000`).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -152,12 +153,31 @@ class Progress:
             cut.append(pts[-1])
         return [self._window(i, a, b) for i, (a, b) in enumerate(zip(cut, cut[1:], strict=False))]
 
-    def _window(self, index: int, a: tuple[float, int], b: tuple[float, int]) -> Window:
-        learning = {}
+    def windows_by_steps(self, every: int) -> list[Window]:
+        """Windows cut where the counter has grown by at least `every` steps (the last one what is
+        left), each with its metric means and how many values that was (`episodes`): a learning
+        curve at even agent-steps, whatever the speed (`perfkit learn --cmd`)."""
+        pts = self.points
+        if len(pts) < 2:
+            return []
+        cut = [pts[0]]
+        for p in pts[1:]:
+            if p[1] - cut[-1][1] >= every:
+                cut.append(p)
+        if pts[-1][1] > cut[-1][1]:
+            cut.append(pts[-1])
+        return [self._window(i, a, b, True) for i, (a, b) in enumerate(itertools.pairwise(cut))]
+
+    def _window(self, index: int, a: tuple[float, int], b: tuple[float, int], count_episodes: bool = False) -> Window:
+        """The window from point a to point b; with `count_episodes`, its learning numbers also
+        hold `episodes`: the most values any metric printed in it (a window's weight in learn)."""
+        learning: dict[str, float] = {}
         for name, vals in self.values.items():
             inside = [v for t, v in vals if a[0] < t <= b[0]]
             if inside:
                 learning[name] = sum(inside) / len(inside)
+                if count_episodes:
+                    learning["episodes"] = max(learning.get("episodes", 0.0), float(len(inside)))
         pa, pb = self.phases_at.get(a[0], {}), self.phases_at.get(b[0], {})
         phases = {k: v - pa.get(k, 0.0) for k, v in pb.items()}
         return Window(index=index, agent_steps=b[1] - a[1], seconds=b[0] - a[0], phases=phases, learning=learning)

@@ -209,6 +209,26 @@ class _Run:
             if started is not None and now - started >= budget:
                 return
 
+    def wait_steps(self, steps: int, start_timeout: float) -> None:
+        """Until the step counter reaches `steps`, the command's exit, or no step count within
+        `start_timeout` seconds of the start."""
+        while True:
+            try:
+                item = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                self.exited_early = True
+                return
+            if item:
+                self._take(item)
+            points = self.progress.points
+            if points and points[-1][1] >= steps:
+                return
+            if not points and self.clock() - self.t0 >= start_timeout:
+                self.timed_out = True
+                return
+
     def stop(self) -> None:
         """Stop the whole process group (SIGINT, SIGTERM, SIGKILL, each given a few seconds)."""
         self.stopped_at = self.stopped_at or self.clock()
@@ -433,3 +453,83 @@ class PausedCommand:
         steps, secs = sum(w.agent_steps for w in steady), sum(w.seconds for w in steady)
         return _record(self.variant, self.run, self.blocks, steps / secs if secs > 0 else 0.0, secs, warmup_blocks,
                        interrupted, error)
+
+
+# -- a learning trial: the command run to a budget of steps (`perfkit learn --cmd`) ----------------
+
+STEP_WINDOWS = 200  # a learning trial's windows: this many across --steps
+SELF_ENDED_SHARE = 0.9  # a command that ends by itself (exit 0) with this share of --steps finished its own run
+
+
+def run_to_steps(variant: Variant, steps: int, log: Path, progress: str = "auto", metrics: tuple[str, ...] = (),
+                 start_timeout: float = START_TIMEOUT, clock: Callable[[], float] = time.monotonic,
+                 asked: tuple[str, ...] = ()) -> TrialResult:
+    """One seed of a command for `perfkit learn --cmd`: run until its step counter reaches `steps`
+    (then stopped as a compare's trial is) or it ends by itself. Its windows are cut every
+    1/STEP_WINDOWS of --steps; each carries the mean of each metric printed in it and how many values
+    that was (`episodes`), so the learning statistics weigh a window by its episodes as they do the
+    built-in trainer's. The
+    record's `agent_steps` is the counter's last value (the command's own total). A metric in
+    `asked` (the verdict's) that the command never printed fails the trial."""
+    cmd: Command = variant.scenario  # type: ignore[assignment]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    prog = Progress(compile_progress(progress), metric_patterns(metrics))
+    run = _Run(cmd, log, prog, clock, {})
+    try:
+        run.start()
+    except OSError as e:
+        return TrialResult.failed(cmd.to_dict(), variant.label, f"the command did not start: {e}")
+    interrupted = False
+    try:
+        run.wait_steps(steps, start_timeout)
+    except KeyboardInterrupt:
+        interrupted = True
+    run.stop()
+    windows = prog.windows_by_steps(max(1, steps // STEP_WINDOWS))
+    sps, _ = steady_state(windows, 1)
+    error = None if interrupted else _learn_error(run, steps, progress, asked)
+    result = _record(variant, run, windows, sps, sum(w.seconds for w in windows[1:]), 1, interrupted, error)
+    result.agent_steps = prog.points[-1][1] if prog.points else 0
+    return result
+
+
+def _learn_error(run: _Run, steps: int, progress: str, metrics: tuple[str, ...]) -> str | None:
+    """Why a learning trial of a command cannot count, or None."""
+    points = run.progress.points
+    if not points:
+        if run.timed_out:
+            return f"no progress: no line matched --progress {progress!r} within the start timeout" + _last_lines(run)
+        return f"no progress: the command printed no line matching --progress {progress!r}" + _last_lines(run)
+    if run.exited_early and run.code not in (0, None):
+        return f"the command exited {run.code} at step {points[-1][1]:,}, before --steps {steps:,}" + _last_lines(run)
+    if run.exited_early and points[-1][1] < SELF_ENDED_SHARE * steps:
+        return (f"the command ended by itself at step {points[-1][1]:,}, short of --steps {steps:,}: give it a "
+                f"budget of at least --steps (e.g. --total-timesteps {steps})" + _last_lines(run))
+    missing = [m for m in metrics if not run.progress.values.get(m)]
+    if missing:
+        return (f"no line matched --metric {missing[0]} in {points[-1][1]:,} steps; give --metric NAME=REGEX "
+                "(group 1 is the value) for what the command prints" + _last_lines(run))
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m perfkit.engine.command SPEC.json OUT.json`: one learning trial of a command."""
+    from perfkit.engine.trial import child_args
+
+    spec_path, out = child_args("perfkit.engine.command", argv)
+    spec = json.loads(spec_path.read_text())
+    c = spec["command"]
+    cmd = Command(c["name"], c["command"], tuple(sorted(c.get("env", {}).items())), c.get("cwd"), c.get("rev"),
+                  c.get("sha"))
+    result = run_to_steps(Variant(spec["label"], cmd), int(spec["steps"]), out.with_suffix(".log"),
+                          spec.get("progress", "auto"), tuple(spec.get("metrics", ())),
+                          float(spec.get("start_timeout", START_TIMEOUT)), asked=tuple(spec.get("asked", ())))
+    result.scenario = {**result.scenario, "seed": int(spec["seed"])}
+    result.save(out)
+    return 130 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

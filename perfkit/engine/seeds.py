@@ -38,6 +38,7 @@ class TrialJob:
     out: Path
     scenario: dict[str, Any]
     label: str
+    module: str = "perfkit.engine.trial"  # what runs it: `python -m MODULE SPEC OUT` (a command: perfkit.engine.command)
 
 
 def run_parallel(jobs: list[TrialJob], parallel: int, on_done: Callable[[TrialJob, TrialResult], None] | None = None,
@@ -48,7 +49,6 @@ def run_parallel(jobs: list[TrialJob], parallel: int, on_done: Callable[[TrialJo
     KeyboardInterrupt every running trial is stopped and saves; the results so far (the stopped
     ones marked interrupted, the ones never started left out) are attached to the re-raised
     exception as `.results`, (job, result) pairs."""
-    launcher = launcher or [sys.executable, "-m", "perfkit.engine.trial"]
     pending = list(enumerate(jobs))
     running: dict[int, tuple[subprocess.Popen, TrialJob, float]] = {}
     results: dict[int, TrialResult] = {}
@@ -56,7 +56,7 @@ def run_parallel(jobs: list[TrialJob], parallel: int, on_done: Callable[[TrialJo
         while pending or running:
             while pending and len(running) < parallel:
                 i, job = pending.pop(0)
-                running[i] = (_start(job, launcher), job, time.monotonic())
+                running[i] = (_start(job, launcher or [sys.executable, "-m", job.module]), job, time.monotonic())
             for i, (proc, job, t0) in list(running.items()):
                 if proc.poll() is not None:
                     results[i] = _collect(proc, job, time.monotonic() - t0)

@@ -92,8 +92,9 @@ class LearnResult(Record):
 
     # -- derived -------------------------------------------------------------------------------
     def complete(self, tr: TrialResult) -> bool:
-        """A seed counts when its trial finished its whole step budget."""
-        return tr.status == "ok" and tr.agent_steps >= self.steps
+        """A seed counts when its trial finished its whole step budget (a user's command that ended
+        by itself, exit status 0, finished its own: `perfkit.engine.command.run_to_steps`)."""
+        return tr.status == "ok" and (tr.agent_steps >= self.steps or tr.exit_status == 0)
 
     def by_seed(self, label: str) -> list[TrialResult | None]:
         """Per seed (in `seeds` order) the variant's finished trial, None where it has none (still
