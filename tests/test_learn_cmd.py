@@ -99,10 +99,48 @@ def test_a_command_that_ends_by_itself_counts_only_when_it_ran_its_steps(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_command_that_ends_a_little_short_of_the_steps_finished_its_own_run(tmp_path):
+    # CleanRL's last global_step is a little under its --total-timesteps: 97.5% counts
+    r, out = _learn(tmp_path, "--cmd", f"a={CMD} --total-timesteps 19500", "--cmd", f"b={CMD} --total-timesteps 19500",
+                    "--steps", "20000", "--seeds", "2", "--progress", "cleanrl")
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = LearnResult.load(out / "learn.json")
+    assert all(result.complete(t) and t.exit_status == 0 and t.agent_steps == 19500
+               for ts in result.trials.values() for t in ts)
+    assert result.seeds_done("b") == 2
+
+
+@pytest.mark.slow
+def test_a_counter_that_starts_past_the_steps_is_refused_naming_it(tmp_path):
+    r, out = _learn(tmp_path, "--cmd", f"a={CMD} --first-step 50000", "--cmd", f"b={CMD}", "--steps", "20000",
+                    "--seeds", "2", "--progress", "cleanrl")
+    assert r.returncode == 1
+    result = LearnResult.load(out / "learn.json")
+    assert all("the step counter started at 50,500, at or past --steps 20,000" in t.error for t in result.trials["a"])
+
+
+@pytest.mark.slow
 def test_a_metric_the_command_never_prints_fails_the_seed_naming_it(tmp_path):
     r, out = _learn(tmp_path, "--cmd", f"a={CMD}", "--cmd", f"b={CMD}", "--steps", "10000", "--seeds", "2",
                     "--metric", "score=score=([0-9.]+)")
     assert r.returncode == 1
     result = LearnResult.load(out / "learn.json")
-    assert all("no line matched --metric score" in t.error and "global_step=" in t.error
+    assert all("--metric score: no value in the last 20% of the seed's" in t.error and "global_step=" in t.error
                for ts in result.trials.values() for t in ts)
+
+
+# -- a seed's windows (pure: timestamps are given) ------------------------------------------------
+
+def test_a_seeds_windows_start_with_the_command_and_keep_every_value_it_printed():
+    from perfkit.core.progress import Progress, compile_metric, compile_progress
+
+    prog = Progress(compile_progress("cleanrl"), dict([compile_metric("episodic_return")]))
+    prog.feed(0.5, "episodic_return=1.0")  # before the first count
+    for i, t in enumerate((1.0, 2.0, 3.0, 4.0)):
+        prog.feed(t, f"global_step={(i + 1) * 100}, episodic_return={10.0 * (i + 1)}")
+    prog.feed(4.5, "eval done, episodic_return=99.0")  # after the last count, before the stop
+    windows = prog.windows_by_steps(200, start=(0.0, 0), until=5.0)
+    assert [w.agent_steps for w in windows] == [200, 200]
+    assert windows[0].learning == {"episodic_return": pytest.approx((1 + 10 + 20) / 3), "episodes": 3.0}
+    assert windows[1].learning == {"episodic_return": pytest.approx((30 + 40 + 99) / 3), "episodes": 3.0}
+    assert windows[-1].seconds == pytest.approx(3.0)  # from the count at 2.0 s to the stop at 5.0 s

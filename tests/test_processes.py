@@ -87,7 +87,13 @@ def test_block_comparisons_count_batches_over_every_process():
     blocks = [_block(i, 1.0, 1.0 + 0.01 * (i % 3), i // 10) for i in range(30)]
     n, c = stats.block_comparisons(blocks, ["a", "b"], warmup=1, batch=3)["b"]
     assert n == 9  # 3 processes x 9 steady rounds -> 3 batches of 3 each
+    # rounds 1..9 of each set hold ratios 1.01, 1.02, 1.00, ... : a batch of 3 inside a set averages
+    # one of each, so every set's mean is the same and the interval has no width
     assert c.ratio == pytest.approx(math.exp(np.mean([math.log(1.0 + 0.01 * (i % 3)) for i in range(3)])))
+    assert c.ci_low == pytest.approx(c.ratio) and c.ci_high == pytest.approx(c.ratio)
+    # a batch spanning two sets would mix rounds 8-9 of one with round 1 of the next and spread them
+    d = stats.block_log_ratios(blocks, "a", "b", warmup=1, batch=3)
+    assert sorted(d) == [0, 1, 2] and all(len(v) == 3 and np.ptp(v) < 1e-12 for v in d.values())
 
 
 # -- record and table --------------------------------------------------------------------------------
@@ -109,9 +115,31 @@ def test_the_record_keeps_the_process_of_each_round_and_the_table_says_how_many(
     result = _record(tmp_path, 3)
     assert [b.get("process") for b in result.blocks][::8] == [0, 1, 2]
     c = result.comparison("b")
-    assert c.ratio == pytest.approx(math.exp(np.mean([math.log(0.95 + 0.01 * g) for g in range(3)])))
+    logs = [math.log(0.95 + 0.01 * g) for g in range(3)]
+    assert c.ratio == pytest.approx(math.exp(np.mean(logs)))
+    # every set is steady inside: pooled rounds would give a zero-width interval; over the sets it is
+    # the t-interval of three means (2 degrees of freedom)
+    half = float(__import__("scipy").stats.t.ppf(0.975, 2)) * np.std(logs, ddof=1) / math.sqrt(3)
+    assert c.ci_high == pytest.approx(math.exp(np.mean(logs) + half))
     assert "21 blocks in 3 processes" in render_sps(result)
     assert not any("ran as one process" in w for w in result.warnings())
+
+
+def test_a_set_that_gave_no_rounds_is_not_counted_and_the_table_says_so(tmp_path):
+    from perfkit.engine.local import _sets_measured
+
+    result = _record(tmp_path, 3)
+    result.blocks = [b for b in result.blocks if b["process"] != 2] + [
+        _block(99, 1000.0, 950.0, 2)]  # set 2: its warm-up round only (its time went to its start)
+    assert _sets_measured(result) == 2
+    result.stopping["processes"] = 2
+    assert any("2 of 3 process sets gave rounds" in w for w in result.warnings())
+    one = _record(tmp_path, 3)
+    one.blocks = [b for b in one.blocks if b["process"] == 0]
+    assert _sets_measured(one) == 1  # the interval then leaves the offset out, and the table must not claim sets
+    one.stopping["processes"] = _sets_measured(one)
+    assert any("each command ran as one process" in w for w in one.warnings())
+    assert "in 3 processes" not in render_sps(one)
 
 
 def test_one_process_per_command_is_said_in_the_warnings(tmp_path):
@@ -136,7 +164,7 @@ def test_a_record_with_a_bad_process_number_is_refused(tmp_path):
     (["--cmd", "a=ls", "--cmd", "b=ls", "--mode", "process", "--processes", "2"], "every trial is a fresh process"),
     (["--cmd", "a=ls", "--cmd", "b=ls", "--processes", "4", "--precision", "0.01", "--max-minutes", "1"],
      "each set of 2 commands would get 15 s"),
-    (["--cmd", "a=ls", "--cmd", "b=ls", "--processes", "0"], "0"),
+    (["--cmd", "a=ls", "--cmd", "b=ls", "--processes", "0"], "0 is not in the range x>=1"),
 ])
 def test_bad_processes_are_exit_2_before_any_trial(argv, message, tmp_path):
     r = CliRunner().invoke(main, ["compare", *argv, "--out", str(tmp_path / "o")])

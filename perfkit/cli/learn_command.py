@@ -129,10 +129,11 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
     if command is not None:
         asked = names or ["episodic_return"]
         parallel = parallel or learning.auto_parallel()
-        if not any(learning.SEED_FIELD in v.scenario.text for v in variants):  # type: ignore[attr-defined]
-            click.echo(f"note: no command takes {learning.SEED_FIELD}: every seed runs the same command line (only "
-                       "PERFKIT_SEED differs), so seeds differ only if the trainer reads it or seeds itself at random",
-                       err=True)
+        unseeded = [v.label for v in variants if learning.SEED_FIELD not in v.scenario.text]  # type: ignore[attr-defined]
+        if unseeded:
+            click.echo(f"note: {', '.join(unseeded)}: no {learning.SEED_FIELD} in the command, so every seed runs the "
+                       "same command line (only PERFKIT_SEED differs): seeds differ only if the trainer reads it or "
+                       "seeds itself at random", err=True)
     else:
         try:
             checks = [learning.preflight(v) for v in variants]

@@ -181,6 +181,7 @@ def _command_job(job: LearnJob, v: Variant, index: int, seed: int, run_dir: Path
                   env=tuple(sorted(env.items())))
     spec = {"command": cmd.to_dict(), "label": v.label, "steps": job.steps, "seed": trial_seed,
             "progress": job.command.progress, "metrics": list(job.command.metrics), "asked": list(job.metrics),
+            "user_pythonpath": os.environ.get("PYTHONPATH"),  # perfkit's child gets its own; the command, the user's
             "start_timeout": job.command.start_timeout}
     return TrialJob(spec, run_dir / "trials" / v.slug / f"seed-{seed}.json", {**cmd.to_dict(), "seed": trial_seed},
                     v.label, module="perfkit.engine.command")

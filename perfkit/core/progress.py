@@ -153,11 +153,16 @@ class Progress:
             cut.append(pts[-1])
         return [self._window(i, a, b) for i, (a, b) in enumerate(zip(cut, cut[1:], strict=False))]
 
-    def windows_by_steps(self, every: int) -> list[Window]:
+    def windows_by_steps(self, every: int, start: tuple[float, int] | None = None,
+                         until: float | None = None) -> list[Window]:
         """Windows cut where the counter has grown by at least `every` steps (the last one what is
         left), each with its metric means and how many values that was (`episodes`): a learning
-        curve at even agent-steps, whatever the speed (`perfkit learn --cmd`)."""
-        pts = self.points
+        curve at even agent-steps, whatever the speed (`perfkit learn --cmd`). `start` (time,
+        count) opens the first window (e.g. the command's start at count 0); the last one runs to
+        `until`, so values printed after the last count are in it."""
+        pts = [p for p in self.points if until is None or p[0] <= until]
+        if start is not None:
+            pts = [start, *(p for p in pts if p[0] >= start[0])]
         if len(pts) < 2:
             return []
         cut = [pts[0]]
@@ -166,6 +171,8 @@ class Progress:
                 cut.append(p)
         if pts[-1][1] > cut[-1][1]:
             cut.append(pts[-1])
+        if until is not None and len(cut) > 1 and until > cut[-1][0]:
+            cut[-1] = (until, cut[-1][1])
         return [self._window(i, a, b, True) for i, (a, b) in enumerate(itertools.pairwise(cut))]
 
     def _window(self, index: int, a: tuple[float, int], b: tuple[float, int], count_episodes: bool = False) -> Window:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import queue
 import signal
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from perfkit.core import learning_stats as ls
 from perfkit.core.children import signal_group
 from perfkit.core.command import Command
 from perfkit.core.machine import machine_info
@@ -211,7 +213,7 @@ class _Run:
 
     def wait_steps(self, steps: int, start_timeout: float) -> None:
         """Until the step counter reaches `steps`, the command's exit, or no step count within
-        `start_timeout` seconds of the start."""
+        `start_timeout` seconds of the start or of the last one."""
         while True:
             try:
                 item = self.lines.get(timeout=0.1)
@@ -225,7 +227,8 @@ class _Run:
             points = self.progress.points
             if points and points[-1][1] >= steps:
                 return
-            if not points and self.clock() - self.t0 >= start_timeout:
+            # no first count within start_timeout, or no new one for as long (a stalled command)
+            if self.clock() - (points[-1][0] if points else self.t0) >= start_timeout:
                 self.timed_out = True
                 return
 
@@ -458,57 +461,86 @@ class PausedCommand:
 # -- a learning trial: the command run to a budget of steps (`perfkit learn --cmd`) ----------------
 
 STEP_WINDOWS = 200  # a learning trial's windows: this many across --steps
-SELF_ENDED_SHARE = 0.9  # a command that ends by itself (exit 0) with this share of --steps finished its own run
+SELF_ENDED_SHARE = 0.95  # a command that ends by itself (exit 0) with this share of --steps finished its own run
 
 
 def run_to_steps(variant: Variant, steps: int, log: Path, progress: str = "auto", metrics: tuple[str, ...] = (),
                  start_timeout: float = START_TIMEOUT, clock: Callable[[], float] = time.monotonic,
                  asked: tuple[str, ...] = ()) -> TrialResult:
     """One seed of a command for `perfkit learn --cmd`: run until its step counter reaches `steps`
-    (then stopped as a compare's trial is) or it ends by itself. Its windows are cut every
-    1/STEP_WINDOWS of --steps; each carries the mean of each metric printed in it and how many values
-    that was (`episodes`), so the learning statistics weigh a window by its episodes as they do the
-    built-in trainer's. The
-    record's `agent_steps` is the counter's last value (the command's own total). A metric in
-    `asked` (the verdict's) that the command never printed fails the trial."""
+    (then stopped as a compare's trial is), it ends by itself, or it prints no new count for
+    `start_timeout` seconds. The counter is taken as counting from 0 when the command started, so
+    windows start there and run to the stop: every metric value the command printed, before its
+    first count or after its last, is in one. Windows are cut every 1/STEP_WINDOWS of `steps`; each
+    carries the mean of each metric printed in it and how many values that was (`episodes`), so
+    the learning statistics weigh it as they do a built-in window. `agent_steps` is the counter's
+    last value. An asked metric with no value in the seed's last 20% of steps fails the trial."""
     cmd: Command = variant.scenario  # type: ignore[assignment]
     log.parent.mkdir(parents=True, exist_ok=True)
     prog = Progress(compile_progress(progress), metric_patterns(metrics))
     run = _Run(cmd, log, prog, clock, {})
-    try:
-        run.start()
-    except OSError as e:
-        return TrialResult.failed(cmd.to_dict(), variant.label, f"the command did not start: {e}")
     interrupted = False
     try:
+        try:
+            run.start()
+        except OSError as e:
+            return TrialResult.failed(cmd.to_dict(), variant.label, f"the command did not start: {e}")
         run.wait_steps(steps, start_timeout)
     except KeyboardInterrupt:
         interrupted = True
-    run.stop()
-    windows = prog.windows_by_steps(max(1, steps // STEP_WINDOWS))
+    finally:
+        with _signals_held():  # a second Ctrl-C or SIGTERM cannot leave the command running
+            run.stop()
+    windows = prog.windows_by_steps(max(1, steps // STEP_WINDOWS), start=(run.t0, 0), until=run.stopped_at)
     sps, _ = steady_state(windows, 1)
-    error = None if interrupted else _learn_error(run, steps, progress, asked)
+    total = prog.points[-1][1] if prog.points else 0
+    error = None if interrupted else _learn_error(run, steps, progress, asked, windows, total, start_timeout)
     result = _record(variant, run, windows, sps, sum(w.seconds for w in windows[1:]), 1, interrupted, error)
-    result.agent_steps = prog.points[-1][1] if prog.points else 0
+    result.agent_steps = total
     return result
 
 
-def _learn_error(run: _Run, steps: int, progress: str, metrics: tuple[str, ...]) -> str | None:
+class _signals_held:
+    """SIGINT and SIGTERM ignored inside (in the main thread; elsewhere nothing changes)."""
+
+    def __enter__(self):
+        self.saved = None
+        if threading.current_thread() is threading.main_thread():
+            self.saved = [(s, signal.signal(s, signal.SIG_IGN)) for s in (signal.SIGINT, signal.SIGTERM)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.saved or []:
+            signal.signal(s, handler)
+
+
+def _learn_error(run: _Run, steps: int, progress: str, metrics: tuple[str, ...], windows: list[Window],
+                 total: int, start_timeout: float) -> str | None:
     """Why a learning trial of a command cannot count, or None."""
     points = run.progress.points
     if not points:
         if run.timed_out:
-            return f"no progress: no line matched --progress {progress!r} within the start timeout" + _last_lines(run)
+            return (f"no progress: no line matched --progress {progress!r} within {start_timeout:g} s"
+                    + _last_lines(run))
         return f"no progress: the command printed no line matching --progress {progress!r}" + _last_lines(run)
+    if points[0][1] >= steps:
+        return (f"the step counter started at {points[0][1]:,}, at or past --steps {steps:,}: learn counts a seed's "
+                "steps from 0 when its command starts (a resumed run cannot be compared)" + _last_lines(run))
+    if run.timed_out:
+        return (f"no progress for {start_timeout:g} s after step {points[-1][1]:,} (--start-timeout)"
+                + _last_lines(run))
     if run.exited_early and run.code not in (0, None):
         return f"the command exited {run.code} at step {points[-1][1]:,}, before --steps {steps:,}" + _last_lines(run)
     if run.exited_early and points[-1][1] < SELF_ENDED_SHARE * steps:
         return (f"the command ended by itself at step {points[-1][1]:,}, short of --steps {steps:,}: give it a "
                 f"budget of at least --steps (e.g. --total-timesteps {steps})" + _last_lines(run))
-    missing = [m for m in metrics if not run.progress.values.get(m)]
-    if missing:
-        return (f"no line matched --metric {missing[0]} in {points[-1][1]:,} steps; give --metric NAME=REGEX "
-                "(group 1 is the value) for what the command prints" + _last_lines(run))
+    rows = [{"agent_steps": w.agent_steps, "learning": w.learning} for w in windows]
+    for m in metrics:
+        if math.isnan(ls.final_value(ls.points(rows, m), total)):
+            printed = len(run.progress.values.get(m, []))
+            return (f"--metric {m}: no value in the last {ls.FINAL_FRACTION:.0%} of the seed's {total:,} steps "
+                    f"({printed} printed in all); give --metric NAME=REGEX (group 1 is the value) for what the "
+                    "command prints at the end of its episodes" + _last_lines(run))
     return None
 
 
@@ -518,6 +550,11 @@ def main(argv: list[str] | None = None) -> int:
 
     spec_path, out = child_args("perfkit.engine.command", argv)
     spec = json.loads(spec_path.read_text())
+    if "user_pythonpath" in spec:  # the command sees the user's import path, not this process's
+        if spec["user_pythonpath"] is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = spec["user_pythonpath"]
     c = spec["command"]
     cmd = Command(c["name"], c["command"], tuple(sorted(c.get("env", {}).items())), c.get("cwd"), c.get("rev"),
                   c.get("sha"))

@@ -363,8 +363,10 @@ def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how:
             result.save(sps_json)
             if session.interrupted or session.errors:
                 break
-            if planned > 1 and g >= 1 and rule.precision is not None and result.comparisons() and \
-                    stats.precision_reached(list(result.comparisons().values()), rule.precision, g + 1, 2):
+            if planned > 1 and g + 1 >= MIN_SETS_FOR_PRECISION and rule.precision is not None and \
+                    result.comparisons() and \
+                    stats.precision_reached(list(result.comparisons().values()), rule.precision, g + 1,
+                                            MIN_SETS_FOR_PRECISION):
                 result.stopping["reason"] = "precision"
                 break
     except _SetFailed:  # at a start (its error is recorded): nothing more to compare
@@ -376,8 +378,7 @@ def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how:
         for pset in sets:
             _stop_set(pset, result, errors, run_dir)
     result.stopping["rounds_run"] = len(result.blocks)
-    result.stopping["processes"] = sum(1 for pset in sets if any(
-        b.get("process", 0) == pset.index for b in result.blocks))
+    result.stopping["processes"] = _sets_measured(result)
     # perfkit's own CPU while the commands ran (reading their lines, the sentinel, the rounds), in
     # cores: on a machine with cores to spare it takes none from them; on a full one, at most this
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -389,6 +390,19 @@ def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how:
         _marked_samples(sets, result.warmup_rounds, run_dir / "samples.folded")
     result.save(sps_json)
     return result
+
+
+MIN_SETS_FOR_PRECISION = 4  # a precision may end a compare in sets only from this many on (3 degrees of freedom)
+
+
+def _sets_measured(result: CompareResult) -> int:
+    """How many process sets gave every variant at least one steady batch mean: the sets the
+    interval is taken over (a set whose time went to its start gave none)."""
+    counts = [sum(1 for v in groups.values() if v) for groups in (
+        stats.block_log_ratios(result.blocks, result.variants[0], label, result.warmup_rounds,
+                               result.stopping.get("batch_rounds") or len(result.variants))
+        for label in result.variants[1:])]
+    return min(counts, default=0)
 
 
 def interleave_budget(rule: StopRule, seconds: float, n: int) -> float | None:
@@ -481,9 +495,13 @@ def _stop_set(pset: _ProcessSet, result: CompareResult, errors: dict[str, str], 
     """Stop the set's commands and record each as trial g of its variant (once)."""
     if pset.recorded:
         return
-    pset.recorded = True
     for pc in pset.commands.values():
-        pc.stop()
+        try:
+            pc.stop()
+        except KeyboardInterrupt:  # a Ctrl-C while stopping: stop this one anyway, and the rest
+            result.interrupted = True
+            pc.stop()
+    pset.recorded = True
     for label, pc in pset.commands.items():
         if pset.index > 0 and not pc.blocks and label not in errors:
             continue  # started, never run: another command of this later set failed to start

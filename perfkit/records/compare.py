@@ -214,10 +214,15 @@ class CompareResult(Record):
             out.append(f"interrupted{what}: {done} of {planned} trials finished")
         out += self.node_warnings()
         out += self.sentinel_warnings()
-        if self.mode == "interleave" and len(self.variants) > 1 and (self.stopping.get("processes") or 1) == 1 \
+        planned, measured = self.trials_planned, self.stopping.get("processes") or 1
+        if self.mode == "interleave" and planned > 1 and measured < planned and self.blocks:
+            out.append(f"{measured} of {planned} process sets gave rounds to compare (the others' time went to "
+                       "their start or a failure): the interval is over those")
+        if self.mode == "interleave" and len(self.variants) > 1 and measured == 1 \
                 and self.blocks:
             out.append("each command ran as one process: a process's own speed (often 1-4% between twins on a busy "
-                       "machine) is not in the interval; --processes 3 or more puts it there")
+                       "machine) is not in the interval; --processes 3 or more (with the time for their warm-ups, "
+                       "e.g. --max-minutes 3) puts it there")
         rule = self.stopping.get("rule") or {}
         if rule.get("precision") and self.stopping.get("reason") != "precision":
             out.append(f"precision ±{rule['precision']:.1%} not reached: stopped by {self.stopping.get('reason')} "

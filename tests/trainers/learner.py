@@ -13,11 +13,12 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--lr", type=float, default=1.0)
 ap.add_argument("--total-timesteps", type=int, default=10**12)
 ap.add_argument("--exit-code", type=int, default=0)
+ap.add_argument("--first-step", type=int, default=0, help="the counter's value when it starts (a resumed run)")
 args = ap.parse_args()
 rng = random.Random(args.seed)
 skill = 1.0 + 0.05 * rng.gauss(0, 1)  # this seed's luck
 print("learner: starting", flush=True)
-step = 0
+step = args.first_step
 while step < args.total_timesteps:
     step += 500
     ret = 100 * skill * (1 - math.exp(-args.lr * step / 20_000)) + rng.gauss(0, 2)
