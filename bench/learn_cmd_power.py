@@ -6,7 +6,8 @@
 The trainer is CleanRL's single-file `ppo.py` (github.com/vwxyzjn/cleanrl), unmodified, on
 Gymnasium's CartPole-v1, in a venv of its own (`python -m venv --system-site-packages V &&
 V/bin/pip install gymnasium==0.29.1 tyro tensorboard`). Each run is a fresh `perfkit learn --cmd`
-with `--seed {seed} --total-timesteps STEPS` in the command, run in a scratch folder (CleanRL
+with `--seed {seed} --total-timesteps STEPS` in the command (run k trains seeds 100k + 1, ...:
+CleanRL is deterministic, so repeating seeds would repeat a run), in a scratch folder (CleanRL
 writes its TensorBoard files under ./runs). Cases:
 - twins: the same command twice with `--pairing none` (each variant its own seeds: with CleanRL's
   deterministic torch, paired twins would be identical runs); every verdict is false.
@@ -33,10 +34,11 @@ sys.path.insert(0, str(ROOT))
 from perfkit.records.learning import LearnResult  # noqa: E402
 
 
-def run_one(case: str, args, out: Path, scratch: Path) -> dict:
+def run_one(case: str, args, out: Path, scratch: Path, first_seed: int) -> dict:
     base = f"{shlex.quote(args.python)} {shlex.quote(args.ppo)} --seed {{seed}} --total-timesteps {args.steps}"
     argv = [sys.executable, "-m", "perfkit", "learn", "--progress", "cleanrl", "--metric", "episodic_return",
-            "--steps", str(args.steps), "--seeds", str(args.seeds), "--out", str(out), "--force"]
+            "--steps", str(args.steps), "--seeds", str(args.seeds), "--seed", str(first_seed), "--out", str(out),
+            "--force"]
     if case == "twins":
         argv += ["--cmd", f"a={base}", "--cmd", f"b={base}", "--pairing", "none"]
     else:
@@ -73,7 +75,8 @@ def main() -> int:
     rows = []
     for k in range(args.runs):
         for case in args.cases.split(","):  # cases alternate, so a slow hour hits both
-            r = run_one(case, args, tmp / f"{case}-{k}", tmp)
+            # each run its own seeds: CleanRL is deterministic, so the same seeds would repeat a run exactly
+            r = run_one(case, args, tmp / f"{case}-{k}", tmp, first_seed=1 + 100 * k)
             r.update(case=case, run=k)
             rows.append(r)
             print(f"{case} #{k + 1}: " + (f"ERROR {r['error']}" if "verdict" not in r else
