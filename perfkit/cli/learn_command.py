@@ -190,14 +190,7 @@ def _command_variants(cmds, vary, fixes, kwargs, num_envs, ppo, progress, metric
     from perfkit.core.command import CommandError, check_startable, plan_commands
     from perfkit.core.progress import ProgressError, compile_progress
 
-    trainer_axes = sorted(opts.overrides(dict(kwargs), fixes))
-    if trainer_axes:
-        raise click.UsageError(f"--cmd runs your command: the built-in trainer's axes ({', '.join(trainer_axes)}) "
-                               "do not apply to it; vary the command with --vary env:VAR=V1,V2")
-    others = [v for v in vary if not v.startswith("env:")]
-    if others:
-        raise click.UsageError(f"--cmd: --vary {others[0]!r} is an axis of the built-in trainer; a command varies "
-                               "by environment variable: --vary env:VAR=V1,V2")
+    opts.check_command_axes(vary, fixes, kwargs)
     for flag, given in (("--num-envs", num_envs is not None), ("--ppo", bool(ppo))):
         if given:
             raise click.UsageError(f"{flag} is for the built-in trainer; with --cmd your command runs as it is")

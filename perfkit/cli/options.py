@@ -108,13 +108,8 @@ def processes_option(f):
     return f
 
 
-def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress, metrics,
-                warmup_seconds, start_timeout, seconds, rule, stop_on_failure, block_seconds=0.3, repo=".",
-                revs=(), processes=1):
-    """The compare of `--cmd` variants, every input checked first (usage errors, exit 2)."""
-    from perfkit.core.command import CommandError, check_startable, plan_commands
-    from perfkit.core.progress import ProgressError, compile_metric, compile_progress
-
+def check_command_axes(vary, fixes, kwargs) -> None:
+    """--cmd runs the user's command: no built-in trainer axis, and --vary only over env: axes."""
     trainer_axes = sorted(overrides(dict(kwargs), fixes))
     if trainer_axes:
         raise click.UsageError(f"--cmd runs your command: the built-in trainer's axes ({', '.join(trainer_axes)}) "
@@ -123,6 +118,16 @@ def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo
     if others:
         raise click.UsageError(f"--cmd: --vary {others[0]!r} is an axis of the built-in trainer; a command varies "
                                "by environment variable: --vary env:VAR=V1,V2")
+
+
+def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress, metrics,
+                warmup_seconds, start_timeout, seconds, rule, stop_on_failure, block_seconds=0.3, repo=".",
+                revs=(), processes=1):
+    """The compare of `--cmd` variants, every input checked first (usage errors, exit 2)."""
+    from perfkit.core.command import CommandError, check_startable, plan_commands
+    from perfkit.core.progress import ProgressError, compile_metric, compile_progress
+
+    check_command_axes(vary, fixes, kwargs)
     if mode == "inprocess":
         raise click.UsageError("--mode inprocess is for the built-in trainer; with --cmd choose --mode interleave "
                                "(every command started once, run in turns: the default) or --mode process (a "

@@ -193,6 +193,18 @@ class _Run:
     def wait(self, budget: float, start_timeout: float) -> None:
         """Until `budget` seconds after the first step count, the command's exit, or no step count
         within `start_timeout` seconds of the start."""
+        self._wait(lambda now: self.progress.started is not None and now - self.progress.started >= budget,
+                   start_timeout, stall=False)
+
+    def wait_steps(self, steps: int, start_timeout: float) -> None:
+        """Until the step counter reaches `steps`, the command's exit, or no step count within
+        `start_timeout` seconds of the start or of the last one (a stalled command)."""
+        self._wait(lambda now: bool(self.progress.points) and self.progress.points[-1][1] >= steps,
+                   start_timeout, stall=True)
+
+    def _wait(self, done: Callable[[float], bool], start_timeout: float, stall: bool) -> None:
+        """Read lines until `done(now)`, the output closes (`exited_early`), or no step count came
+        within `start_timeout` seconds of the start (with `stall`, of the last count): `timed_out`."""
         while True:
             try:
                 item = self.lines.get(timeout=0.1)
@@ -204,31 +216,11 @@ class _Run:
             if item:
                 self._take(item)
             now = self.clock()
-            started = self.progress.started
-            if started is None and now - self.t0 >= start_timeout:
-                self.timed_out = True
+            if done(now):
                 return
-            if started is not None and now - started >= budget:
-                return
-
-    def wait_steps(self, steps: int, start_timeout: float) -> None:
-        """Until the step counter reaches `steps`, the command's exit, or no step count within
-        `start_timeout` seconds of the start or of the last one."""
-        while True:
-            try:
-                item = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                item = ()
-            if item is None:
-                self.exited_early = True
-                return
-            if item:
-                self._take(item)
             points = self.progress.points
-            if points and points[-1][1] >= steps:
-                return
-            # no first count within start_timeout, or no new one for as long (a stalled command)
-            if self.clock() - (points[-1][0] if points else self.t0) >= start_timeout:
+            since = points[-1][0] if points and stall else None if points else self.t0
+            if since is not None and now - since >= start_timeout:
                 self.timed_out = True
                 return
 

@@ -364,7 +364,6 @@ def run_interleaved(variants: list[Variant], rule: StopRule, run_dir: Path, how:
             if session.interrupted or session.errors:
                 break
             if planned > 1 and g + 1 >= MIN_SETS_FOR_PRECISION and rule.precision is not None and \
-                    result.comparisons() and \
                     stats.precision_reached(list(result.comparisons().values()), rule.precision, g + 1,
                                             MIN_SETS_FOR_PRECISION):
                 result.stopping["reason"] = "precision"
