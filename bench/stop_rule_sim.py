@@ -53,11 +53,14 @@ def draw_log_ratios(
 
 
 def stop_sequentially(
-    d: np.ndarray, precision: float, min_rounds: int = stats.MIN_ROUNDS, confidence: float = 0.95
+    d: np.ndarray, precision: float, min_rounds: int = stats.MIN_ROUNDS, confidence: float = 0.95,
+    trim: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each row of per-round log ratios, add rounds one at a time from `min_rounds` and stop
     as soon as `precision_reached` would (or at the last column). Returns (rounds used, ratio,
-    ci_low, ci_high) at the stop, each of shape (n_experiments,)."""
+    ci_low, ci_high) at the stop, each of shape (n_experiments,). `trim` > 0: the interval is
+    `stats.trimmed_log_ratios` at that trim (what compare's rounds use, `stats.TRIM`), else the
+    paired t-interval of `stats.compare_log_ratios`."""
     n_exp, max_rounds = d.shape
     if max_rounds < min_rounds:
         raise ValueError(f"max_rounds {max_rounds} must be >= min_rounds {min_rounds}")
@@ -66,8 +69,16 @@ def stop_sequentially(
     done = np.zeros(n_exp, bool)
     for n in range(min_rounds, max_rounds + 1):
         x = d[:, :n]
-        center = x.mean(axis=1)
-        half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * (x.std(axis=1, ddof=1) / math.sqrt(n))
+        g = int(trim * n)
+        if g == 0 or n - 2 * g < 2:
+            center = x.mean(axis=1)
+            half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * (x.std(axis=1, ddof=1) / math.sqrt(n))
+        else:  # Yuen: the mean of the kept values, the winsorized spread, n - 2g - 1 degrees of freedom
+            xs = np.sort(x, axis=1)
+            center = xs[:, g:n - g].mean(axis=1)
+            w = np.clip(xs, xs[:, [g]], xs[:, [n - g - 1]])
+            se = w.std(axis=1, ddof=1) / ((1 - 2 * g / n) * math.sqrt(n))
+            half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 2 * g - 1)) * se
         r, low, high = np.exp(center), np.exp(center - half), np.exp(center + half)
         width = np.maximum(high / r - 1.0, 1.0 - low / r)  # stats.half_width
         now = ~done & ((width <= precision) | (n == max_rounds))
@@ -110,12 +121,14 @@ def simulate_sequential(
     max_rounds: int = 60,
     confidence: float = 0.95,
     seed: int = 0,
+    trim: float = 0.0,
+    outlier_factor: tuple[float, float] = (1.1, 2.0),
 ) -> SimulationResult:
     """Run `n_experiments` simulated compare runs (see `draw_log_ratios` for the noise model)
-    under fixed-precision stopping and tally their verdicts."""
+    under fixed-precision stopping and tally their verdicts; `trim` as in `stop_sequentially`."""
     rng = np.random.default_rng(seed)
-    d = draw_log_ratios(rng, n_experiments, max_rounds, true_ratio, sd, outlier_rate)
-    rounds, _, lo, hi = stop_sequentially(d, precision, min_rounds, confidence)
+    d = draw_log_ratios(rng, n_experiments, max_rounds, true_ratio, sd, outlier_rate, outlier_factor)
+    rounds, _, lo, hi = stop_sequentially(d, precision, min_rounds, confidence, trim)
     faster, slower = float(np.mean(lo > 1.0)), float(np.mean(hi < 1.0))
     return SimulationResult(
         n_experiments=n_experiments, true_ratio=true_ratio, precision=precision,
@@ -124,3 +137,36 @@ def simulate_sequential(
         reached_precision=float(np.mean(rounds < max_rounds)),  # a stop on the last round counts as the limit
         mean_rounds=float(rounds.mean()),
     )
+
+
+# Noise models of the table `python bench/stop_rule_sim.py` prints: per-round sd and stalls.
+MODELS = {
+    "sd 0.04, 3% stalls of 1.1-2x (reaches ±2% in ~20 rounds)": {"sd": 0.04, "max_rounds": 60},
+    "sd 0.05-0.2, 3% stalls of 1.1-2x": {"sd": (0.05, 0.2), "max_rounds": 60},
+    "sd 0.04, 15% stalls of 1.2-3x (a neighbour that comes and goes)": {
+        "sd": 0.04, "outlier_rate": 0.15, "outlier_factor": (1.2, 3.0), "max_rounds": 200},
+}
+
+
+def main() -> int:
+    """Mean against trimmed mean under fixed-precision stopping, per noise model: twins (false
+    verdicts, coverage, rounds) and a 2% slowdown (how often found)."""
+    print("| noise | interval | min rounds | twins: false verdicts | covers 1.0 | mean rounds | reached ±2% "
+          "| 2% slower: found |")
+    print("|---|---|---|---|---|---|---|---|")
+    rules = [("mean (t)", 0.0, stats.MIN_ROUNDS), (f"trimmed {stats.TRIM:.0%}", stats.TRIM, stats.MIN_TRIMMED_ROUNDS),
+             ("trimmed 20%", 0.2, stats.MIN_TRIMMED_ROUNDS), ("trimmed 20%", 0.2, 20)]
+    for name, model in MODELS.items():
+        for label, trim, min_rounds in rules:
+            twins = simulate_sequential(n_experiments=2000, seed=1, trim=trim, min_rounds=min_rounds, **model)
+            slow = simulate_sequential(n_experiments=2000, seed=2, true_ratio=0.98, trim=trim, min_rounds=min_rounds,
+                                       **model)
+            print(f"| {name} | {label} | {min_rounds} | {100 * twins.false_verdict:.1f}% | {100 * twins.covered:.1f}% "
+                  f"| {twins.mean_rounds:.1f} | {100 * twins.reached_precision:.0f}% | {100 * slow.slower:.0f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

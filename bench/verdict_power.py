@@ -1,6 +1,8 @@
 """Does `perfkit compare` give true verdicts on a user's env, quiet and with a busy neighbour?
 
     python bench/verdict_power.py --runs 10 --cases twins,5,2 --conditions quiet,busy
+    python bench/verdict_power.py --runs 10 --cases twins,1 --conditions quiet,churn \
+        --precision 0.001 --max-minutes 3 --keep-records   # whole 3-minute runs, for bench/estimator_replay.py
 
 The fault suite is a user-style env loaded through `--env forage:make` (bench/userenvs/forage.py,
 not perfkit's arena): `make` against `make_twin` (the same code: every verdict other than "no
@@ -10,34 +12,75 @@ known cost gives the time per vector step; the cost for each target follows, and
 compare per case measures the ground-truth ratio that the table's estimates are judged against.
 
 Each run is a fresh `python -m perfkit compare ... --precision P --max-minutes M`; "busy" starts a
-process spinning on one core for the run. Results go to results/verdict-power/ as JSON, and the
-table is printed as markdown.
+process spinning on one core for the run; "churn" adds to the spinner a short CPU-bound command
+started every 2-6 s (seeded), a shared CI runner on a normal day. Results go to
+results/verdict-power/ as JSON (with `--keep-records`, every run's own sps.json too, gzipped, so
+other stop rules and estimators can be replayed on the same rounds), and the table is printed as
+markdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from perfkit.records.compare import CompareResult  # noqa: E402
+from perfkit.records.compare import CompareResult
 
 USERENVS = ROOT / "bench" / "userenvs"
 AGENTS_PER_STEP = 4 * 16  # 4 envs x 16 agents per vector step
 CALIBRATION_COST_US = 100.0
 
 
-def compare(other: str, cost_us: float, args, out: Path, busy: bool = False, seconds_total: float | None = None,
-            precision: float | None = None) -> dict:
+CHURN_COMMAND = "s = 0\nfor i in range(1_500_000): s += i * i"  # about 0.2-0.4 s of one core with start-up
+CHURN_GAP_S = (2.0, 6.0)
+
+
+@contextlib.contextmanager
+def disturbance(condition: str, seed: int = 0):
+    """quiet: nothing; busy: a process spinning on one core; churn: the spinner plus a short
+    CPU-bound command started every 2-6 s (seeded gaps)."""
+    if condition not in ("quiet", "busy", "churn"):
+        raise SystemExit(f"condition {condition!r}: choose from quiet, busy, churn")
+    procs: list[subprocess.Popen] = []
+    stop = threading.Event()
+    if condition in ("busy", "churn"):
+        procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+
+    def churn() -> None:
+        rng = random.Random(seed)
+        while not stop.wait(rng.uniform(*CHURN_GAP_S)):
+            subprocess.run([sys.executable, "-c", CHURN_COMMAND], check=False)  # its exit status does not matter
+
+    thread = threading.Thread(target=churn, daemon=True) if condition == "churn" else None
+    if thread is not None:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for p in procs:
+            p.kill()
+            p.wait()
+        if thread is not None:
+            thread.join()
+
+
+def compare(other: str, cost_us: float, args, out: Path, condition: str = "quiet", seconds_total: float | None = None,
+            precision: float | None = None, seed: int = 0, keep: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USERENVS), os.environ.get("PYTHONPATH", "")]),
            "PERFKIT_BENCH_COST_US": str(cost_us)}
     cmd = [sys.executable, "-m", "perfkit", "compare", "--vary", f"env=forage:make,forage:{other}",
@@ -46,15 +89,13 @@ def compare(other: str, cost_us: float, args, out: Path, busy: bool = False, sec
         cmd += ["--precision", str(precision), "--max-minutes", str(args.max_minutes)]
     elif seconds_total is not None:
         cmd += ["--trials", str(max(1, round(seconds_total / 2 / args.seconds)))]
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     t0 = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    finally:
-        if spinner is not None:
-            spinner.kill()
-            spinner.wait()
+    with disturbance(condition, seed):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     minutes = (time.monotonic() - t0) / 60
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_bytes(gzip.compress((out / "sps.json").read_bytes()))
     result = CompareResult.load(out / "sps.json")
     ref, other = result.summaries()[:2]
     c = other.vs_reference
@@ -79,6 +120,9 @@ def main() -> int:
     ap.add_argument("--mode", default="auto", choices=["auto", "process", "inprocess"])
     ap.add_argument("--seconds", type=float, default=5.0, help="per trial (process mode); sets the budget unit")
     ap.add_argument("--calibrate-seconds", type=float, default=40.0)
+    ap.add_argument("--tag", default="", help="name of this set of runs: results/verdict-power/runs-TAG.json")
+    ap.add_argument("--keep-records", action="store_true",
+                    help="keep every run's sps.json under results/verdict-power/records/ (gzipped)")
     args = ap.parse_args()
     out_root = ROOT / "results" / "verdict-power"
     out_root.mkdir(parents=True, exist_ok=True)
@@ -103,18 +147,21 @@ def main() -> int:
               f"[{gt['ci_low']:.4f}, {gt['ci_high']:.4f}]", file=sys.stderr)
 
     results = []
-    for case in cases:
-        cost, gt = truth[case]
-        other = "make_twin" if case == "twins" else "make_slow"
-        for cond in args.conditions.split(","):
-            for k in range(args.runs):
-                r = compare(other, cost, args, tmp / f"{case}-{cond}-{k}", busy=cond == "busy",
-                            precision=args.precision)
+    runs_file = out_root / (f"runs-{args.tag}.json" if args.tag else "runs.json")
+    for k in range(args.runs):  # run k of every cell before run k + 1: a drift of the machine spreads over all cells
+        for case in cases:
+            cost, gt = truth[case]
+            other = "make_twin" if case == "twins" else "make_slow"
+            for cond in args.conditions.split(","):
+                keep = (out_root / "records" / (args.tag or "untagged") / f"{case}-{cond}-{k}.json.gz"
+                        if args.keep_records else None)
+                r = compare(other, cost, args, tmp / f"{case}-{cond}-{k}", condition=cond,
+                            precision=args.precision, seed=k, keep=keep)
                 r.update(case=case, condition=cond, run=k, truth=gt, cost_us=cost)
                 results.append(r)
                 print(f"{case} {cond} #{k + 1}: {r['ratio']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] "
                       f"{r['verdict']}, {r['minutes']:.2f} min, stop: {r['stop']}", file=sys.stderr)
-                (out_root / "runs.json").write_text(json.dumps({"truth": truth, "runs": results}, indent=1))
+                runs_file.write_text(json.dumps({"truth": truth, "runs": results}, indent=1))
 
     print("| case | condition | runs | slower / no difference / faster | median ratio | ground truth "
           "| median minutes | runs with flagged epochs |")

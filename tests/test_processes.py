@@ -45,9 +45,10 @@ def test_a_batch_never_spans_two_processes():
     assert groups == {0: [0.0], 1: [pytest.approx(0.1)]}  # the third steady round of each: a partial batch
 
 
-def test_one_process_gives_the_paired_interval_of_its_rounds():
-    d = [0.01, -0.02, 0.03, 0.0, 0.015]
-    assert stats.compare_processes({0: d}) == stats.compare_log_ratios(d)
+def test_one_process_gives_the_trimmed_interval_of_its_rounds():
+    d = [0.01, -0.02, 0.03, 0.0, 0.015, 0.2, -0.01, 0.02, 0.0, 0.01]
+    assert stats.compare_processes({0: d}) == stats.rounds_interval(d) == stats.trimmed_log_ratios(d, trim=stats.TRIM)
+    assert stats.compare_processes({0: d}) != stats.compare_log_ratios(d)  # the 0.2 stall is cut
 
 
 def test_several_processes_make_the_process_the_unit():
@@ -62,7 +63,7 @@ def test_several_processes_make_the_process_the_unit():
     assert c.verdict == stats.SAME
     pooled = stats.compare_log_ratios([x for v in groups.values() for x in v])
     assert pooled.ci_high - pooled.ci_low < (c.ci_high - c.ci_low) / 3  # what the rounds alone would say
-    assert stats.compare_processes({0: [0.01, 0.02], 1: []}) == stats.compare_log_ratios([0.01, 0.02])
+    assert stats.compare_processes({0: [0.01, 0.02], 1: []}) == stats.compare_log_ratios([0.01, 0.02])  # too few to trim
 
 
 def test_with_a_speed_offset_per_process_the_sets_keep_their_coverage():

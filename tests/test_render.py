@@ -63,9 +63,37 @@ def test_sps_md_of_variants_in_one_process(compare_inprocess):
     lines = compare_markdown(compare_inprocess, "plain").splitlines()
     assert "wrapper=none     15 epochs  51,895                      48,369–54,792 (±3.6%)    2,162          " \
            "1.026                                [0.982, 1.072]  no significant difference" in lines
-    assert "- wrapper=getattr: 15 of 15 epochs ran while other processes used 1.0 core on average (paired epochs " \
-           "share the disturbance)" in lines
+    assert "- wrapper=getattr: 15 of 15 epochs ran while other processes used 1.0 core on average" in lines
+    assert not any("trimmed mean" in ln for ln in lines)  # 6 batch means: too few to cut any
     assert "## Flamegraphs (py-spy)" not in lines
+
+
+def test_a_contended_record_is_judged_by_its_trimmed_rounds():
+    """Twins recorded on a 2-core machine with a process spinning on one core and short commands
+    coming and going (bench/verdict_power.py, condition churn), cut to its first 202 rounds."""
+    import math
+
+    from perfkit.core import stats
+
+    r = CompareResult.load(RECORDS / "compare-contended" / "sps.json")
+    first, twin = r.variants
+    d = [math.log(b["sps"][twin] / b["sps"][first]) for b in r.blocks[r.warmup_rounds:]]
+    batches = stats.batch_means(d, 2)
+    assert r.comparison(twin) == stats.rounds_interval(batches) != stats.compare_log_ratios(batches)
+    assert r.comparison(twin).verdict == stats.SAME
+    lines = compare_markdown(r, "plain").splitlines()
+    assert (f"- {twin} vs {first}: the interval is a trimmed mean; it cut 20 of 100 rotations (the 10% most "
+            "extreme at each end), 20 of the 100 with a disturbed epoch: a stall of one side weighs no more than "
+            "any rotation kept") in lines
+    assert f"- {first}: 200 of 200 epochs ran while other processes used 1.0 core on average" in lines
+    # the rounds carry their time (62.7 s at round 202), so the table says what the asked precision would take:
+    # ±2.1% after 63 s -> ±0.1% in 63 s x (2.1 / 0.1)^2
+    w = stats.half_width(r.comparison(twin))
+    minutes = r.blocks[-1]["t"] / 60 * (w / 0.001) ** 2
+    assert 400 < minutes < 500
+    assert (f"- precision ±0.1% not reached: stopped by time after 202 rounds; the widest interval is ±{w:.1%}, and at "
+            f"this spread ±0.1% needs about {minutes:.0f} minutes of rounds (an interval narrows as one over the square "
+            "root of the time)") in lines
 
 
 def test_derived_numbers_come_from_the_record(compare_process):

@@ -134,3 +134,87 @@ def test_a_five_percent_slowdown_is_found():
     r = stop_rule_sim.simulate_sequential(n_experiments=2000, true_ratio=0.95, sd=0.05, seed=2)
     assert r.slower >= 0.9 and r.faster <= 0.005
     assert r.to_dict()["false_verdict"] == r.faster
+
+
+# -- the trimmed interval of rounds that take turns on one machine ---------------------------------
+
+def test_trimmed_interval_is_scipys_where_the_trim_is_whole():
+    from scipy.stats import mstats, trim_mean
+
+    rng = np.random.default_rng(3)
+    for n, trim in ((20, 0.2), (35, 0.2), (50, 0.1), (100, 0.1)):
+        x = rng.standard_t(2, size=n) * 0.05
+        c = stats.trimmed_log_ratios(list(x), trim=trim)
+        lo, hi = mstats.trimmed_mean_ci(x, limits=(trim, trim))
+        assert math.log(c.ratio) == pytest.approx(trim_mean(x, trim), rel=1e-9)
+        assert (math.log(c.ci_low), math.log(c.ci_high)) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+
+
+def test_too_few_rounds_to_trim_give_the_paired_t_interval():
+    d = [0.01, -0.02, 0.03, 0.0]
+    assert stats.trimmed_log_ratios(d, trim=0.2) == stats.compare_log_ratios(d)
+    assert stats.trimmed_log_ratios(d[:1]).verdict == stats.TOO_FEW
+
+
+def test_a_stall_widens_the_mean_interval_but_not_the_trimmed_one():
+    rng = np.random.default_rng(5)
+    d = list(rng.normal(-0.02, 0.02, size=40))
+    stalled = d[:-2] + [math.log(3.0), -math.log(2.5)]  # a neighbour took whole blocks from each side once
+    assert stats.half_width(stats.compare_log_ratios(stalled)) > 3 * stats.half_width(stats.compare_log_ratios(d))
+    assert stats.half_width(stats.rounds_interval(stalled)) < 1.3 * stats.half_width(stats.rounds_interval(d))
+    assert stats.rounds_interval(stalled).verdict == stats.SLOWER
+    assert stats.compare_log_ratios(stalled).verdict == stats.SAME
+
+
+def test_trimmed_out_names_the_cut_ends():
+    values = [0.0, 5.0, 1.0, -3.0, 2.0, 0.5, 0.2, 0.1, 0.3, 0.4]
+    assert stats.trimmed_out(values, 0.2) == {3, 0, 1, 4}  # two smallest, two largest
+    assert stats.trimmed_out(values, 0.1) == {3, 1}
+    assert stats.trimmed_out(values[:4], 0.2) == set()  # too few to cut any
+
+
+def test_trimmed_rounds_count_the_cut_and_the_disturbed():
+    def block(r, ratio, busy):
+        return {"round": r, "sps": {"a": 100.0, "b": 100.0 * ratio}, "others_cores": {"a": 1.0 if busy else 0.0}}
+
+    ratios = [1.0, 1.01, 0.99, 1.0, 2.0, 1.0, 1.0, 0.4, 1.0, 1.02, 0.98, 1.0]
+    blocks = [block(0, 1.0, False)] + [block(i + 1, x, x in (2.0, 0.4)) for i, x in enumerate(ratios)]
+    t = stats.trimmed_rounds(blocks, "a", "b", warmup=1, batch=1, disturbed=lambda b: b["others_cores"]["a"] > 0.5)
+    g = int(stats.TRIM * 12)
+    assert (t.batches, t.cut, t.disturbed, t.disturbed_cut) == (12, 2 * g, 2, 2)
+
+
+def test_vectorised_trimmed_stopping_matches_the_library_run_for_run():
+    rng = np.random.default_rng(7)
+    d = stop_rule_sim.draw_log_ratios(rng, 40, 30, true_ratio=0.98, sd=(0.01, 0.1), outlier_rate=0.15,
+                                      outlier_factor=(1.2, 3.0))
+    rounds, ratio, lo, hi = stop_rule_sim.stop_sequentially(d, precision=0.03, trim=stats.TRIM)
+    for i in range(len(d)):
+        for n in range(stats.MIN_ROUNDS, d.shape[1] + 1):
+            c = stats.rounds_interval(list(d[i, :n]))
+            if stats.precision_reached([c], 0.03, n) or n == d.shape[1]:
+                break
+        assert (n, c.ratio, c.ci_low, c.ci_high) == pytest.approx((rounds[i], ratio[i], lo[i], hi[i]), rel=1e-12)
+    assert 0 < (rounds < 30).sum() < 40
+
+
+def test_under_stalls_the_trimmed_rule_stays_honest_and_stops_far_sooner():
+    # A neighbour that comes and goes: steady noise sd 0.04, and in 15% of rounds one side stalled
+    # by 1.2-3x (per-round sd ~0.27, 1st/99th percentiles about -0.8/+0.8, as measured on a busy runner).
+    heavy = {"sd": 0.04, "outlier_rate": 0.15, "outlier_factor": (1.2, 3.0), "precision": 0.02, "max_rounds": 200,
+             "min_rounds": stats.MIN_TRIMMED_ROUNDS}
+    mean = stop_rule_sim.simulate_sequential(n_experiments=1000, seed=3, **heavy)
+    trim = stop_rule_sim.simulate_sequential(n_experiments=1000, seed=3, trim=stats.TRIM, **heavy)
+    assert trim.false_verdict <= 0.055 and trim.covered >= 0.94
+    assert trim.mean_rounds < 0.4 * mean.mean_rounds
+    assert mean.reached_precision < 0.2 and trim.reached_precision > 0.9
+    slow = stop_rule_sim.simulate_sequential(n_experiments=1000, seed=4, true_ratio=0.98, trim=stats.TRIM, **heavy)
+    assert slow.slower > 0.5 and slow.faster <= 0.005
+
+
+def test_the_trimmed_rule_keeps_its_false_verdicts_on_steady_noise():
+    # The hard case for optional stopping (noise that reaches +-2% after ~20 rounds) and a mixed one.
+    for kw in ({"sd": 0.04}, {"sd": (0.05, 0.2)}):
+        r = stop_rule_sim.simulate_sequential(n_experiments=2000, seed=1, trim=stats.TRIM,
+                                              min_rounds=stats.MIN_TRIMMED_ROUNDS, **kw)
+        assert r.false_verdict <= 0.07, kw

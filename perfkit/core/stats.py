@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +103,52 @@ def compare_log_ratios(d: list[float], confidence: float = 0.95) -> Comparison:
         ratio = math.exp(float(d.mean())) if len(d) else float("nan")
         return Comparison(ratio, float("nan"), float("nan"), confidence, TOO_FEW)
     return _t_interval(float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d) - 1, confidence)
+
+
+# Rounds of variants that take turns on one machine (epochs in one process, commands in turns) are
+# judged by a trimmed mean: the TRIM share of the rounds at each end is cut before the interval is
+# taken, so a neighbour that takes whole blocks from one side does not widen it (see
+# `trimmed_log_ratios`; the share was chosen by replaying recorded runs, docs/benchmarks.md).
+TRIM = 0.1
+# ...and looks at no fewer batch means before it may stop on precision: a trimmed mean's spread is
+# itself noisier with few values, so stopping on its width early inflates false verdicts more than
+# the mean's does. Simulated (bench/stop_rule_sim.py, 2000 twin runs per case, precision 0.02):
+# 6.5% with 10, 7.2% with 6 at sd 0.04 with 3% stalls; 4.3% with 10 under 15% stalls.
+MIN_TRIMMED_ROUNDS = 10
+
+
+def rounds_interval(d: list[float], confidence: float = 0.95) -> Comparison:
+    """The interval of paired rounds that take turns on one machine: `trimmed_log_ratios` at TRIM."""
+    return trimmed_log_ratios(d, confidence, TRIM)
+
+
+def trimmed_out(values: list[float], trim: float = TRIM) -> set[int]:
+    """Positions of the values a trimmed mean at `trim` leaves out: the floor(trim * n) smallest
+    and as many largest (ties broken by position, as a stable sort orders them)."""
+    n = len(values)
+    g = int(trim * n)
+    if g == 0 or n - 2 * g < 2:
+        return set()
+    order = np.argsort(np.asarray(values, float), kind="stable")
+    return {int(i) for i in order[:g]} | {int(i) for i in order[n - g:]}
+
+
+def trimmed_log_ratios(d: list[float], confidence: float = 0.95, trim: float = TRIM) -> Comparison:
+    """Yuen's trimmed-mean interval on per-round log ratios (the Tukey-McLaughlin one-sample form):
+    the mean of the values left after cutting g = floor(trim * n) from each end, with a standard
+    error from the winsorized variance, s_w / ((1 - 2g/n) sqrt(n)), and t with n - 2g - 1 degrees of
+    freedom. A neighbour that takes whole blocks from one side gives the ratios heavy tails; the
+    cut ends stop each stall from widening the interval. With g = 0 (fewer than 1/trim values) it
+    is the paired t-interval of `compare_log_ratios`, so a few process trials keep their verdicts.
+    `scipy.stats.mstats.trimmed_mean_ci` computes the same interval where trim * n is whole."""
+    x = np.sort(np.asarray(d, float))
+    n = len(x)
+    g = int(trim * n)
+    if g == 0 or n - 2 * g < 2:
+        return compare_log_ratios(x, confidence)
+    w = np.clip(x, x[g], x[n - g - 1])  # winsorized: the cut values replaced by the nearest kept one
+    se = float(w.std(ddof=1)) / ((1 - 2 * g / n) * math.sqrt(n))
+    return _t_interval(float(x[g:n - g].mean()), se, n - 2 * g - 1, confidence)
 
 
 def _t_interval(center: float, se: float, df: float, confidence: float) -> Comparison:
@@ -303,22 +350,59 @@ def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, ba
     out; a round in which either block measured nothing (sps 0) is skipped. A batch never spans two
     processes."""
     d: dict[int, list[float]] = {}
-    for b in steady_blocks(blocks, warmup):
-        if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0:
-            d.setdefault(b.get("process", 0), []).append(math.log(b["sps"][label] / b["sps"][first]))
+    for k, x, _ in _paired_rounds(blocks, first, label, warmup):
+        d.setdefault(k, []).append(x)
     return {k: batch_means(v, max(1, batch)) for k, v in d.items()}
 
 
+def _paired_rounds(blocks: list[dict], first: str, label: str, warmup: int):
+    """(process, log(SPS label / SPS first), block) of each steady round in which both measured."""
+    for b in steady_blocks(blocks, warmup):
+        if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0:
+            yield b.get("process", 0), math.log(b["sps"][label] / b["sps"][first]), b
+
+
+@dataclass(frozen=True)
+class TrimmedRounds:
+    """What the trimmed interval of one variant saw: batch means in all, how many it cut, how many
+    held a disturbed round, and how many of those it cut."""
+
+    batches: int
+    cut: int
+    disturbed: int
+    disturbed_cut: int
+
+
+def trimmed_rounds(blocks: list[dict], first: str, label: str, warmup: int, batch: int,
+                   disturbed: Callable[[dict], bool]) -> TrimmedRounds:
+    """The batches of `block_log_ratios` (one process: the ones `rounds_interval` trims; several
+    processes: each process's own trimmed mean), with `disturbed(block)` asked of every round."""
+    rounds: dict[int, list[tuple[float, bool]]] = {}
+    for k, x, b in _paired_rounds(blocks, first, label, warmup):
+        rounds.setdefault(k, []).append((x, disturbed(b)))
+    n = cut = dist = dist_cut = 0
+    for v in rounds.values():
+        size = max(1, batch)
+        batches = [v[i * size:(i + 1) * size] for i in range(len(v) // size)]
+        means = [float(np.mean([x for x, _ in bt])) for bt in batches]
+        flags = [any(f for _, f in bt) for bt in batches]
+        out = trimmed_out(means)
+        n, cut = n + len(means), cut + len(out)
+        dist += sum(flags)
+        dist_cut += sum(1 for i in out if flags[i])
+    return TrimmedRounds(n, cut, dist, dist_cut)
+
+
 def compare_processes(groups: dict[int, list[float]], confidence: float = 0.95) -> Comparison:
-    """Log ratios grouped by the processes they were measured in. One group: the paired t-interval
-    over its values (`compare_log_ratios`). Several: each process pair has its own speed offset
+    """Log ratios grouped by the processes they were measured in. One group: the trimmed interval
+    over its values (`rounds_interval`). Several: each process pair has its own speed offset
     (memory layout, hash seed, the core it lands on), which no number of rounds inside it averages
-    away, so the process is the unit: the mean of the processes' means, with a t-interval over them
-    (J - 1 degrees of freedom), the one-way random-effects interval. Processes with no value are
+    away, so the process is the unit: the mean of the processes' own (trimmed) means, with a
+    t-interval over them (J - 1 degrees of freedom), the one-way random-effects interval. Processes with no value are
     left out."""
-    means = [float(np.mean(v)) for v in groups.values() if len(v)]
+    means = [float(scipy.stats.trim_mean(v, TRIM)) for v in groups.values() if len(v)]
     if len(means) < 2:
-        return compare_log_ratios(next((v for v in groups.values() if len(v)), []), confidence)
+        return rounds_interval(next((v for v in groups.values() if len(v)), []), confidence)
     m = np.asarray(means)
     return _t_interval(float(m.mean()), float(m.std(ddof=1) / math.sqrt(len(m))), len(m) - 1, confidence)
 

@@ -10,7 +10,8 @@ shared machine in a minute or two. Only axes that do not change the process can 
 Statistics: per round, the log-ratio of each variant's epoch SPS to the first variant's; the first
 `warmup_rounds` rounds are left out (lazy imports, caches); consecutive rounds are averaged in
 batches of `len(variants)` rounds, one full rotation each, so an order effect cancels inside a batch
-and the t-interval is taken over nearly independent batch means.
+and the interval (`stats.rounds_interval`: a trimmed mean, so a neighbour's stall of one side weighs
+no more than any round) is taken over nearly independent batch means.
 
 `python -m perfkit.engine.session SPEC.json OUT.json` runs a session in its own process (what
 `compare --mode inprocess` does); OUT.json is rewritten atomically every few rounds and at the end,
@@ -61,8 +62,8 @@ class SessionSpec:
 @dataclass
 class Session:
     labels: list[str]
-    # per round: {"round", "order", and per label: "sps" (agent-steps/s), "others_cores", "agent_steps",
-    # "seconds", "phases" (seconds per phase)}
+    # per round: {"round", "order", "t" (seconds since the rounds began, at its end), and per label:
+    # "sps" (agent-steps/s), "others_cores", "agent_steps", "seconds", "phases" (seconds per phase)}
     blocks: list[dict]
     trials: dict[str, TrialResult]
     warmup_rounds: int
@@ -154,18 +155,20 @@ def run_rounds(trainers: dict[str, EpochTrainer], spec: SessionSpec, on_round=No
     rule = StopRule(rounds=None, precision=spec.precision, max_seconds=spec.seconds, min_seconds=spec.min_seconds)
     sentinel = Sentinel()
     sentinel.start()
-    rounds = Rounds(rule, clock, min_rounds=spec.warmup_rounds + spec.min_rounds * (spec.batch_rounds or len(labels)))
+    min_batches = max(spec.min_rounds, stats.MIN_TRIMMED_ROUNDS)  # the interval is a trimmed mean
+    rounds = Rounds(rule, clock, min_rounds=spec.warmup_rounds + min_batches * (spec.batch_rounds or len(labels)))
     last_save = clock()
     try:
         while rounds.more():
             block = _one_round(rounds.done, rounds.order(active), trainers, sentinel, session, active,
                                warmup=rounds.done < spec.warmup_rounds)
+            block["t"] = round(rounds.elapsed, 3)  # seconds since the rounds began, at this round's end
             session.blocks.append(block)
             if on_round is not None:
                 on_round(block["round"], block)
             if not active or (len(active) < 2 and len(labels) > 1):
                 rounds.stop("a variant failed" if active else "every variant failed")
-            elif rounds.finished(lambda: session.precision_reached(spec.precision, spec.min_rounds)):
+            elif rounds.finished(lambda: session.precision_reached(spec.precision, min_batches)):
                 pass
             elif spec.agent_steps is not None and all(
                     t.agent_steps >= spec.agent_steps + spec.warmup_rounds * steps_per_epoch * t.num_agents

@@ -226,11 +226,27 @@ class CompareResult(Record):
         rule = self.stopping.get("rule") or {}
         if rule.get("precision") and self.stopping.get("reason") != "precision":
             out.append(f"precision ±{rule['precision']:.1%} not reached: stopped by {self.stopping.get('reason')} "
-                       f"after {self.stopping.get('rounds_run')} rounds")
+                       f"after {self.stopping.get('rounds_run')} rounds" + self._time_to_precision(rule["precision"]))
         hashes = {s.env_config_hash for s in summaries if s.env_config_hash}
         if len(hashes) > 1 and not any("preset" in v for v in self.variants):
             out.append("variants ran different env configs (config hash differs): their SPS is not like for like")
         return out
+
+    def _time_to_precision(self, precision: float) -> str:
+        """'; the widest interval is ±W, and at this spread ±P needs about M minutes' where the
+        rounds carry their time (one process, or commands in turns): a half-width shrinks as one
+        over the square root of the rounds, so the time scales by (W / P)^2. Empty otherwise."""
+        widths = [stats.half_width(c) for c in self.comparisons().values()]
+        widths = [w for w in widths if math.isfinite(w)]
+        times = [b["t"] for b in self.blocks if isinstance(b.get("t"), (int, float))]
+        if any(b.get("process", 0) for b in self.blocks):  # several process sets: the sets are the unit
+            return ""
+        if not widths or not times or max(times) <= 0:
+            return ""
+        w = max(widths)
+        minutes = max(times) / 60 * (w / precision) ** 2
+        return (f"; the widest interval is ±{w:.1%}, and at this spread ±{precision:.1%} needs about "
+                f"{minutes:.0f} minutes of rounds (an interval narrows as one over the square root of the time)")
 
     def within_node_cv(self) -> dict[str, float]:
         """Per variant, the spread of its SPS around each node's own mean (sd of log SPS, pooled
@@ -282,14 +298,27 @@ class CompareResult(Record):
 
         out = []
         if self.blocked:
+            unit = "blocks" if self.mode == "interleave" else "epochs"
             for label in self.variants:
                 others = [b["others_cores"].get(label) for b in steady_blocks(self.blocks, self.warmup_rounds)
                           if b.get("others_cores", {}).get(label) is not None]
                 busy = [x for x in others if x >= MAX_OTHER_CORES]
                 if busy:
-                    unit = "blocks" if self.mode == "interleave" else "epochs"
                     out.append(f"{label}: {len(busy)} of {len(others)} {unit} ran while other processes used "
-                               f"{sum(busy) / len(busy):.1f} core on average (paired {unit} share the disturbance)")
+                               f"{sum(busy) / len(busy):.1f} core on average")
+            first = self.variants[0]
+            batch = self.stopping.get("batch_rounds") or len(self.variants)
+
+            def disturbed(b: dict) -> bool:
+                return any((x or 0.0) >= MAX_OTHER_CORES for x in b.get("others_cores", {}).values())
+
+            for label in self.variants[1:]:
+                t = stats.trimmed_rounds(self.blocks, first, label, self.warmup_rounds, batch, disturbed)
+                if t.disturbed and t.cut:
+                    out.append(f"{label} vs {first}: the interval is a trimmed mean; it cut {t.cut} of {t.batches} "
+                               f"rotations (the {stats.TRIM:.0%} most extreme at each end), {t.disturbed_cut} of the "
+                               f"{t.disturbed} with a disturbed {unit[:-1]}: a stall of one side weighs no more "
+                               "than any rotation kept")
             return out
         for label in self.variants:
             trials = self.trials.get(label, [])
