@@ -104,14 +104,18 @@ def test_batch_means_drop_the_partial_batch():
         stats.batch_means([1.0], 0)
 
 
-def test_vectorised_stopping_matches_the_library_run_for_run():
+@pytest.mark.parametrize(("trim", "interval", "precision", "stalls"), [
+    (0.0, stats.compare_log_ratios, 0.02, {}),
+    (stats.TRIM, stats.rounds_interval, 0.03, {"outlier_rate": 0.15, "outlier_factor": (1.2, 3.0)}),
+], ids=["mean", "trimmed"])
+def test_vectorised_stopping_matches_the_library_run_for_run(trim, interval, precision, stalls):
     rng = np.random.default_rng(7)
-    d = stop_rule_sim.draw_log_ratios(rng, 40, 30, true_ratio=0.98, sd=(0.01, 0.1))
-    rounds, ratio, lo, hi = stop_rule_sim.stop_sequentially(d, precision=0.02)
+    d = stop_rule_sim.draw_log_ratios(rng, 40, 30, true_ratio=0.98, sd=(0.01, 0.1), **stalls)
+    rounds, ratio, lo, hi = stop_rule_sim.stop_sequentially(d, precision=precision, trim=trim)
     for i in range(len(d)):
         for n in range(stats.MIN_ROUNDS, d.shape[1] + 1):
-            c = stats.compare_log_ratios(list(d[i, :n]))
-            if stats.precision_reached([c], 0.02, n) or n == d.shape[1]:
+            c = interval(list(d[i, :n]))
+            if stats.precision_reached([c], precision, n) or n == d.shape[1]:
                 break
         assert (n, c.ratio, c.ci_low, c.ci_high) == pytest.approx((rounds[i], ratio[i], lo[i], hi[i]), rel=1e-12)
     assert 0 < (rounds < 30).sum() < 40  # some runs stopped on precision, some ran out of rounds
@@ -182,20 +186,6 @@ def test_trimmed_rounds_count_the_cut_and_the_disturbed():
     t = stats.trimmed_rounds(blocks, "a", "b", warmup=1, batch=1, disturbed=lambda b: b["others_cores"]["a"] > 0.5)
     g = int(stats.TRIM * 12)
     assert (t.batches, t.cut, t.disturbed, t.disturbed_cut) == (12, 2 * g, 2, 2)
-
-
-def test_vectorised_trimmed_stopping_matches_the_library_run_for_run():
-    rng = np.random.default_rng(7)
-    d = stop_rule_sim.draw_log_ratios(rng, 40, 30, true_ratio=0.98, sd=(0.01, 0.1), outlier_rate=0.15,
-                                      outlier_factor=(1.2, 3.0))
-    rounds, ratio, lo, hi = stop_rule_sim.stop_sequentially(d, precision=0.03, trim=stats.TRIM)
-    for i in range(len(d)):
-        for n in range(stats.MIN_ROUNDS, d.shape[1] + 1):
-            c = stats.rounds_interval(list(d[i, :n]))
-            if stats.precision_reached([c], 0.03, n) or n == d.shape[1]:
-                break
-        assert (n, c.ratio, c.ci_low, c.ci_high) == pytest.approx((rounds[i], ratio[i], lo[i], hi[i]), rel=1e-12)
-    assert 0 < (rounds < 30).sum() < 40
 
 
 def test_under_stalls_the_trimmed_rule_stays_honest_and_stops_far_sooner():

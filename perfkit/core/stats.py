@@ -122,12 +122,19 @@ def rounds_interval(d: list[float], confidence: float = 0.95) -> Comparison:
     return trimmed_log_ratios(d, confidence, TRIM)
 
 
+def _cut_per_end(n: int, trim: float) -> int:
+    """How many of n values a trimmed mean at `trim` cuts from each end: floor(trim * n), or 0 when
+    fewer than two values would be left."""
+    g = int(trim * n)
+    return g if n - 2 * g >= 2 else 0
+
+
 def trimmed_out(values: list[float], trim: float = TRIM) -> set[int]:
     """Positions of the values a trimmed mean at `trim` leaves out: the floor(trim * n) smallest
     and as many largest (ties broken by position, as a stable sort orders them)."""
     n = len(values)
-    g = int(trim * n)
-    if g == 0 or n - 2 * g < 2:
+    g = _cut_per_end(n, trim)
+    if g == 0:
         return set()
     order = np.argsort(np.asarray(values, float), kind="stable")
     return {int(i) for i in order[:g]} | {int(i) for i in order[n - g:]}
@@ -143,8 +150,8 @@ def trimmed_log_ratios(d: list[float], confidence: float = 0.95, trim: float = T
     `scipy.stats.mstats.trimmed_mean_ci` computes the same interval where trim * n is whole."""
     x = np.sort(np.asarray(d, float))
     n = len(x)
-    g = int(trim * n)
-    if g == 0 or n - 2 * g < 2:
+    g = _cut_per_end(n, trim)
+    if g == 0:
         return compare_log_ratios(x, confidence)
     w = np.clip(x, x[g], x[n - g - 1])  # winsorized: the cut values replaced by the nearest kept one
     se = float(w.std(ddof=1)) / ((1 - 2 * g / n) * math.sqrt(n))
@@ -377,15 +384,16 @@ def trimmed_rounds(blocks: list[dict], first: str, label: str, warmup: int, batc
                    disturbed: Callable[[dict], bool]) -> TrimmedRounds:
     """The batches of `block_log_ratios` (one process: the ones `rounds_interval` trims; several
     processes: each process's own trimmed mean), with `disturbed(block)` asked of every round."""
-    rounds: dict[int, list[tuple[float, bool]]] = {}
+    size = max(1, batch)
+    xs: dict[int, list[float]] = {}
+    hit: dict[int, list[bool]] = {}
     for k, x, b in _paired_rounds(blocks, first, label, warmup):
-        rounds.setdefault(k, []).append((x, disturbed(b)))
+        xs.setdefault(k, []).append(x)
+        hit.setdefault(k, []).append(disturbed(b))
     n = cut = dist = dist_cut = 0
-    for v in rounds.values():
-        size = max(1, batch)
-        batches = [v[i * size:(i + 1) * size] for i in range(len(v) // size)]
-        means = [float(np.mean([x for x, _ in bt])) for bt in batches]
-        flags = [any(f for _, f in bt) for bt in batches]
+    for k, v in xs.items():
+        means = batch_means(v, size)
+        flags = [any(hit[k][i * size:(i + 1) * size]) for i in range(len(means))]
         out = trimmed_out(means)
         n, cut = n + len(means), cut + len(out)
         dist += sum(flags)
@@ -398,12 +406,12 @@ def compare_processes(groups: dict[int, list[float]], confidence: float = 0.95) 
     over its values (`rounds_interval`). Several: each process pair has its own speed offset
     (memory layout, hash seed, the core it lands on), which no number of rounds inside it averages
     away, so the process is the unit: the mean of the processes' own (trimmed) means, with a
-    t-interval over them (J - 1 degrees of freedom), the one-way random-effects interval. Processes with no value are
-    left out."""
-    means = [float(scipy.stats.trim_mean(v, TRIM)) for v in groups.values() if len(v)]
-    if len(means) < 2:
-        return rounds_interval(next((v for v in groups.values() if len(v)), []), confidence)
-    m = np.asarray(means)
+    t-interval over them (J - 1 degrees of freedom), the one-way random-effects interval.
+    Processes with no value are left out."""
+    filled = [v for v in groups.values() if len(v)]
+    if len(filled) < 2:  # one process (every round of compare in one process, every round checked)
+        return rounds_interval(filled[0] if filled else [], confidence)
+    m = np.asarray([float(scipy.stats.trim_mean(v, TRIM)) for v in filled])
     return _t_interval(float(m.mean()), float(m.std(ddof=1) / math.sqrt(len(m))), len(m) - 1, confidence)
 
 

@@ -236,12 +236,11 @@ class CompareResult(Record):
         """'; the widest interval is ±W, and at this spread ±P needs about M minutes' where the
         rounds carry their time (one process, or commands in turns): a half-width shrinks as one
         over the square root of the rounds, so the time scales by (W / P)^2. Empty otherwise."""
-        widths = [stats.half_width(c) for c in self.comparisons().values()]
-        widths = [w for w in widths if math.isfinite(w)]
         times = [b["t"] for b in self.blocks if isinstance(b.get("t"), (int, float))]
-        if any(b.get("process", 0) for b in self.blocks):  # several process sets: the sets are the unit
-            return ""
-        if not widths or not times or max(times) <= 0:
+        if not times or max(times) <= 0 or any(b.get("process", 0) for b in self.blocks):
+            return ""  # rounds without their time, or several process sets (the sets are the unit)
+        widths = [w for w in (stats.half_width(c) for c in self.comparisons().values()) if math.isfinite(w)]
+        if not widths:
             return ""
         w = max(widths)
         minutes = max(times) / 60 * (w / precision) ** 2
