@@ -164,14 +164,15 @@ def flamediff(a, b, top, out, force, focus, fmt) -> None:
     from perfkit.render.table import render_flamediff
 
     def load(p: Path):
-        if p.is_dir():
+        own = p.is_dir()  # perfkit's own py-spy output (--nonblocking): a torn line is dropped, not fatal
+        if own:
             cands = [p / "pyspy" / "pyspy.folded", p / "pyspy.folded"]
             found = next((c for c in cands if c.exists()), None)
             if found is None:
                 raise click.BadParameter(f"{p} holds no pyspy.folded (looked for {', '.join(map(str, cands))})")
             p = found
         try:
-            return read_folded(p)
+            return read_folded(p, torn_ok=own)
         except FoldedError as e:
             raise click.BadParameter(str(e)) from None
 
