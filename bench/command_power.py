@@ -10,6 +10,9 @@ CartPole behind a wrapper whose `_audit_observation` burns `HIDDEN_COST_US` per 
   `python -m venv --system-site-packages V && V/bin/pip install gymnasium==0.29.1 tyro tensorboard`;
   its env is picked through Gymnasium's `module:EnvId` form, `--env-id audited_cartpole:AuditedCartPole-v1`.
   Progress: the built-in `cleanrl` recogniser (`global_step=N`).
+- puffer: PufferLib's own trainer (`pufferlib.pufferl.PuffeRL`, unmodified) driven by a user's
+  short script, bench/userenvs/puffer_trainer.py, whose logger prints PuffeRL's log dicts as JSON:
+  the built-in `puffer` recogniser (`"agent_steps": N`).
 - own: bench/userenvs/own_trainer.py, printing `[iter 12] 24,576 frames | return 23.1`, which no
   recogniser knows: `--progress '([\\d,]+) frames'`.
 
@@ -81,7 +84,10 @@ def trainer_command(name: str, args) -> tuple[str, list[str]]:
         return cmd, ["--progress", "cleanrl", "--metric", "episodic_return"]
     if name == "own":
         return f"{shlex.quote(sys.executable)} {USERENVS / 'own_trainer.py'}", ["--progress", OWN_PROGRESS]
-    sys.exit(f"unknown trainer {name!r}; choose from cleanrl, own")
+    if name == "puffer":
+        return (f"{shlex.quote(sys.executable)} {USERENVS / 'puffer_trainer.py'} --quiet-dashboard",
+                ["--progress", "puffer"])
+    sys.exit(f"unknown trainer {name!r}; choose from cleanrl, own, puffer")
 
 
 def compare(trainer: str, cost_us: float | None, args, out: Path, busy: bool = False, minutes: float = 3.0,
@@ -152,7 +158,7 @@ def explain(trainer: str, cost_us: float, args, out: Path, minutes: float) -> di
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trainers", default="cleanrl,own")
+    ap.add_argument("--trainers", default="cleanrl,own", help="cleanrl, own and/or puffer")
     ap.add_argument("--cases", default="twins,5,2", help="twins and/or hidden costs in percent of SPS")
     ap.add_argument("--conditions", default="quiet,busy")
     ap.add_argument("--runs", default="10", help="runs per cell: N, or per case, e.g. twins=3,5=3,2=2")

@@ -31,6 +31,8 @@ def _progress(spec="auto", metrics=()) -> Progress:
 @pytest.mark.parametrize("line,steps", [
     ("global_step=1200, episodic_return=[3.5]", 1200),  # CleanRL
     ("| total_timesteps    | 4096         |", 4096),  # Stable-Baselines3
+    ('{"SPS": 11935.9, "agent_steps": 9216, "uptime": 0.78, "epoch": 18}', 9216),  # PuffeRL's logs as JSON
+    ("{'SPS': 11935.9, 'agent_steps': 12_288, 'epoch': 24}", 12_288),  # ... as a Python dict
     ("epoch 3: steps: 1_000_000 loss 0.3", 1_000_000),
 ])
 def test_the_built_in_recognisers_read_common_trainers(line, steps):
@@ -319,6 +321,28 @@ def test_commands_in_turns_pair_their_blocks_and_see_a_hidden_cost(tmp_path):
     assert (out / "trials" / "env_COST_US=100" / "trial-0.log").read_text().startswith("starting up")
     assert "blocks" in r.stdout and "slower" in r.stdout
     assert not _running(str(TRAINER))
+
+
+PUFFER = Path(__file__).resolve().parent.parent / "bench" / "userenvs" / "puffer_trainer.py"
+
+
+@pytest.mark.slow
+def test_pufferlibs_own_trainer_is_read_by_the_puffer_recogniser(tmp_path):
+    # PuffeRL, unmodified, from a user's short script whose logger prints its log dicts; the env
+    # wrapper's 200 µs per step is more than a step takes here (about 80 µs): far slower in every pair
+    pythonpath = os.pathsep.join([str(PUFFER.parent), os.environ.get("PYTHONPATH", "")])
+    r, out = _compare(tmp_path, "--cmd", f"puffer={sys.executable} {PUFFER} --quiet-dashboard --data-dir "
+                      f"{tmp_path / 'exp'}", "--vary", "env:HIDDEN_COST_US=0,200", "--progress", "puffer",
+                      "--trials", "2", "--seconds", "6", "--block-seconds", "0.5", "--warmup-seconds", "1",
+                      env={"PYTHONPATH": pythonpath})
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((out / "sps.json").read_text())
+    blocks = data["blocks"][data["warmup_rounds"]:]
+    assert blocks and all(b["sps"]["env:HIDDEN_COST_US=200"] > 0 for b in blocks), r.stdout + r.stderr[-2000:]
+    ratios = sorted(b["sps"]["env:HIDDEN_COST_US=200"] / b["sps"]["env:HIDDEN_COST_US=0"] for b in blocks)
+    assert ratios[len(ratios) // 2] < 0.8, (ratios, r.stdout)
+    assert '"agent_steps"' in (out / "trials" / "env_HIDDEN_COST_US=0" / "trial-0.log").read_text()
+    assert not _running(str(PUFFER))
 
 
 @pytest.mark.slow

@@ -59,7 +59,7 @@ def parse_metric(text: str) -> tuple[str, bool]:
                    "episodic_return, as CleanRL prints it). Vary it with --vary env:VAR=V1,V2.")
 @click.option("--progress", default="auto", show_default=True, metavar="REGEX|NAME",
               help="--cmd: how to read the cumulative step counter from each line the command prints: a regex "
-                   "whose group 1 is the count, or cleanrl, sb3, steps, auto (as compare --cmd).")
+                   "whose group 1 is the count, or cleanrl, sb3, puffer, steps, auto (as compare --cmd).")
 @click.option("--start-timeout", type=opts.FiniteRange(min=1), default=120.0, show_default=True, metavar="S",
               help="--cmd: a seed fails when its command prints no step count within S seconds.")
 @opts.scenario_options

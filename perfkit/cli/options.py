@@ -85,7 +85,8 @@ def command_options(f):
     f = click.option("--progress", default="auto", show_default=True, metavar="REGEX|NAME",
                      help="--cmd: how to read the cumulative step counter from each line the command prints: a "
                           "regex whose group 1 is the count, or cleanrl (global_step=N), sb3 (| total_timesteps | "
-                          "N |), steps (steps: N), auto (the first of these that matches).")(f)
+                          "N |), puffer (PuffeRL's log dict: \"agent_steps\": N), steps (steps: N), auto (the "
+                          "first of these that matches).")(f)
     f = click.option("--cmd", "cmds", multiple=True, metavar="NAME=COMMAND",
                      help="Compare your own training command instead of perfkit's trainer: NAME=COMMAND, "
                           "repeatable, the first is the reference. By default (--mode interleave) every command "

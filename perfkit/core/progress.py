@@ -9,6 +9,8 @@ trainer that prints a hundred lines a second does not turn timestamp jitter into
 Built-in recognisers (`--progress NAME`):
   cleanrl    `global_step=12345` (CleanRL's scripts print it with every finished episode)
   sb3        `| total_timesteps | 12345 |` (Stable-Baselines3's logger table)
+  puffer     `"agent_steps": 12345` (PufferLib's PuffeRL log dict, printed as JSON or a Python dict by
+             a logger; its dashboard abbreviates steps to "12.3K", too coarse to count)
   steps      `step 12345`, `steps: 12345`, `step=12345` (a plain counter)
   auto       the first of these that matches a line
 A custom `--progress REGEX` must have one group: the cumulative step count (digits, `_` or `,`
@@ -27,6 +29,7 @@ from perfkit.core.timing import Window
 RECOGNISERS: dict[str, str] = {
     "cleanrl": r"global_step\s*[=:]\s*([\d_,]+)",
     "sb3": r"\|\s*total_timesteps\s*\|\s*([\d_,]+)\s*\|",
+    "puffer": r"""['"]agent_steps['"]\s*:\s*([\d_,]+)""",
     "steps": r"\bsteps?\s*[=:]?\s*([\d_,]+)\b",
 }
 AUTO = "auto"

@@ -1,0 +1,52 @@
+"""Are two built-in trainers of identical code offset from each other, and is the offset per build
+or per process?
+
+    python bench/trainer_offsets.py --seconds 30 --builds 8      # one process, 8 fresh builds
+    for i in 1 2 3 4 5; do python bench/trainer_offsets.py --seconds 50 --builds 1; done   # 5 processes
+
+Each build makes two fresh trainers on a user-style env (`forage:make`, bench/userenvs) and runs
+them in one process in rotating rounds (the session `compare` uses) for `--seconds`; construction
+order alternates with the build. Printed per build: the mean log ratio B/A over batch means of one
+rotation, with its standard error. If the builds' means spread more than their standard errors, a
+trainer's own offset is missing from the one-process interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "userenvs"))
+
+from perfkit.core.scenario import Scenario  # noqa: E402
+from perfkit.engine.session import SessionSpec, run_session  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=30.0, help="rounds per build")
+    ap.add_argument("--builds", type=int, default=8)
+    args = ap.parse_args()
+    sc = Scenario.build({"env": "forage:make", "wrapper": "none", "env-config": "deferred"}).to_dict()
+    means, ses = [], []
+    for g in range(args.builds):
+        labels = ["a", "b"] if g % 2 == 0 else ["b", "a"]
+        s = run_session(SessionSpec(variants=[{"label": lb, "scenario": sc} for lb in labels], seconds=args.seconds))
+        lr = [math.log(b["sps"]["b"] / b["sps"]["a"]) for b in s.blocks[s.warmup_rounds:]]
+        batches = [statistics.fmean(lr[i:i + 2]) for i in range(0, len(lr) - 1, 2)]
+        m, se = statistics.fmean(batches), statistics.stdev(batches) / math.sqrt(len(batches))
+        means.append(m)
+        ses.append(se)
+        print(f"| {g + 1} | {labels[0]} | {len(lr)} | {m:+.4f} | {se:.4f} |", flush=True)
+    if len(means) > 1:
+        print(f"\nsd of the builds' means {statistics.stdev(means):.4f}; their median se {statistics.median(ses):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
