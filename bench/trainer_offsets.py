@@ -8,7 +8,8 @@ Each build makes two fresh trainers on a user-style env (`forage:make`, bench/us
 them in one process in rotating rounds (the session `compare` uses) for `--seconds`; construction
 order alternates with the build. Printed per build: the mean log ratio B/A over batch means of one
 rotation, with its standard error. If the builds' means spread more than their standard errors, a
-trainer's own offset is missing from the one-process interval.
+trainer's own offset is missing from the one-process interval; at the end, the mean log ratio of
+the trainer built second to the one built first (is construction order a bias?).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> int:
     ap.add_argument("--builds", type=int, default=8)
     args = ap.parse_args()
     sc = Scenario.build({"env": "forage:make", "wrapper": "none", "env-config": "deferred"}).to_dict()
-    means, ses = [], []
+    means, ses, second = [], [], []
     for g in range(args.builds):
         labels = ["a", "b"] if g % 2 == 0 else ["b", "a"]
         s = run_session(SessionSpec(variants=[{"label": lb, "scenario": sc} for lb in labels], seconds=args.seconds))
@@ -42,9 +43,13 @@ def main() -> int:
         m, se = statistics.fmean(batches), statistics.stdev(batches) / math.sqrt(len(batches))
         means.append(m)
         ses.append(se)
+        second.append(m if labels[0] == "a" else -m)  # log(built second / built first)
         print(f"| {g + 1} | {labels[0]} | {len(lr)} | {m:+.4f} | {se:.4f} |", flush=True)
     if len(means) > 1:
         print(f"\nsd of the builds' means {statistics.stdev(means):.4f}; their median se {statistics.median(ses):.4f}")
+        se_mean = statistics.stdev(second) / math.sqrt(len(second))
+        print(f"log(built second / built first): mean {statistics.fmean(second):+.4f}, se {se_mean:.4f}; "
+              f"log(b / a): mean {statistics.fmean(means):+.4f}, se {statistics.stdev(means) / math.sqrt(len(means)):.4f}")
     return 0
 
 

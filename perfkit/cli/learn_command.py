@@ -47,7 +47,7 @@ def parse_metric(text: str) -> tuple[str, bool]:
 @click.option("--parallel", type=click.IntRange(min=1), default=None, metavar="J",
               help="Seeds trained side by side, each in its own process (default: one per core a trial keeps "
                    "busy; on CUDA at most 4 per GPU). Learning is compared at equal steps, so trials need not be "
-                   "timed apart.")
+                   "timed apart. With --backend ray: seeds per node.")
 @click.option("--pairing", type=click.Choice(["seed", "none"]), default="seed", show_default=True,
               help="seed: variant B's seed s is A's seed s, and the verdict rests on the per-seed differences. "
                    "none: every variant gets its own seeds (Welch's interval), e.g. to check that twins agree.")
@@ -60,13 +60,21 @@ def parse_metric(text: str) -> tuple[str, bool]:
 @click.option("--progress", default="auto", show_default=True, metavar="REGEX|NAME",
               help="--cmd: how to read the cumulative step counter from each line the command prints: a regex "
                    "whose group 1 is the count, or cleanrl, sb3, puffer, steps, auto (as compare --cmd).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: seeds on this machine. ray: seeds on the nodes of a Ray cluster, every node training "
+                   "--parallel seeds at once (default: one per core a seed keeps busy), each seed in a fresh process "
+                   "given its share of the node; a seed lost with its node runs again elsewhere. Needs pip install "
+                   "'perfkit[ray]', and perfkit, your env or command importable on every node.")
+@click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
+              help="--backend ray: the cluster to use; auto (default) finds the one started on this machine "
+                   "with `ray start`.")
 @click.option("--start-timeout", type=opts.FiniteRange(min=1), default=120.0, show_default=True, metavar="S",
               help="--cmd: a seed fails when its command prints no step count within S seconds.")
 @opts.scenario_options
 @opts.trainer_options
 @opts.output_options
 def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parallel, pairing, cmds, progress,
-          start_timeout, fixes, seed, num_envs, ppo, fmt, out, force, **kwargs) -> None:
+          backend, ray_address, start_timeout, fixes, seed, num_envs, ppo, fmt, out, force, **kwargs) -> None:
     """Did B stop learning? Every variant trains --steps agent-steps under --seeds seeds (fresh
     processes, several side by side), and for each asked metric prints the final value across seeds
     (interquartile mean with a bootstrap 95% interval), the difference B − A with its paired
@@ -81,6 +89,9 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
     Example: perfkit learn --vary preset=basic_easy_shaped,make_arena --steps 500000 --seeds 5
 
     Example: perfkit learn --vary env=mypkg.envs:make,mypkg.envs_v2:make --metric score --precision 0.2
+
+    Example: perfkit learn --backend ray --ray-address HEAD:6379 --vary preset=basic_easy_shaped,make_arena
+    --seeds 20
 
     Example: perfkit learn --cmd base='python ppo.py --seed {seed} --total-timesteps 200000' --cmd
     lr='python ppo.py --seed {seed} --total-timesteps 200000 --learning-rate 1e-4' --steps 200000
@@ -99,6 +110,10 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
     if max_seeds < seeds:
         raise click.UsageError(f"--max-seeds {max_seeds} is below --seeds {seeds}")
     ctx = click.get_current_context()
+    if backend == "ray":
+        _require_ray()
+    elif ray_address is not None:
+        raise click.UsageError("--ray-address is for --backend ray (the default backend is local)")
     for name in ("progress", "start_timeout"):
         if not cmds and ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
             raise click.UsageError(f"--{name.replace('_', '-')} reads your own command's output: give --cmd NAME=COMMAND")
@@ -126,6 +141,7 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
         raise click.UsageError(f"--num-envs {num_envs}: learn gives each seed a block of {SEED_SPACING:,} env seeds, so "
                                f"at most {SEED_SPACING:,} envs per trial")
 
+    per_node, workers = parallel, 0
     if command is not None:
         asked = names or ["episodic_return"]
         parallel = parallel or learning.auto_parallel()
@@ -147,23 +163,33 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
             click.echo("note: no episode ended in a short random-action run of the env, so the metrics could not be "
                        "checked before training", err=True)
         workers = learning.workers_of(variants[0])
-        parallel = parallel or learning.auto_parallel(workers, learning.gpus_of(variants))
+        parallel = parallel or learning.auto_parallel(workers, learning.gpus_of(variants)
+                                                      if backend == "local" else 0)
+    runner, nodes = None, None
+    if backend == "ray":  # before the results directory: an unreachable cluster leaves nothing behind
+        runner = _start_cluster(ray_address or "auto", per_node, workers)
+        parallel, nodes = runner.parallel, runner.infos
     job = learning.LearnJob(variants, steps, seeds, max_seeds, asked,
                             lower_is_better=[n for n, low in parsed if low], precision=precision,
                             max_seconds=60 * max_minutes if max_minutes else None, parallel=parallel,
                             ppo=ppo or {}, num_envs=num_envs, first_seed=seed, paired=pairing == "seed",
-                            command=command)
+                            command=command, nodes=nodes)
     run_dir = opts.run_dir(out, "learn", force)
     until = (f"{seeds} seeds, then as many as their spread says ±{precision:.1%} of the reference needs (at most "
              f"{max_seeds}"
              f"{f', {max_minutes:g} min' if max_minutes else ''})" if precision else f"{seeds} seeds")
+    where = f"on {len(nodes)} Ray node(s)" if nodes else f"({available_cores()} cores)"
     click.echo(f"{len(variants)} variant(s) x {until}, {steps:,} agent-steps per seed, {parallel} side by side "
-               f"({available_cores()} cores), verdict on {', '.join(asked)} -> {run_dir}", err=True)
+               f"{where}, verdict on {', '.join(asked)} -> {run_dir}", err=True)
+    if nodes:
+        click.echo("ray: " + ", ".join(f"{i['host']}/{nid[:8]} ({i['slots']} seed(s) at once, {i['cores_per_seed']} "
+                                       f"core(s) each{', ' + i['gpu'] if i.get('gpu') else ''})"
+                                       for nid, i in nodes.items()), err=True)
     from perfkit.core.children import stop_on_sigterm
     from perfkit.render.report import render_learn
 
     with stop_on_sigterm():
-        result = learning.run(job, run_dir, _on_trial(asked[0]))
+        result = learning.run(job, run_dir, _on_trial(asked[0]), **({"runner": runner} if runner else {}))
     rendered = render_learn(result, fmt)
     opts.write_files(run_dir, rendered.files)
     click.echo(rendered.text)
@@ -172,6 +198,30 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
         sys.exit(130)
     if any(t.status == "failed" for ts in result.trials.values() for t in ts):
         sys.exit(1)
+
+
+def _require_ray() -> None:
+    from perfkit.engine.cluster import ClusterError, require_ray
+
+    try:
+        require_ray()
+    except ClusterError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _start_cluster(address: str, per_node: int | None, workers: int):
+    """The cluster's seed slots, started (ended when the command ends); a usage error when the
+    cluster cannot be reached or has no node for trials."""
+    from perfkit.engine.cluster import ClusterError
+    from perfkit.engine.cluster_seeds import ClusterSeeds
+
+    runner = ClusterSeeds(address, per_node=per_node, workers=workers)
+    try:
+        runner.__enter__()
+    except ClusterError as e:
+        raise click.UsageError(str(e)) from None
+    click.get_current_context().call_on_close(runner.__exit__)
+    return runner
 
 
 def _command_metrics(parsed: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
@@ -219,7 +269,9 @@ def _on_trial(metric: str):
             return
         value = ls.final_value(ls.points(tr.windows, metric), tr.agent_steps)
         shown = "no episodes" if value != value else f"{metric} {value:.3f}"
+        where = f" on {tr.node.get('host', '?')}/{str(tr.node.get('id', ''))[:8]}" if tr.node else ""
+        again = f" (run again after its node was lost {tr.requeued}x)" if tr.requeued else ""
         click.echo(f"[{i}/{n}] {label} seed {seed}: {tr.agent_steps:,} agent-steps in "
-                   f"{(tr.process_s or tr.seconds):.0f} s ({tr.sps:,.0f}/s), {shown}", err=True)
+                   f"{(tr.process_s or tr.seconds):.0f} s ({tr.sps:,.0f}/s), {shown}{where}{again}", err=True)
 
     return on_trial

@@ -64,6 +64,7 @@ class LearnJob:
     paired: bool = True
     confidence: float = 0.95
     command: CommandLearning | None = None  # the variants are the user's commands (`learn --cmd`)
+    nodes: dict[str, dict] | None = None  # --backend ray: the cluster's nodes ({id: info}), their slots run the seeds
 
     @property
     def cores_per_trial(self) -> int:
@@ -99,6 +100,7 @@ def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, int, Tr
         steps=job.steps, seeds=[], paired=job.paired, metrics=list(job.metrics),
         lower_is_better=list(job.lower_is_better), trials={v.label: [] for v in job.variants},
         confidence=job.confidence, precision=job.precision, parallel=job.parallel, machine=machine_info(),
+        backend="ray" if job.nodes else "local", nodes=dict(job.nodes or {}),
         stopping={"rule": {"seeds": job.seeds, "max_seeds": job.max_seeds, "precision": job.precision,
                            "max_seconds": job.max_seconds}})
     path = run_dir / "learn.json"
@@ -174,15 +176,16 @@ def _command_job(job: LearnJob, v: Variant, index: int, seed: int, run_dir: Path
     n = learn_seed(trial_seed)
     cmd = v.scenario
     env = {**dict(cmd.env), "PERFKIT_SEED": str(n)}
-    for var in THREAD_VARS:
-        if var not in os.environ and var not in env:
-            env[var] = str(job.cores_per_trial)
+    ours = [var for var in THREAD_VARS if var not in os.environ and var not in env]
+    for var in ours:
+        env[var] = str(job.cores_per_trial)
     cmd = replace(cmd, text=cmd.text.replace(SEED_FIELD, str(n)),  # type: ignore[type-var]
                   env=tuple(sorted(env.items())))
     spec = {"command": cmd.to_dict(), "label": v.label, "steps": job.steps, "seed": trial_seed,
             "progress": job.command.progress, "metrics": list(job.command.metrics), "asked": list(job.metrics),
             "user_pythonpath": os.environ.get("PYTHONPATH"),  # perfkit's child gets its own; the command, the user's
-            "start_timeout": job.command.start_timeout}
+            "start_timeout": job.command.start_timeout,
+            "perfkit_threads": ours}  # set by perfkit: a cluster's slot sets them to its own cores
     return TrialJob(spec, run_dir / "trials" / v.slug / f"seed-{seed}.json", {**cmd.to_dict(), "seed": trial_seed},
                     v.label, module="perfkit.engine.command")
 

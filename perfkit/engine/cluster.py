@@ -74,8 +74,8 @@ def require_ray():
 
 
 class NodeRunner:
-    """Runs trials on one node, one at a time, each in a fresh `python -m perfkit.engine.trial` process.
-    An async Ray actor (`ray.remote(NodeRunner)`), so `stop` can reach a running `run`."""
+    """Runs trials on one node (or one slot of it), one at a time, each in a fresh `python -m
+    perfkit.engine.trial` process. An async Ray actor (`ray.remote(NodeRunner)`), so `stop` can reach a running `run`."""
 
     def __init__(self, pythonpath: list[str]):
         self.pythonpath = pythonpath
@@ -94,8 +94,9 @@ class NodeRunner:
                 "ray_cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0),
                 "gpu": accel[0] if accel else None, "python": sys.version.split()[0]}
 
-    async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Run one trial; returns its exit status, stderr, the trial's JSON (None if it wrote
+    async def run(self, spec: dict[str, Any], module: str = "perfkit.engine.trial") -> dict[str, Any]:
+        """Run one trial (`python -m MODULE SPEC OUT`: perfkit's trainer, or `perfkit.engine.command`
+        for a user's command); returns its exit status, stderr, the trial's JSON (None if it wrote
         none) and the trial process's wall time. After a stop (or kill) no trial starts: it
         returns at once as a trial stopped before it began (exit 130, no JSON)."""
         if self.stopping is not None:
@@ -108,7 +109,7 @@ class NodeRunner:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (*self.pythonpath, env.get("PYTHONPATH")) if p)
             t0 = time.monotonic()
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "perfkit.engine.trial", str(spec_path), str(out),
+                sys.executable, "-m", module, str(spec_path), str(out),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
                 preexec_fn=functools.partial(_child_setup, self.prctl))
             if self.stopping is not None:  # the stop came while the process was being started: it gets it now

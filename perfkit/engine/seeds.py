@@ -121,6 +121,19 @@ def load_trial(out: Path, code: int, err: str, scenario: dict[str, Any], label: 
     try:
         result = TrialResult.load(out)
     except ResultsError:  # no record (killed before it saved) or one cut short
+        result = None
+    return _with_exit(result, code, err, scenario, label, stopped)
+
+
+def load_trial_dict(data: dict[str, Any] | None, code: int, err: str, scenario: dict[str, Any], label: str,
+                    stopped: bool = False) -> TrialResult:
+    """`load_trial` for a record that came back as a dict (from a node of a cluster), None for none."""
+    return _with_exit(TrialResult.from_dict(data) if data is not None else None, code, err, scenario, label, stopped)
+
+
+def _with_exit(result: TrialResult | None, code: int, err: str, scenario: dict[str, Any], label: str,
+               stopped: bool) -> TrialResult:
+    if result is None:
         return TrialResult.failed(scenario, label, None if stopped else exit_text(code, err),
                                   None if stopped else code, interrupted=stopped)
     if code not in (0, 130) and not result.error:

@@ -89,6 +89,8 @@ class LearnResult(Record):
     interrupted: bool = False
     seconds: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"  # where the seeds trained: this machine, or "ray" (a cluster's nodes)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # --backend ray: {node id: info, slots, lost}
 
     # -- derived -------------------------------------------------------------------------------
     def complete(self, tr: TrialResult) -> bool:
@@ -233,6 +235,8 @@ class LearnResult(Record):
             "interrupted": Field.boolean,
             "seconds": lambda x: x.number(0),
             "machine": Field.obj,
+            "backend": lambda x: x.choice("local", "ray"),
+            "nodes": lambda x: x.mapping(Field.obj),
         })
 
 

@@ -127,8 +127,29 @@ def speed_table(result: LearnResult, fmt: str = "github") -> str:
                                    "minutes per seed (median)"], tablefmt=fmt, disable_numparse=True)
 
 
+def nodes_table(result: LearnResult, fmt: str = "github") -> str:
+    """--backend ray: what each node ran (a seed's numbers do not depend on where it trained)."""
+    from tabulate import tabulate
+
+    rows = []
+    for nid, info in result.nodes.items():
+        ran = [t for ts in result.trials.values() for t in ts if t.node.get("id") == nid]
+        rows.append([f"{info.get('host', '?')}/{nid[:8]}", f"{info.get('ray_cpus', 0):g}", info.get("slots", "–"),
+                     info.get("cores_per_seed", "–"), sum(result.complete(t) for t in ran),
+                     "lost" if info.get("lost") else "ok"])
+    return tabulate(rows, headers=["node", "CPUs", "seeds at once", "cores per seed", "seeds finished", "state"],
+                    tablefmt=fmt, disable_numparse=True)
+
+
 def warnings(result: LearnResult) -> list[str]:
     out = []
+    for nid, info in result.nodes.items():
+        if info.get("lost"):
+            out.append(f"node {info.get('host', '?')}/{nid[:8]} left the run ({info.get('why', 'lost')}); its seeds "
+                       "ran on the other nodes")
+    again = sum(t.requeued > 0 for ts in result.trials.values() for t in ts)
+    if again:
+        out.append(f"{again} seed(s) ran again on another node after theirs was lost (the lost attempt is not counted)")
     for label in result.variants:
         for t in result.trials.get(label, []):
             seed = learn_seed(int(t.scenario.get("seed", 0)))
@@ -177,6 +198,8 @@ def learn_markdown(result: LearnResult, fmt: str = "github") -> str:
         note = f" ({constant} that were the same in every seed left out)" if constant else ""
         parts += [f"## Other episode metrics (not tested: numbers only){note}", others_table(result, varying, fmt)]
     parts += ["## Speed", speed_table(result, fmt)]
+    if result.nodes:
+        parts += [f"## Nodes (--backend ray: {len(result.nodes)})", nodes_table(result, fmt)]
     w = warnings(result)
     if w:
         parts += ["## Warnings", "\n".join(f"- {x}" for x in w)]
