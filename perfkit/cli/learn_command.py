@@ -189,7 +189,7 @@ def learn(vary, steps, seeds, precision, max_seeds, max_minutes, metrics, parall
     from perfkit.render.report import render_learn
 
     with stop_on_sigterm():
-        result = learning.run(job, run_dir, _on_trial(asked[0]), **({"runner": runner} if runner else {}))
+        result = learning.run(job, run_dir, _on_trial(asked[0]), runner=runner)
     rendered = render_learn(result, fmt)
     opts.write_files(run_dir, rendered.files)
     click.echo(rendered.text)

@@ -20,7 +20,7 @@ from perfkit.core.machine import machine_info
 from perfkit.core.scenario import Variant
 from perfkit.core.stats import COUNTER_PREFIX
 from perfkit.core.threads import available_cores
-from perfkit.engine.seeds import TrialJob, run_parallel
+from perfkit.engine.seeds import TrialJob, run_parallel, seeds_at_once
 from perfkit.records.learning import DEFAULT_METRICS, TRAINING_STATS, LearnResult, learn_seed, seed_of
 from perfkit.records.trial import TrialResult
 
@@ -71,14 +71,9 @@ class LearnJob:
         return max(1, available_cores() // self.parallel)
 
 
-GPU_TRIALS_PER_DEVICE = 4  # seeds sharing one GPU: small policies leave it mostly idle, more only queue
-
-
 def auto_parallel(workers: int = 0, gpus: int = 0) -> int:
-    """Seeds side by side: one per core a trial keeps busy (its main process plus its rollout
-    workers), at least one; on CUDA at most GPU_TRIALS_PER_DEVICE per GPU."""
-    n = max(1, available_cores() // (1 + workers))
-    return min(n, GPU_TRIALS_PER_DEVICE * gpus) if gpus else n
+    """Seeds side by side on this machine (`seeds.seeds_at_once` of its cores)."""
+    return seeds_at_once(available_cores(), workers, gpus)
 
 
 def gpus_of(variants: list[Variant]) -> int:
@@ -92,9 +87,11 @@ def gpus_of(variants: list[Variant]) -> int:
 
 
 def run(job: LearnJob, run_dir: Path, on_trial: Callable[[int, int, str, int, TrialResult], None] | None = None,
-        clock: Callable[[], float] = time.monotonic, runner=run_parallel) -> LearnResult:
+        clock: Callable[[], float] = time.monotonic, runner=None) -> LearnResult:
     """Train every variant under seeds first_seed, first_seed + 1, ... until the rule stops;
-    `on_trial(finished, planned, variant, seed, trial)` after each."""
+    `on_trial(finished, planned, variant, seed, trial)` after each. `runner` runs a batch of trial
+    jobs (`seeds.run_parallel`, the default, or a cluster's `ClusterSeeds`)."""
+    runner = runner or run_parallel
     result = LearnResult(
         variants=[v.label for v in job.variants], scenarios={v.label: v.scenario.to_dict() for v in job.variants},
         steps=job.steps, seeds=[], paired=job.paired, metrics=list(job.metrics),

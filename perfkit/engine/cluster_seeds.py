@@ -40,11 +40,8 @@ from perfkit.core.files import atomic_write_text
 from perfkit.engine.cluster import (ACTOR_START_S, GRACE_S, REQUEUES, WAIT_S, ClusterError, NodeRunner,
                                     _end_runners, _lost_node_errors, connect, driver_pythonpath,
                                     require_trial_nodes)
-from perfkit.engine.seeds import TrialJob, load_trial_dict
+from perfkit.engine.seeds import TrialJob, load_trial_dict, seeds_at_once
 from perfkit.records.trial import TrialResult
-
-GPU_TRIALS_PER_DEVICE = 4  # seeds sharing one GPU, as locally: small policies leave it mostly idle
-
 
 @dataclass
 class Slot:
@@ -58,12 +55,8 @@ class Slot:
 
 
 def slots_for(cpus: float, gpus: float, per_node: int | None, workers: int) -> int:
-    """Seeds one node trains side by side: `per_node` when given, else one per core a trial keeps
-    busy (1 + its rollout workers), at least one; with GPUs at most GPU_TRIALS_PER_DEVICE per GPU."""
-    if per_node:
-        return per_node
-    n = max(1, int(cpus) // (1 + workers))
-    return min(n, max(1, int(GPU_TRIALS_PER_DEVICE * gpus))) if gpus else n
+    """Seeds one node trains side by side: `per_node` when given, else as locally (`seeds_at_once`)."""
+    return per_node or seeds_at_once(cpus, workers, gpus)
 
 
 def slot_spec(spec: dict[str, Any], slot: Slot, cwd: str) -> dict[str, Any]:

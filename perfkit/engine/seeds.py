@@ -25,8 +25,16 @@ from perfkit.core.files import atomic_write_text
 from perfkit.records.store import ResultsError
 from perfkit.records.trial import TrialResult
 
+GPU_TRIALS_PER_DEVICE = 4  # seeds sharing one GPU: small policies leave it mostly idle, more only queue
 GRACE_SECONDS = 30.0  # after a forwarded stop, how long a trial may take to save
 POLL_SECONDS = 0.2
+
+
+def seeds_at_once(cpus: float, workers: int = 0, gpus: float = 0) -> int:
+    """Seeds one machine trains side by side: one per core a trial keeps busy (its main process
+    plus its rollout workers), at least one; with GPUs at most GPU_TRIALS_PER_DEVICE per GPU."""
+    n = max(1, int(cpus) // (1 + workers))
+    return min(n, max(1, int(GPU_TRIALS_PER_DEVICE * gpus))) if gpus else n
 
 
 @dataclass(frozen=True)
