@@ -345,3 +345,19 @@ def test_a_recorded_non_monotonic_bisect_re_renders_exactly():
     assert [s.verdict for s in rec.steps if s.search == "second"] and rec.outcome["change_points"] == [36, 46]
     assert sum(ln.endswith("| beyond-bad            |") for ln in lines) == \
         sum(s.verdict == "beyond-bad" for s in rec.steps) >= 1
+
+
+def test_a_learning_bisect_takes_each_seeds_final_value_as_learn_does():
+    """The trainer process's learning answer is perfkit learn's final value of a seed: episode-
+    weighted over the windows ending in its last 20% of agent-steps, not a mean of late windows."""
+    from types import SimpleNamespace
+
+    from perfkit.engine.bisect_trainer import final_values
+
+    def w(eps, ret):
+        return SimpleNamespace(agent_steps=100, learning={"episodes": eps, "episode_return": ret} if eps else {})
+
+    windows = [w(5, 1.0)] * 8 + [w(1, 10.0), w(3, 30.0)]  # 1000 steps: the last 200 are the last two windows
+    got = final_values(windows)
+    assert got == {"episode_return": pytest.approx((10.0 + 90.0) / 4)}
+    assert final_values([w(5, 1.0)] * 8 + [w(0, 0.0)] * 2) == {}  # nothing ended late: no final value

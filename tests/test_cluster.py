@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import math
 import os
 import signal
@@ -243,6 +244,29 @@ def test_compare_on_a_two_node_cluster_gives_the_local_table_and_per_node_record
 
 @pytest.mark.slow
 @needs_ray
+def test_a_users_commands_compared_on_a_two_node_cluster(cluster, tmp_path):
+    """compare --cmd --backend ray: each trial a fresh run of the command on a node, both sides of
+    a round on one node, a hidden per-step cost called slower."""
+    trainer = Path(__file__).parent / "trainers" / "counter.py"
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["compare", "--backend", "ray", "--ray-address", cluster.address,
+                                  "--cmd", f"base={sys.executable} {trainer}", "--vary", "env:COST_US=0,400",
+                                  "--trials", "4", "--seconds", "2", "--warmup-seconds", "1", "--reruns", "0",
+                                  "--progress", "cleanrl", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    result = CompareResult.load(out / "sps.json")
+    assert result.backend == "ray" and len(result.nodes) == 2 and result.mode == "process"
+    trials = [t for ts in result.trials.values() for t in ts]
+    assert len(trials) == 8 and all(t.status == "ok" for t in trials)
+    assert {t.node["id"] for t in trials} == set(result.nodes)
+    for k in range(4):
+        a, b = (next(t for t in result.trials[label] if t.round == k) for label in result.variants)
+        assert a.node["id"] == b.node["id"]
+    assert result.summaries()[1].vs_reference.verdict == "slower"
+
+
+@pytest.mark.slow
+@needs_ray
 def test_a_node_removed_mid_sweep_requeues_its_round_and_the_table_is_complete(cluster, tmp_path):
     from perfkit.core.scenario import Scenario, plan_variants
     from perfkit.engine.cluster import run_compare_ray
@@ -437,11 +461,12 @@ class FakeRay:
             pass
 
     def __init__(self, outcome):
-        self.outcome, self.pending, self.sent, self.killed = outcome, [], [], []
+        self.outcome, self.pending, self.sent, self.killed, self.modules = outcome, [], [], [], []
 
     def actor(self, node):
-        def run(spec):
+        def run(spec, module="perfkit.engine.trial"):
             ref = object()
+            self.modules.append(module)
             self.pending.append((ref, node, spec))
             self.sent.append(node)
             return ref
@@ -567,3 +592,64 @@ def test_the_trials_on_a_node_import_this_perfkit_and_its_envs(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     first = Path(driver_pythonpath()[0])
     assert (first / "perfkit" / "__init__.py").is_file() and (first / "envs" / "registry.py").is_file()
+
+
+def test_commands_run_on_the_nodes_as_fresh_command_trials(tmp_path, monkeypatch):
+    """compare --cmd --backend ray: every trial is `python -m perfkit.engine.command` on its node,
+    told the command (in this machine's working directory), its seconds, warm-up and progress."""
+    from perfkit.core.command import plan_commands
+    from perfkit.engine.cluster import Scheduler
+    from perfkit.engine.command import CommandRunner
+    from perfkit.engine.rounds import StopRule
+
+    monkeypatch.chdir(tmp_path)
+    specs = []
+
+    def outcome(node, spec, n):
+        specs.append(spec)
+        t = _payload(spec)
+        t["trial"] = {**t["trial"], "scenario": spec["command"], "label": spec["label"]}
+        return t
+
+    fake = FakeRay(outcome)
+    variants = plan_commands(["base=python train.py", "fast=python train.py --fast"], [])
+    runner = CommandRunner(seconds=4.0, warmup_seconds=1.5, progress="cleanrl", metrics=("episodic_return",))
+    result = Scheduler(ray=fake, actors={n: fake.actor(n) for n in ("n1", "n2")},
+                       infos={n: {"id": n, "host": "h"} for n in ("n1", "n2")}, variants=variants,
+                       rule=StopRule(rounds=2, reruns=0), runner=runner, run_dir=tmp_path / "run",
+                       on_trial=None, stop_on_failure=False, requeues=2, on_dispatch=None, clock=time.monotonic).run()
+    assert set(fake.modules) == {"perfkit.engine.command"} and len(fake.modules) == 4
+    assert {s["command"]["command"] for s in specs} == {"python train.py", "python train.py --fast"}
+    assert all(s["seconds"] == 4.0 and s["warmup_seconds"] == 1.5 and s["progress"] == "cleanrl"
+               and s["metrics"] == ["episodic_return"] and s["command"]["cwd"] == str(tmp_path) for s in specs)
+    assert result.backend == "ray" and all(len(result.ok_trials(v.label)) == 2 for v in variants)
+
+
+def test_a_nodes_command_trial_measures_seconds_after_its_warm_up(tmp_path):
+    """What a node runs: `perfkit.engine.command` with a compare spec runs the command for its
+    warm-up and steady seconds and records the trial (the SPS read from its progress lines)."""
+    from perfkit.engine.command import main as command_main
+
+    trainer = Path(__file__).parent / "trainers" / "counter.py"
+    spec = {"command": {"workload": "command", "name": "base", "command": f"{sys.executable} {trainer}", "env": {},
+                        "cwd": str(tmp_path)},
+            "label": "base", "seconds": 1.5, "warmup_seconds": 0.5, "progress": "cleanrl", "metrics": [],
+            "start_timeout": 60.0, "min_window_s": 0.25, "user_pythonpath": None}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert command_main([str(tmp_path / "spec.json"), str(tmp_path / "trial.json")]) == 0
+    tr = TrialResult.load(tmp_path / "trial.json")
+    assert tr.error is None and tr.sps > 0 and tr.label == "base" and len(tr.windows) >= 2
+
+
+def test_commands_in_turns_cannot_go_to_a_cluster():
+    from click.testing import CliRunner
+
+    from perfkit.cli.main import main
+
+    for extra in (["--mode", "interleave"], ["--processes", "3"]):
+        r = CliRunner().invoke(main, ["compare", "--cmd", "a=python x.py", "--cmd", "b=python y.py",
+                                      "--backend", "ray", *extra])
+        assert r.exit_code == 2 and "--backend ray runs each trial as a fresh run" in r.output
+    r = CliRunner().invoke(main, ["compare", "--cmd", "a=python x.py", "--cmd", "b=python y.py",
+                                  "--ray-address", "127.0.0.1:1"])
+    assert r.exit_code == 2 and "--ray-address is for --backend ray" in r.output

@@ -186,10 +186,14 @@ def compare(vary, fixes, trials, precision, max_minutes, mode, stop_on_failure, 
                                + ("with --mode process every trial is a fresh process already" if cmds else
                                   "the built-in trainer's variants share one process, or run fresh per trial"))
     if cmds:
+        if ray_address is not None and backend != "ray":
+            raise click.UsageError("--ray-address is for --backend ray (the default backend is local)")
         job = opts.command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress,
                                metrics, warmup_seconds, start_timeout, seconds,
                                _rule(trials, precision, max_minutes, reruns), stop_on_failure, block_seconds,
-                               repo, revs, processes)
+                               repo, revs, processes, ray_address, ray_requeues)
+        if backend == "ray":  # before the results directory: an unreachable cluster leaves nothing behind
+            _connect_ray(ray_address or "auto")
         _run_and_report(job, opts.run_dir(out, "compare", force), fmt, max_minutes)
         return
     if revs:

@@ -123,7 +123,7 @@ def check_command_axes(vary, fixes, kwargs) -> None:
 
 def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo, num_envs, progress, metrics,
                 warmup_seconds, start_timeout, seconds, rule, stop_on_failure, block_seconds=0.3, repo=".",
-                revs=(), processes=1):
+                revs=(), processes=1, ray_address=None, ray_requeues=2):
     """The compare of `--cmd` variants, every input checked first (usage errors, exit 2)."""
     from perfkit.core.command import CommandError, check_startable, plan_commands
     from perfkit.core.progress import ProgressError, compile_metric, compile_progress
@@ -133,8 +133,14 @@ def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo
         raise click.UsageError("--mode inprocess is for the built-in trainer; with --cmd choose --mode interleave "
                                "(every command started once, run in turns: the default) or --mode process (a "
                                "fresh run of the command per trial)")
-    for flag, given in (("--backend ray", backend == "ray"),
-                        ("--flamegraph", flamegraph), ("--steps", steps is not None), ("--ppo", bool(ppo)),
+    if backend == "ray":
+        if mode == "interleave" or processes > 1:
+            raise click.UsageError(f"{'--mode interleave' if mode == 'interleave' else '--processes'} runs the "
+                                   "commands in turns on this machine; --backend ray runs each trial as a fresh run "
+                                   "of the command on a node: use --mode process (or auto) with --backend ray")
+        check_ray_backend("process", flamegraph)
+        mode = "process"
+    for flag, given in (("--flamegraph", flamegraph), ("--steps", steps is not None), ("--ppo", bool(ppo)),
                         ("--num-envs", num_envs is not None)):
         if given:
             raise click.UsageError(f"{flag} is for the built-in trainer; with --cmd your command runs as it is, "
@@ -157,7 +163,8 @@ def command_job(cmds, vary, fixes, kwargs, mode, backend, flamegraph, steps, ppo
         runner = CommandRunner(seconds=seconds, warmup_seconds=warmup_seconds, progress=progress,
                                metrics=tuple(metrics), start_timeout=start_timeout)
         return CompareJob(variants, rule, inprocess=False, seconds=seconds, workload=runner,
-                          stop_on_failure=stop_on_failure, repo=repo if revs else None)
+                          stop_on_failure=stop_on_failure, repo=repo if revs else None, backend=backend,
+                          ray_address=ray_address or "auto", ray_requeues=ray_requeues)
     from perfkit.engine.local import interleave_budget
 
     budget = interleave_budget(rule, seconds, len(variants))

@@ -341,32 +341,58 @@ def mean_learning(ds: list[dict[str, float]]) -> dict[str, float]:
 def steady_blocks(blocks: list[dict], warmup: int) -> list[dict]:
     """The rounds that count: each process's rounds after its first `warmup`. Rounds that carry a
     `process` number (commands run as several processes one after another, `compare --cmd
-    --processes`) are warmed up per process; rounds without one share one process."""
-    seen: dict[int, int] = {}
+    --processes`) are warmed up per process, rounds that carry a `build` number (trainers rebuilt
+    mid-session, `perfkit.engine.session`) per build; rounds with neither share one process."""
+    seen: dict[tuple[int, int], int] = {}
     out = []
     for b in blocks:
-        k = b.get("process", 0)
+        k = (b.get("process", 0), b.get("build", 0))
         seen[k] = seen.get(k, 0) + 1
         if seen[k] > warmup:
             out.append(b)
     return out
 
 
+def _group_key(b: dict) -> tuple[str, int]:
+    """What a round's interval is grouped by: its build order when the trainers were rebuilt in
+    turns (strata averaged with equal weights, `compare_strata`), else its process (the unit of
+    `compare_processes`)."""
+    return ("order", b["build_order"]) if "build_order" in b else ("process", b.get("process", 0))
+
+
+def _grouped_batches(blocks: list[dict], first: str, label: str, warmup: int, batch: int,
+                     flag: Callable[[dict], bool] | None = None):
+    """Per group (`_group_key`): batch means of the steady rounds' log(SPS label / SPS first), a
+    batch never spanning two processes or builds; with `flag`, also per batch whether any of its
+    rounds was flagged."""
+    runs: dict[tuple[int, int], tuple[tuple[str, int], list[float], list[bool]]] = {}
+    for k, x, b in _paired_rounds(blocks, first, label, warmup):
+        run = runs.setdefault((b.get("process", 0), b.get("build", 0)), (k, [], []))
+        run[1].append(x)
+        run[2].append(bool(flag(b)) if flag else False)
+    size = max(1, batch)
+    means: dict[tuple[str, int], list[float]] = {}
+    flags: dict[tuple[str, int], list[bool]] = {}
+    for key, xs, hit in runs.values():
+        m = batch_means(xs, size)
+        means.setdefault(key, []).extend(m)
+        flags.setdefault(key, []).extend(any(hit[i * size:(i + 1) * size]) for i in range(len(m)))
+    return means, flags
+
+
 def block_log_ratios(blocks: list[dict], first: str, label: str, warmup: int, batch: int) -> dict[int, list[float]]:
-    """Per process, batch means of its per-round log(SPS label / SPS first), warm-up rounds left
-    out; a round in which either block measured nothing (sps 0) is skipped. A batch never spans two
-    processes."""
-    d: dict[int, list[float]] = {}
-    for k, x, _ in _paired_rounds(blocks, first, label, warmup):
-        d.setdefault(k, []).append(x)
-    return {k: batch_means(v, max(1, batch)) for k, v in d.items()}
+    """Per group (a process; or, for trainers rebuilt in turns, a build order), batch means of its
+    per-round log(SPS label / SPS first), warm-up rounds left out; a round in which either block
+    measured nothing (sps 0) is skipped. A batch never spans two processes or builds."""
+    means, _ = _grouped_batches(blocks, first, label, warmup, batch)
+    return {k[1]: v for k, v in means.items()}
 
 
 def _paired_rounds(blocks: list[dict], first: str, label: str, warmup: int):
-    """(process, log(SPS label / SPS first), block) of each steady round in which both measured."""
+    """(group key, log(SPS label / SPS first), block) of each steady round in which both measured."""
     for b in steady_blocks(blocks, warmup):
         if b["sps"].get(label, 0) > 0 and b["sps"].get(first, 0) > 0:
-            yield b.get("process", 0), math.log(b["sps"][label] / b["sps"][first]), b
+            yield _group_key(b), math.log(b["sps"][label] / b["sps"][first]), b
 
 
 @dataclass(frozen=True)
@@ -382,23 +408,49 @@ class TrimmedRounds:
 
 def trimmed_rounds(blocks: list[dict], first: str, label: str, warmup: int, batch: int,
                    disturbed: Callable[[dict], bool]) -> TrimmedRounds:
-    """The batches of `block_log_ratios` (one process: the ones `rounds_interval` trims; several
-    processes: each process's own trimmed mean), with `disturbed(block)` asked of every round."""
-    size = max(1, batch)
-    xs: dict[int, list[float]] = {}
-    hit: dict[int, list[bool]] = {}
-    for k, x, b in _paired_rounds(blocks, first, label, warmup):
-        xs.setdefault(k, []).append(x)
-        hit.setdefault(k, []).append(disturbed(b))
+    """The batches of `block_log_ratios` (each group's own trimmed mean: the ones
+    `rounds_interval` trims in it), with `disturbed(block)` asked of every round."""
+    means, flags = _grouped_batches(blocks, first, label, warmup, batch, disturbed)
     n = cut = dist = dist_cut = 0
-    for k, v in xs.items():
-        means = batch_means(v, size)
-        flags = [any(hit[k][i * size:(i + 1) * size]) for i in range(len(means))]
-        out = trimmed_out(means)
-        n, cut = n + len(means), cut + len(out)
-        dist += sum(flags)
-        dist_cut += sum(1 for i in out if flags[i])
+    for key, m in means.items():
+        out = trimmed_out(m)
+        n, cut = n + len(m), cut + len(out)
+        dist += sum(flags[key])
+        dist_cut += sum(1 for i in out if flags[key][i])
     return TrimmedRounds(n, cut, dist, dist_cut)
+
+
+def _trimmed_mean_se(d: list[float], trim: float = TRIM) -> tuple[float, float, float]:
+    """(trimmed mean, its standard error, degrees of freedom) as `trimmed_log_ratios` takes them
+    (g = 0: the mean, its se and n - 1)."""
+    x = np.sort(np.asarray(d, float))
+    n = len(x)
+    g = _cut_per_end(n, trim)
+    if g == 0:
+        return float(x.mean()), float(x.std(ddof=1) / math.sqrt(n)), n - 1
+    w = np.clip(x, x[g], x[n - g - 1])  # winsorized: the cut values replaced by the nearest kept one
+    return float(x[g:n - g].mean()), float(w.std(ddof=1)) / ((1 - 2 * g / n) * math.sqrt(n)), n - 2 * g - 1
+
+
+def compare_strata(strata: dict[int, list[float]], confidence: float = 0.95) -> Comparison:
+    """Batch means of one process, in strata: the build orders of trainers rebuilt in turns
+    (`perfkit.engine.session`). Each stratum's trimmed mean (as `rounds_interval` takes it), then
+    their plain average, so a fixed offset that comes with the place a trainer was built in cancels
+    however unevenly the rounds fell between the orders; its standard error sqrt(sum se_i^2) / k,
+    with Welch-Satterthwaite degrees of freedom. Strata with fewer than MIN_TRIALS batch means are
+    left out (the rounds stop on precision only once every order has enough); with fewer than two
+    left, every batch mean is pooled into one interval."""
+    filled = [v for _, v in sorted(strata.items()) if len(v) >= MIN_TRIALS]
+    if len(filled) < 2:
+        return rounds_interval([x for v in strata.values() for x in v], confidence)
+    parts = [_trimmed_mean_se(v) for v in filled]
+    k = len(parts)
+    centre = float(np.mean([m for m, _, _ in parts]))
+    var = sum(se**2 for _, se, _ in parts) / k**2
+    if var <= 0:
+        return _t_interval(centre, 0.0, 1, confidence)
+    df = var**2 / sum((se**2 / k**2) ** 2 / max(d, 1) for _, se, d in parts)
+    return _t_interval(centre, math.sqrt(var), df, confidence)
 
 
 def compare_processes(groups: dict[int, list[float]], confidence: float = 0.95) -> Comparison:
@@ -419,9 +471,13 @@ def block_comparisons(blocks: list[dict], labels: list[str], warmup: int,
                       batch: int | None = None) -> dict[str, tuple[int, Comparison]]:
     """Every variant after the first against the first: (batch means used, Comparison). A batch
     is `batch` consecutive rounds (default: one full rotation, `len(labels)`); rounds from several
-    processes are compared process by process (`compare_processes`)."""
+    processes are compared process by process (`compare_processes`), rounds of trainers rebuilt in
+    turns build order by build order (`compare_strata`)."""
     out = {}
     for label in labels[1:]:
-        groups = block_log_ratios(blocks, labels[0], label, warmup, batch or len(labels))
-        out[label] = (sum(len(v) for v in groups.values()), compare_processes(groups))
+        means, _ = _grouped_batches(blocks, labels[0], label, warmup, batch or len(labels))
+        groups = {k[1]: v for k, v in means.items()}
+        by_order = any(k[0] == "order" for k in means)
+        out[label] = (sum(len(v) for v in groups.values()),
+                      compare_strata(groups) if by_order else compare_processes(groups))
     return out

@@ -77,6 +77,10 @@ class WindowedSPS:
         """Start the next window now: time since the last mark belongs to no window."""
         self._t0, self._phases0 = self._clock(), self._timer.snapshot()
 
+    def carry(self, windows: list[Window], agent_steps: int) -> None:
+        """Go on from another run's `windows`, at its count of `agent_steps` (a trainer rebuilt mid-run)."""
+        self.windows, self._steps0 = windows, agent_steps
+
     def mark(self, agent_steps: int, learning: dict[str, float] | None = None) -> Window:
         now = self._clock()
         phases = self._timer.snapshot()

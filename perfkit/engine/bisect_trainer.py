@@ -20,7 +20,8 @@ reads can swallow a command:
                                               one): {"agent_steps", "seconds", "epochs", "learning"}
   {"cmd": "learn", "key": K, "epochs": E, "seed": N}
                                               a fresh trainer of K's code (seed N) trained E epochs:
-                                              {"learning": per-episode means over its last quarter}
+                                              {"learning": each metric's final value, as learn
+                                              takes a seed's (`final_values`)}
   {"cmd": "drop", "key": K}                   close K's trainer: {"dropped": K}
   {"cmd": "quit"}
 Any failure is answered {"error": ...} and the process goes on.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import sys
 import time
@@ -101,16 +103,13 @@ class Server:
         return {"agent_steps": steps, "seconds": self.clock() - start, "epochs": epochs, "learning": learning}
 
     def learn(self, key: str, epochs: int, seed: int) -> dict:
-        from perfkit.core.stats import mean_learning
-
         start = self.clock()
         fresh = self._trainer(key, seed)
         try:
             windows = [fresh.run_epoch() for _ in range(epochs)]
         finally:
             fresh.vecenv.close()
-        tail = windows[-max(1, epochs // 4):]
-        return {"learning": mean_learning([w.learning for w in tail if w.learning]), "seconds": self.clock() - start}
+        return {"learning": final_values(windows), "seconds": self.clock() - start}
 
     def drop(self, key: str) -> dict:
         t = self.trainers.pop(key, None)
@@ -175,6 +174,19 @@ def private_channels() -> tuple[Any, Any]:
     os.close(null)
     sys.stdout = sys.stderr
     return commands, answers
+
+
+def final_values(windows) -> dict[str, float]:
+    """Each episode metric's final value over one seed's windows, as `perfkit learn` takes it
+    (`learning_stats.final_value`: episode-weighted, over the windows ending in the last 20% of the
+    seed's agent-steps); metrics no episode reported there are left out."""
+    from perfkit.core.learning_stats import final_value, points
+
+    rows = [{"agent_steps": w.agent_steps, "learning": w.learning} for w in windows]
+    total = sum(w.agent_steps for w in windows)
+    keys = sorted({k for w in windows for k in (w.learning or {})} - {"episodes"})
+    values = {k: final_value(points(rows, k), total) for k in keys}
+    return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
 def main(argv: list[str] | None = None) -> int:

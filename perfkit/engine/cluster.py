@@ -414,7 +414,8 @@ class Scheduler:
     def submit(self, node: str, rnd: _Round) -> None:
         """Send `rnd`'s next trial to `node`."""
         v = self.variants[rnd.next]
-        self.inflight[self.actors[node].run.remote(self.runner.spec(v))] = _Slot(node, rnd, time.monotonic())
+        ref = self.actors[node].run.remote(self.runner.spec(v), self.runner.module)
+        self.inflight[ref] = _Slot(node, rnd, time.monotonic())
         if self.on_dispatch is not None:
             self.on_dispatch(node, rnd.k, v)
 

@@ -55,6 +55,18 @@ class CommandRunner:
     clock: Callable[[], float] = time.monotonic
     extra_env: dict[str, str] = field(default_factory=dict)
     prefix: list[str] = field(default_factory=list)  # e.g. `py-spy record ... --` (perfkit profile --cmd)
+    module = "perfkit.engine.command"  # a cluster node runs a trial as `python -m MODULE SPEC OUT`
+
+    def spec(self, variant: Variant) -> dict:
+        """One trial as a node runs it (`main`): the command, run in this machine's working
+        directory unless it names one (a shared or identical file system, as for PYTHONPATH), seeing
+        the user's PYTHONPATH, measured as this runner measures it."""
+        cmd = variant.scenario.to_dict()  # type: ignore[union-attr]
+        cmd["cwd"] = cmd.get("cwd") or os.getcwd()
+        return {"command": cmd, "label": variant.label, "seconds": self.seconds,
+                "warmup_seconds": self.warmup_seconds, "progress": self.progress, "metrics": list(self.metrics),
+                "start_timeout": self.start_timeout, "min_window_s": self.min_window_s,
+                "user_pythonpath": os.environ.get("PYTHONPATH")}
 
     def __call__(self, variant: Variant, trial: int, out: Path) -> TrialResult:
         cmd: Command = variant.scenario  # type: ignore[assignment]
@@ -537,7 +549,9 @@ def _learn_error(run: _Run, steps: int, progress: str, metrics: tuple[str, ...],
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m perfkit.engine.command SPEC.json OUT.json`: one learning trial of a command."""
+    """`python -m perfkit.engine.command SPEC.json OUT.json`: one trial of a command, as a cluster
+    node (or learn's seed scheduler) runs it: with "seconds", a compare trial (`CommandRunner`:
+    warm-up, then that many steady seconds); with "steps", a learning trial (`run_to_steps`)."""
     from perfkit.engine.trial import child_args
 
     spec_path, out = child_args("perfkit.engine.command", argv)
@@ -550,6 +564,17 @@ def main(argv: list[str] | None = None) -> int:
     c = spec["command"]
     cmd = Command(c["name"], c["command"], tuple(sorted(c.get("env", {}).items())), c.get("cwd"), c.get("rev"),
                   c.get("sha"))
+    if spec.get("seconds") is not None:
+        runner = CommandRunner(seconds=float(spec["seconds"]),
+                               warmup_seconds=float(spec.get("warmup_seconds", WARMUP_SECONDS)),
+                               progress=spec.get("progress", "auto"), metrics=tuple(spec.get("metrics", ())),
+                               start_timeout=float(spec.get("start_timeout", START_TIMEOUT)),
+                               min_window_s=float(spec.get("min_window_s", 1.0)))
+        try:
+            runner(Variant(spec["label"], cmd), 0, out)  # it saves its result, also when interrupted
+        except KeyboardInterrupt:
+            return 130
+        return 0
     result = run_to_steps(Variant(spec["label"], cmd), int(spec["steps"]), out.with_suffix(".log"),
                           spec.get("progress", "auto"), tuple(spec.get("metrics", ())),
                           float(spec.get("start_timeout", START_TIMEOUT)), asked=tuple(spec.get("asked", ())))

@@ -59,6 +59,7 @@ class SubprocessRunner:
     launcher: list[str] | None = None  # replaces `python -m perfkit.engine.trial` (Scalene runs a script path)
     extra: dict[str, Any] = field(default_factory=dict)  # more spec keys, e.g. torch_profiler
     grace_seconds: float = 30.0  # after forwarding a stop, how long the trial may take to save
+    module = "perfkit.engine.trial"  # a cluster node runs a trial as `python -m MODULE SPEC OUT`
 
     def spec(self, variant: Variant) -> dict:
         spec: dict[str, Any] = {"scenario": variant.scenario.to_dict(), "seconds": self.seconds,
@@ -268,7 +269,16 @@ def session_spec(variants: list[Variant], rule: StopRule, seconds: float | None,
     return SessionSpec(variants=[{"label": v.label, "scenario": v.scenario.to_dict()} for v in variants],
                        seconds=budget, agent_steps=rule.rounds * steps if steps is not None else None,
                        precision=rule.precision, min_rounds=rule.min_rounds, min_seconds=rule.min_seconds,
-                       ppo=ppo or {}, num_envs=num_envs, progress=progress)
+                       ppo=ppo or {}, num_envs=num_envs, progress=progress,
+                       rebuild_seconds=rebuild_seconds(budget, len(variants)))
+
+
+def rebuild_seconds(budget: float | None, variants: int) -> float:
+    """How often the session rebuilds its trainers in the next order: every REBUILD_SECONDS, or
+    often enough that a short budget still sees every build order twice."""
+    from perfkit.engine.session import REBUILD_SECONDS
+
+    return REBUILD_SECONDS if budget is None else min(REBUILD_SECONDS, budget / (2 * variants))
 
 
 def sampler_cores(children_cpu: float, session_cpu: float, wall: float) -> float | None:

@@ -13,6 +13,12 @@ batches of `len(variants)` rounds, one full rotation each, so an order effect ca
 and the interval (`stats.rounds_interval`: a trimmed mean, so a neighbour's stall of one side weighs
 no more than any round) is taken over nearly independent batch means.
 
+Rebuilds (`rebuild_seconds`, what compare sets): every so often the trainers are built afresh in
+the next rotation of the build order, each going on from the one it replaces (`Trainer.continue_from`:
+the same weights and counts in new tensors). Two trainers of the same code can differ by a fixed
+~0.2% for as long as they live, with where they were built; rounds are grouped by build order and
+the interval averages the orders (`stats.compare_strata`), so such an offset cancels.
+
 `python -m perfkit.engine.session SPEC.json OUT.json` runs a session in its own process (what
 `compare --mode inprocess` does); OUT.json is rewritten atomically every few rounds and at the end,
 also on Ctrl-C/SIGTERM.
@@ -40,6 +46,10 @@ from perfkit.records.trial import TrialResult
 
 WARMUP_ROUNDS = 2
 SAVE_EVERY_SECONDS = 10.0  # how often the session record on disk is brought up to date
+# compare rebuilds its trainers this often, in the next build order (see run_rounds): two trainers
+# of the same code built one after the other can differ by a fixed ~0.2% for their whole life
+# (docs/benchmarks.md, "A quiet day"), more than a precise compare's interval holds
+REBUILD_SECONDS = 15.0
 
 
 @dataclass
@@ -57,6 +67,7 @@ class SessionSpec:
     num_envs: int | None = None
     progress: bool = False
     batch_rounds: int | None = None  # rounds per batch mean (default: one rotation, len(variants))
+    rebuild_seconds: float | None = None  # rebuild every trainer, in the next build order, this often
 
 
 @dataclass
@@ -108,9 +119,17 @@ def run_session(spec: SessionSpec, out_dir: Path | None = None, on_round: Callab
     def record(session: Session) -> Session:
         return _with_trials(session, trainers, meta, device, cfg, threads, machine)
 
+    def rebuild(order: list[str]) -> None:
+        """Fresh trainers in `order`, each going on from the one it replaces (its weights and counts)."""
+        for label in order:
+            old = trainers[label]
+            trainers[label], _ = _build(label, meta[label][0], spec, cfg, device, out_dir)
+            trainers[label].continue_from(old)
+            old.vecenv.close()
+
     try:
         session = run_rounds(trainers, spec, on_round, (lambda s: save(record(s))) if save else None, clock,
-                             cfg.num_steps)
+                             cfg.num_steps, rebuild=rebuild if spec.rebuild_seconds else None)
     finally:
         for t in trainers.values():
             t.vecenv.close()
@@ -143,10 +162,20 @@ class EpochTrainer(Protocol):
 
 
 def run_rounds(trainers: dict[str, EpochTrainer], spec: SessionSpec, on_round=None, save=None,
-               clock: Callable[[], float] = time.perf_counter, steps_per_epoch: int = 0) -> Session:
+               clock: Callable[[], float] = time.perf_counter, steps_per_epoch: int = 0,
+               rebuild: Callable[[list[str]], None] | None = None) -> Session:
     """Rounds of one epoch per trainer, in rotating order, until the spec's rule stops them. A
     trainer that raises is recorded as failed and leaves the rotation; the others go on (with fewer
-    than two left nothing can be compared, and the session stops). Ctrl-C ends it, interrupted."""
+    than two left nothing can be compared, and the session stops). Ctrl-C ends it, interrupted.
+
+    With `rebuild` (and `spec.rebuild_seconds`), every `rebuild_seconds` the trainers are built
+    afresh, `rebuild(order)`, in the next rotation of the labels (build j: labels rotated by j, so
+    over len(labels) builds each variant is built in each place once). Each round then carries its
+    "build" and its "build_order" (j mod len(labels)); the first `warmup_rounds` rounds of every
+    build are warm-up, and the interval is taken per build order and averaged over them
+    (`stats.block_comparisons`), so an offset that comes with the place a trainer was built in
+    cancels instead of biasing the ratio. The precision may stop the rounds only once every
+    build order has two batch means past its warm-up."""
     labels = list(trainers)
     session = Session(labels, [], {}, spec.warmup_rounds, batch_rounds=spec.batch_rounds)
     active = list(labels)
@@ -158,17 +187,20 @@ def run_rounds(trainers: dict[str, EpochTrainer], spec: SessionSpec, on_round=No
     min_batches = max(spec.min_rounds, stats.MIN_TRIMMED_ROUNDS)  # the interval is a trimmed mean
     rounds = Rounds(rule, clock, min_rounds=spec.warmup_rounds + min_batches * (spec.batch_rounds or len(labels)))
     last_save = clock()
+    builds = _Builds(labels, spec, rebuild, clock)
     try:
         while rounds.more():
             block = _one_round(rounds.done, rounds.order(active), trainers, sentinel, session, active,
-                               warmup=rounds.done < spec.warmup_rounds)
+                               warmup=builds.warmup(rounds.done))
             block["t"] = round(rounds.elapsed, 3)  # seconds since the rounds began, at this round's end
+            builds.tag(block)
             session.blocks.append(block)
             if on_round is not None:
                 on_round(block["round"], block)
             if not active or (len(active) < 2 and len(labels) > 1):
                 rounds.stop("a variant failed" if active else "every variant failed")
-            elif rounds.finished(lambda: session.precision_reached(spec.precision, min_batches)):
+            elif rounds.finished(lambda: builds.every_order_steady()
+                                 and session.precision_reached(spec.precision, min_batches)):
                 pass
             elif spec.agent_steps is not None and all(
                     t.agent_steps >= spec.agent_steps + spec.warmup_rounds * steps_per_epoch * t.num_agents
@@ -177,10 +209,54 @@ def run_rounds(trainers: dict[str, EpochTrainer], spec: SessionSpec, on_round=No
             elif save is not None and clock() - last_save >= SAVE_EVERY_SECONDS:
                 save(session)
                 last_save = clock()
+            if not rounds.reason and active:
+                builds.maybe_rebuild(rounds.done, session, active)
         session.stop_reason = rounds.reason or ROUNDS
     except KeyboardInterrupt:
         session.interrupted, session.stop_reason = True, "interrupted"
     return session
+
+
+class _Builds:
+    """When the trainers are rebuilt (`run_rounds`), which build a round belongs to and whether it
+    is one of that build's warm-up rounds."""
+
+    def __init__(self, labels: list[str], spec: SessionSpec, rebuild, clock):
+        self.labels, self.spec, self.rebuild, self.clock = labels, spec, rebuild, clock
+        self.on = rebuild is not None and bool(spec.rebuild_seconds)
+        self.build, self.first_round, self.started = 0, 0, clock()
+        self.steady: dict[int, int] = {}  # build order -> its rounds past warm-up
+
+    def warmup(self, r: int) -> bool:
+        return r - self.first_round < self.spec.warmup_rounds
+
+    def tag(self, block: dict) -> None:
+        if self.on:
+            block["build"], block["build_order"] = self.build, self.build % len(self.labels)
+            if not self.warmup(block["round"]):
+                order = self.build % len(self.labels)
+                self.steady[order] = self.steady.get(order, 0) + 1
+
+    def every_order_steady(self) -> bool:
+        """Has every build order two batch means past its warm-up (the least an interval takes)?"""
+        need = 2 * (self.spec.batch_rounds or len(self.labels))
+        return not self.on or (len(self.steady) >= len(self.labels) and min(self.steady.values()) >= need)
+
+    def maybe_rebuild(self, rounds_done: int, session: Session, active: list[str]) -> None:
+        if not self.on or self.clock() - self.started < self.spec.rebuild_seconds:
+            return
+        self.build += 1
+        k = self.build % len(self.labels)
+        order = [lb for lb in self.labels[k:] + self.labels[:k] if lb in active]
+        try:
+            self.rebuild(order)
+        except Exception as e:  # noqa: BLE001 -- a rebuild that fails ends the rounds as a failed variant would
+            from perfkit.train.ppo import describe_error
+
+            for label in list(active):
+                session.errors.setdefault(label, f"rebuilding the trainers failed: {describe_error(e)}")
+            active.clear()
+        self.first_round, self.started = rounds_done, self.clock()
 
 
 def _one_round(r: int, order: list[str], trainers: dict[str, EpochTrainer], sentinel: Sentinel, session: Session,

@@ -223,6 +223,11 @@ class CompareResult(Record):
             out.append("each command ran as one process: a process's own speed (often 1-4% between twins on a busy "
                        "machine) is not in the interval; --processes 3 or more (with the time for their warm-ups, "
                        "e.g. --max-minutes 3) puts it there")
+        orders = {b["build_order"] for b in steady_blocks(self.blocks, self.warmup_rounds) if "build_order" in b}
+        if 0 < len(orders) < len(self.variants):
+            out.append(f"the trainers ran in {len(orders)} of their {len(self.variants)} build orders (the run was "
+                       "too short to rebuild them in every order): an offset between trainers that comes with the "
+                       "order they were built in (about 0.2% between twins) is not averaged out of the interval")
         rule = self.stopping.get("rule") or {}
         if rule.get("precision") and self.stopping.get("reason") != "precision":
             out.append(f"precision ±{rule['precision']:.1%} not reached: stopped by {self.stopping.get('reason')} "

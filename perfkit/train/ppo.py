@@ -220,6 +220,18 @@ class Trainer:
             self.profiler.step()
         return window
 
+    def continue_from(self, old: Trainer) -> None:
+        """Take over `old`'s training: its weights, optimizer state, sampling RNG, counters, windows
+        and cadences, in this trainer's own fresh tensors (the env restarts its episodes). What an
+        in-process compare does when it rebuilds its trainers in another order mid-run, so that
+        where each one's memory landed is not a fixed offset between them (perfkit.engine.session)."""
+        self.policy.load_state_dict(old.policy.state_dict())
+        self.optimizer.load_state_dict(old.optimizer.state_dict())
+        self.gen.set_state(old.gen.get_state())
+        self.agent_steps, self.epoch, self.checkpoints = old.agent_steps, old.epoch, old.checkpoints
+        self.evals, self.checkpoint, self.evaluate = old.evals, old.checkpoint, old.evaluate
+        self.windows.carry(old.windows.windows, self.agent_steps)
+
     def outcome(self, interrupted: bool = False, error: str | None = None) -> TrainOutcome:
         return TrainOutcome(self.windows.windows, self.agent_steps, self.epoch, self.checkpoints, self.evals,
                             interrupted, error)
