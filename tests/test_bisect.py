@@ -316,7 +316,7 @@ def test_the_trainer_process_holds_two_commits_code_apart(tmp_path):
                     {"cmd": "load", "key": "broken", "paths": [paths[1]]},
                     {"cmd": "load", "key": "bad", "paths": [paths[2]]},
                     {"cmd": "block", "key": "good", "seconds": 0.0}, {"cmd": "block", "key": "bad", "seconds": 0.0},
-                    {"cmd": "learn", "key": "good", "epochs": 20, "seed": 4}, {"cmd": "drop", "key": "bad"},
+                    {"cmd": "learn", "key": "good", "epochs": 100, "seed": 4}, {"cmd": "drop", "key": "bad"},
                     {"cmd": "nope"}, {"cmd": "quit"}]
         out = io.StringIO()
         assert serve(spec, io.StringIO("".join(json.dumps(c) + "\n" for c in commands)), out) == 0

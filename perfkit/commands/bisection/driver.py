@@ -85,8 +85,10 @@ class Bisect:
             return math.log(got["agent_steps"] / got["seconds"])
         got = self.trainers.ask(cmd="learn", key=key, epochs=self.opts.learn_epochs, seed=self.round_seed)
         if self.opts.metric not in got["learning"]:
-            raise BisectError(f"--metric {self.opts.metric!r} is not reported by this env; it reports: "
-                              f"{', '.join(sorted(got['learning'])) or 'nothing'} (or use --metric sps)")
+            raise BisectError(f"--metric {self.opts.metric!r}: no episode reported it in the last 20% of a "
+                              f"{self.opts.learn_epochs}-epoch training (episodes there reported: "
+                              f"{', '.join(sorted(got['learning'])) or 'nothing'}); raise --learn-epochs so episodes "
+                              "end late in the training, or use --metric sps")
         return float(got["learning"][self.opts.metric])
 
     def left(self) -> float:
